@@ -1,0 +1,327 @@
+"""Run one benchmark cell (model x method x task x seed) from its resolved config.
+
+The only place that ties models, methods, tasks, train and telemetry together.
+
+Features:
+- validates everything (names, combination, data files, field mapping) before
+  loading a model or writing a file: bad input raises ``ConfigError``;
+- phases ``load``, ``train``, ``eval``, each with wall time and peak memory, stamped on
+  the telemetry samples;
+- resumes from the cell folder's latest checkpoint when one exists;
+- writes ``result.json`` (the source of truth) before anything goes to MLflow, and
+  again with the tracking outcome; a tracking failure leaves the cell successful;
+- maps failures to a status: ``oom`` for out-of-memory, ``failed`` with traceback for
+  any other exception. A preemption (``SystemExit``/``KeyboardInterrupt``) leaves the
+  result ``running`` and the checkpoint in place for the requeued job.
+
+Cell folder: ``config.yaml``, ``result.json``, ``log.txt``, ``predictions.jsonl``,
+``adapter/`` (or ``model/`` for full fine-tuning), ``checkpoints/`` while running,
+``telemetry.csv`` and ``timeline.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.config import CellConfig, ConfigError
+from harness.environment import environment
+from harness.methods import MethodSpec, apply_method, check_combination, resolve_method, resolve_method_args
+from harness.models import ModelSpec, count_module_parameters, load_model, resolve_model
+from harness.result import Result, now_iso, write_result
+from harness.tasks import Formatter, TaskSpec, class_weights, head_for, load_split, resolve_task
+
+log = logging.getLogger("harness.cell")
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+@dataclass
+class CellPlan:
+    """A cell with every name resolved and every input checked; nothing loaded yet."""
+
+    config: CellConfig
+    model: ModelSpec
+    task: TaskSpec
+    method: MethodSpec
+    head: str
+    method_args: dict[str, Any]
+    train_rows: list[dict[str, Any]]
+    eval_rows: list[dict[str, Any]]
+
+
+def prepare_cell(config: CellConfig) -> CellPlan:
+    """Resolve and check a cell. Raises ConfigError with a one-line reason."""
+    model = resolve_model(config.model)
+    task = resolve_task(config.task)
+    method = resolve_method(config.method)
+    head = head_for(task, model.family, config.model)
+    args = resolve_method_args(method, model.family, config.method_args)
+    check_combination(config, method, model.family, head, args)
+    data = config.data
+    train_rows = load_split(task, data, data.train_split, data.max_train_samples, config.seed) if method.trains else []
+    eval_rows = load_split(task, data, data.eval_split, data.max_eval_samples, config.seed)
+    return CellPlan(config, model, task, method, head, args, train_rows, eval_rows)
+
+
+def _resolve_precision(config: CellConfig, device: Any) -> tuple[str, Any]:
+    import torch
+
+    precision = config.train.precision
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    if precision != "fp32" and device.type != "cuda":
+        raise ConfigError(f"train.precision {precision!r} needs a GPU; this run is on CPU (use fp32 or auto)")
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
+    return precision, dtype
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def run_cell(config: CellConfig) -> Result:
+    """Run the cell; return its result (also written to ``<output_dir>/result.json``).
+
+    Raises ConfigError for bad input, before anything is written.
+    """
+    plan = prepare_cell(config)
+    cell_dir = Path(config.output_dir)
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    handler = _attach_log(cell_dir / "log.txt")
+    try:
+        return _run(plan, cell_dir)
+    finally:
+        logging.getLogger("harness").removeHandler(handler)
+        handler.close()
+
+
+def _attach_log(path: Path) -> logging.Handler:
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("harness")
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    return handler
+
+
+def _run(plan: CellPlan, cell_dir: Path) -> Result:
+    import torch
+
+    config = plan.config
+    _quiet_libraries()
+    (cell_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    result = Result(cell_id=config.cell_id, status="running", config=config.model_dump(mode="json"),
+                    environment=environment())
+    write_result(cell_dir, result)
+    log.info("cell %s: %s / %s / %s / seed %d", config.cell_id, config.model, config.method, config.task, config.seed)
+
+    device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
+    sampler = _start_sampler(config, cell_dir)
+    from harness.train import PhaseMeter
+
+    meter = PhaseMeter(device)
+    try:
+        _execute(plan, cell_dir, device, meter, sampler, result)
+        result.status = "success"
+    except (torch.cuda.OutOfMemoryError, MemoryError) as error:
+        result.status, result.error = "oom", f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        result.traceback = traceback.format_exc()
+        log.error("out of memory: %s", result.error)
+    except Exception as error:  # noqa: BLE001 - any failure of this cell must end as a result, not a crash
+        result.status, result.error = "failed", f"{type(error).__name__}: {error}"
+        result.traceback = traceback.format_exc()
+        log.error("cell failed: %s\n%s", result.error, result.traceback)
+    finally:
+        # Preemption (SystemExit) also passes here: stop the sampler, keep status "running".
+        result.efficiency.phases = meter.phases
+        _stop_sampler(sampler, result, cell_dir)
+        result.finished_at = now_iso()
+        write_result(cell_dir, result)
+    if result.status == "success":
+        shutil.rmtree(cell_dir / CHECKPOINT_DIR, ignore_errors=True)
+    _track(config, cell_dir, result)
+    return result
+
+
+def _execute(plan: CellPlan, cell_dir: Path, device: Any, meter: Any, sampler: Any, result: Result) -> None:
+    import accelerate
+    import transformers
+
+    from harness.tasks.evaluate import evaluate
+    from harness.train import Trainer
+
+    config, method = plan.config, plan.method
+    precision, dtype = _resolve_precision(config, device)
+    transformers.set_seed(config.seed)
+
+    _set_phase(sampler, "load")
+    with meter.phase("load"):
+        loaded = load_model(
+            plan.model, plan.head,  # type: ignore[arg-type]
+            num_labels=len(plan.task.label_names) or None, label_names=list(plan.task.label_names) or None,
+            quantize_4bit=method.quantize_4bit, dtype=dtype, device=device, extra_kwargs=config.model_args,
+        )
+        formatter = Formatter(plan.task, plan.head, loaded.tokenizer, config.data)  # type: ignore[arg-type]
+        train_examples = [formatter.encode(row) for row in plan.train_rows]
+        eval_examples = [formatter.encode(row) for row in plan.eval_rows]
+        from harness.train import total_optimizer_steps
+
+        total_steps = total_optimizer_steps(len(train_examples), config.train) if method.trains else 0
+        model = apply_method(loaded.model, method, plan.head, plan.method_args, total_steps=total_steps,
+                             gradient_checkpointing=config.train.gradient_checkpointing, quantized=loaded.quantized_4bit)
+        trainable, total = count_module_parameters(model)
+    eff = result.efficiency
+    eff.trainable_params, eff.total_params = trainable, total
+    eff.trainable_share = trainable / total if total else 0.0
+    log.info("parameters: %d trainable of %d (%.4f%%)", trainable, total, 100 * eff.trainable_share)
+
+    if method.trains:
+        accelerate.state.AcceleratorState._reset_state(reset_partial_state=True)
+        accelerator = accelerate.Accelerator(
+            mixed_precision="no" if precision == "fp32" else precision, cpu=device.type == "cpu"
+        )
+        weights = None
+        if config.data.class_weighted_loss and plan.task.kind == "classification":
+            weights = class_weights([int(r["label"]) for r in plan.train_rows], len(plan.task.label_names))
+        trainer = Trainer(
+            model, train_examples, head=plan.head, pad_id=formatter.pad, config=config.train, method=method,
+            learning_rate=config.train.learning_rate or method.learning_rate, seed=config.seed,
+            checkpoint_dir=cell_dir / CHECKPOINT_DIR, accelerator=accelerator, quantized=loaded.quantized_4bit,
+            class_weights=weights,
+        )
+        _set_phase(sampler, "train")
+        with meter.phase("train"):
+            outcome = trainer.train()
+        model = accelerator.unwrap_model(trainer.model)
+        seconds = max(outcome.train_seconds, 1e-9)
+        eff.train_steps, eff.train_samples = outcome.steps, outcome.samples_this_run
+        eff.train_samples_per_s = outcome.samples_this_run / seconds
+        eff.train_tokens_per_s = outcome.real_tokens_this_run / seconds
+        eff.padding_fraction = outcome.padding_fraction
+        eff.final_train_loss = outcome.final_loss
+        eff.resumed_from_step = outcome.resumed_from_step
+        eff.loss_history = outcome.losses  # type: ignore[attr-defined]
+        saved = _save_weights(model, loaded.tokenizer, method, cell_dir)
+        result.artifacts[saved.name] = saved.name
+        eff.adapter_bytes = _dir_size(saved)
+
+    _set_phase(sampler, "eval")
+    with meter.phase("eval"):
+        evaluation = evaluate(model, formatter, eval_examples, data=config.data,
+                              batch_size=config.train.eval_batch_size, device=device)
+    result.metrics = evaluation.metrics
+    result.reports = evaluation.reports
+    with (cell_dir / "predictions.jsonl").open("w") as handle:
+        for record in evaluation.predictions:
+            handle.write(json.dumps(record) + "\n")
+    result.artifacts["predictions"] = "predictions.jsonl"
+    log.info("metrics: %s", {k: round(v, 4) for k, v in result.metrics.items()})
+
+
+def _save_weights(model: Any, tokenizer: Any, method: MethodSpec, cell_dir: Path) -> Path:
+    """The adapter (PEFT methods) or the whole model (full fine-tuning)."""
+    name = "model" if method.peft_config is None else "adapter"
+    target = cell_dir / name
+    shutil.rmtree(target, ignore_errors=True)
+    model.save_pretrained(target)
+    if method.peft_config is None:
+        tokenizer.save_pretrained(target)
+    return target
+
+
+def _dir_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _start_sampler(config: CellConfig, cell_dir: Path) -> Any:
+    if not config.telemetry.enabled:
+        return None
+    try:
+        from harness.telemetry import TelemetrySampler
+
+        sampler = TelemetrySampler(cell_dir, interval_s=config.telemetry.interval_s, backend=config.telemetry.backend)
+        sampler.start()
+        return sampler
+    except Exception as error:  # noqa: BLE001 - telemetry never fails a cell
+        log.warning("telemetry off: %s", error)
+        return None
+
+
+def _set_phase(sampler: Any, phase: str) -> None:
+    if sampler is not None:
+        sampler.set_phase(phase)
+
+
+def _stop_sampler(sampler: Any, result: Result, cell_dir: Path) -> None:
+    if sampler is None:
+        return
+    try:
+        sampler.stop()
+        result.telemetry = {**sampler.summary(), "metrics": sampler.metrics()}
+        for name, path in sampler.artifacts.items():
+            if Path(path).is_file():
+                result.artifacts[name] = str(Path(path).resolve().relative_to(cell_dir.resolve()))
+    except Exception as error:  # noqa: BLE001
+        result.telemetry = {"error": f"{type(error).__name__}: {error}"}
+
+
+def _track(config: CellConfig, cell_dir: Path, result: Result) -> None:
+    """Log to MLflow after result.json is on disk; record the outcome, never raise."""
+    from harness.tracking import default_tracking_uri, log_result
+
+    if not config.tracking.enabled:
+        result.tracking.status = "disabled"
+        write_result(cell_dir, result)
+        return
+    uri = config.tracking.uri or default_tracking_uri(cell_dir)
+    result.tracking.uri = uri
+    try:
+        result.tracking.run_id = log_result(cell_dir, result, uri=uri, experiment=config.tracking.experiment)
+        result.tracking.status, result.tracking.error = "logged", None
+    except Exception as error:  # noqa: BLE001 - tracking fails open
+        result.tracking.status = "failed"
+        result.tracking.error = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        log.warning("MLflow logging failed (%s); result.json is intact", result.tracking.error)
+    write_result(cell_dir, result)
+
+
+def load_trained(cell_dir: Path) -> tuple[Any, Formatter, list[Any], CellPlan]:
+    """Reload a finished cell: base model plus its saved adapter (or fine-tuned weights).
+
+    Returns (model, formatter, eval examples, plan), ready for :func:`harness.tasks.evaluate.evaluate`.
+    """
+    import torch
+
+    config = CellConfig.model_validate(yaml.safe_load((cell_dir / "config.yaml").read_text()))
+    plan = prepare_cell(config)
+    device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
+    _, dtype = _resolve_precision(config, device)
+    spec = plan.model
+    if (cell_dir / "model").is_dir():  # full fine-tuning saved every weight
+        from dataclasses import replace
+
+        spec = replace(spec, origin="local", local_dir=cell_dir / "model")
+    loaded = load_model(spec, plan.head, num_labels=len(plan.task.label_names) or None,  # type: ignore[arg-type]
+                        label_names=list(plan.task.label_names) or None, quantize_4bit=plan.method.quantize_4bit,
+                        dtype=dtype, device=device, extra_kwargs=config.model_args)
+    model = loaded.model
+    if (cell_dir / "adapter").is_dir():
+        from peft import PeftModel
+
+        # AdaLoRA's reloaded adapter needs is_trainable=True for a forward pass with labels.
+        model = PeftModel.from_pretrained(model, cell_dir / "adapter", is_trainable=plan.method.rank_allocation)
+    formatter = Formatter(plan.task, plan.head, loaded.tokenizer, config.data)  # type: ignore[arg-type]
+    return model, formatter, [formatter.encode(row) for row in plan.eval_rows], plan

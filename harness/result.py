@@ -1,0 +1,123 @@
+"""The ``result.json`` schema: the single source of truth of a cell.
+
+Defined here, once, and versioned. Everything downstream (tracking, dispatch
+status, reports) reads results through :func:`load_result`. A result is written
+atomically (temp file + rename) so a killed process never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+RESULT_FILE = "result.json"
+
+Status = Literal["success", "failed", "oom", "timeout", "cancelled", "running"]
+
+
+class PhaseStats(BaseModel):
+    """Wall time and peak memory of one phase (load, train, eval)."""
+
+    model_config = ConfigDict(extra="allow")
+    wall_s: float = 0.0
+    # GPU: torch allocator peaks; CPU: process RSS peak (bytes)
+    peak_allocated_bytes: int | None = None
+    peak_reserved_bytes: int | None = None
+    peak_rss_bytes: int | None = None
+
+
+class Efficiency(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    trainable_params: int = 0
+    total_params: int = 0
+    trainable_share: float = 0.0  # trainable / total, 4-bit weights counted at full size
+    phases: dict[str, PhaseStats] = Field(default_factory=dict)
+    train_steps: int = 0
+    train_samples: int = 0
+    train_samples_per_s: float | None = None
+    train_tokens_per_s: float | None = None  # non-padding tokens
+    padding_fraction: float | None = None
+    adapter_bytes: int | None = None
+    final_train_loss: float | None = None
+    resumed_from_step: int | None = None
+
+
+class TrackingStatus(BaseModel):
+    status: Literal["logged", "failed", "disabled", "pending"] = "pending"
+    uri: str | None = None
+    run_id: str | None = None
+    error: str | None = None
+
+
+class Result(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    schema_version: int = SCHEMA_VERSION
+    cell_id: str
+    status: Status
+    error: str | None = None
+    traceback: str | None = None
+    config: dict[str, Any]
+    metrics: dict[str, float] = Field(default_factory=dict)  # quality: rouge1, accuracy, f1_macro, ...
+    reports: dict[str, Any] = Field(default_factory=dict)  # per-class report, confusion matrix
+    efficiency: Efficiency = Field(default_factory=Efficiency)
+    telemetry: dict[str, Any] = Field(default_factory=dict)  # per-phase summaries, see harness.telemetry
+    environment: dict[str, Any] = Field(default_factory=dict)
+    tracking: TrackingStatus = Field(default_factory=TrackingStatus)
+    artifacts: dict[str, str] = Field(default_factory=dict)  # name -> path relative to the cell folder
+    started_at: str = Field(default_factory=lambda: now_iso())
+    finished_at: str | None = None
+
+    @property
+    def model(self) -> str:
+        return str(self.config.get("model"))
+
+    @property
+    def method(self) -> str:
+        return str(self.config.get("method"))
+
+    @property
+    def task(self) -> str:
+        return str(self.config.get("task"))
+
+    @property
+    def seed(self) -> int:
+        return int(self.config.get("seed", 0))
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(payload, handle, indent=2, sort_keys=False, default=str)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_result(cell_dir: Path, result: Result) -> Path:
+    path = cell_dir / RESULT_FILE
+    write_json_atomic(path, result.model_dump(mode="json"))
+    return path
+
+
+def load_result(cell_dir_or_file: Path) -> Result:
+    path = cell_dir_or_file if cell_dir_or_file.suffix == ".json" else cell_dir_or_file / RESULT_FILE
+    data = json.loads(path.read_text())
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ValueError(f"{path}: result schema version {version}, this harness reads {SCHEMA_VERSION}")
+    return Result.model_validate(data)

@@ -1,0 +1,115 @@
+"""Load a task split as canonical rows, from the bundled copy, local files or the Hub."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from harness.config import ConfigError, DataConfig, DataSource
+from harness.tasks.registry import TaskSpec
+
+Row = dict[str, Any]
+
+
+def load_split(task: TaskSpec, data: DataConfig, split: str, limit: int | None, seed: int = 0) -> list[Row]:
+    """Canonical rows (``task.fields``) of one split, at most ``limit`` of them.
+
+    A limit takes a seeded random sample (the same for every method and model of a
+    seed), not the first rows: BillSum and emotion files are ordered.
+    """
+    source = data.source or DataSource()
+    raw = _read_rows(task, source, split)
+    rows = [_canonical(task, source, row, split, index) for index, row in enumerate(raw)]
+    if limit is not None and limit < len(rows):
+        picked = sorted(random.Random(f"{task.name}/{split}/{seed}").sample(range(len(rows)), limit))
+        rows = [rows[i] for i in picked]
+    if not rows:
+        raise ConfigError(f"task {task.name!r}: split {split!r} is empty")
+    return rows
+
+
+def _read_rows(task: TaskSpec, source: DataSource, split: str) -> list[Row]:
+    if source.files:
+        if split not in source.files:
+            raise ConfigError(f"data source has no file for split {split!r}; given: {', '.join(source.files)}")
+        return read_table(Path(source.files[split]))
+    if source.hub_id:
+        return _read_hub(source.hub_id, source.revision, split)
+    if split not in task.bundled:
+        raise ConfigError(f"task {task.name!r}: no bundled split {split!r}; bundled: {', '.join(task.bundled)}")
+    return read_table(task.bundled[split])
+
+
+def read_table(path: Path) -> list[Row]:
+    if not path.is_file():
+        raise ConfigError(f"data file not found: {path}")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".jsonl", ".json"):
+            text = path.read_text(encoding="utf-8")
+            if suffix == ".json" and text.lstrip().startswith("["):
+                return list(json.loads(text))
+            return [json.loads(line) for line in text.splitlines() if line.strip()]
+        import pandas as pd
+
+        if suffix == ".csv":
+            return pd.read_csv(path).to_dict("records")
+        if suffix == ".parquet":
+            return pd.read_parquet(path).to_dict("records")
+    except (ValueError, OSError) as error:
+        raise ConfigError(f"cannot read data file {path}: {error}") from None
+    raise ConfigError(f"data file {path}: unsupported format {suffix!r}; use .jsonl, .json, .csv or .parquet")
+
+
+def _read_hub(hub_id: str, revision: str | None, split: str) -> list[Row]:
+    import datasets
+
+    try:
+        dataset = datasets.load_dataset(hub_id, revision=revision, split=split)
+    except Exception as error:  # noqa: BLE001 - datasets raises many kinds; report one line
+        raise ConfigError(f"cannot load Hub dataset {hub_id!r} split {split!r}: {str(error).splitlines()[0]}") from None
+    return list(dataset)
+
+
+def _canonical(task: TaskSpec, source: DataSource, row: Row, split: str, index: int) -> Row:
+    out: Row = {}
+    for name in task.fields:
+        column = source.fields.get(name, name)
+        if column not in row:
+            raise ConfigError(
+                f"field mapping: column {column!r} (for {task.name} field {name!r}) not in split {split!r}; "
+                f"columns: {', '.join(map(str, row))}"
+            )
+        out[name] = row[column]
+    unknown = set(source.fields) - set(task.fields)
+    if unknown:
+        raise ConfigError(f"field mapping: unknown field(s) {', '.join(sorted(unknown))} for task {task.name!r}; "
+                          f"valid: {', '.join(task.fields)}")
+    if task.kind == "classification":
+        out["label"] = _label_id(task, source, out["label"], split, index)
+    else:
+        out["text"], out["summary"] = str(out["text"]), str(out["summary"])
+    return out
+
+
+def _label_id(task: TaskSpec, source: DataSource, value: Any, split: str, index: int) -> int:
+    names = list(source.label_names or task.label_names)
+    if isinstance(value, str) and not value.lstrip("-").isdigit():
+        if value not in names:
+            raise ConfigError(f"split {split!r} row {index}: label {value!r} is not one of {', '.join(names)}")
+        return names.index(value)
+    label = int(value)
+    if not 0 <= label < len(names):
+        raise ConfigError(f"split {split!r} row {index}: label {label} outside 0..{len(names) - 1}")
+    return label
+
+
+def class_weights(labels: list[int], num_classes: int) -> list[float]:
+    """w_c = N / (C * n_c): rare classes weigh more; a balanced set gives all ones."""
+    counts = [0] * num_classes
+    for label in labels:
+        counts[label] += 1
+    total = len(labels)
+    return [total / (num_classes * count) if count else 0.0 for count in counts]

@@ -1,0 +1,126 @@
+"""Turn canonical rows into token ids for one head, and batches into padded tensors.
+
+Formulations (the study's):
+- summarization, T5: ``"summarize: " + text`` -> summary;
+- summarization, decoder-only: an instruction/response template, loss on the response only;
+- classification, T5: text-to-text with the label word as target, decoded back to a label;
+- classification, Llama/BERT: a sequence-classification head over the text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from harness.config import DataConfig
+from harness.tasks.registry import Head, TaskSpec
+
+IGNORE_INDEX = -100
+T5_SUMMARY_PREFIX = "summarize: "
+CAUSAL_SUMMARY_PREFIX = "### Instruction:\nSummarize the following bill.\n\n### Bill:\n"
+CAUSAL_SUMMARY_SUFFIX = "\n\n### Summary:\n"
+
+
+def t5_classification_prompt(task: TaskSpec, text: str) -> str:
+    return f"Which emotion does this text express: {', '.join(task.label_names)}?\nText: {text}"
+
+
+@dataclass
+class Example:
+    """One tokenized example. ``labels`` is a token list (generative) or a class id."""
+
+    input_ids: list[int]
+    labels: list[int] | int
+    # generation prompt for decoder-only evaluation (the template without the response)
+    prompt_ids: list[int] | None
+    reference: str | int
+    class_id: int | None = None
+
+    @property
+    def length(self) -> int:
+        return len(self.input_ids) + (len(self.labels) if isinstance(self.labels, list) and self.prompt_ids is None else 0)
+
+
+class Formatter:
+    def __init__(self, task: TaskSpec, head: Head, tokenizer: Any, data: DataConfig) -> None:
+        self.task, self.head, self.tokenizer, self.data = task, head, tokenizer, data
+        self.eos = tokenizer.eos_token_id
+        self.pad = tokenizer.pad_token_id
+
+    def _ids(self, text: str, *, special: bool, limit: int | None = None) -> list[int]:
+        ids = self.tokenizer(text, add_special_tokens=special, truncation=limit is not None, max_length=limit)["input_ids"]
+        return list(ids)
+
+    def _with_eos(self, ids: list[int], limit: int) -> list[int]:
+        ids = [i for i in ids if i != self.eos][: limit - 1]
+        return ids + [self.eos]
+
+    def encode(self, row: dict[str, Any]) -> Example:
+        data, task = self.data, self.task
+        if self.head == "seqcls":
+            ids = self._ids(row["text"], special=True, limit=data.max_source_tokens)
+            return Example(ids, int(row["label"]), None, int(row["label"]), int(row["label"]))
+        if self.head == "seq2seq":
+            if task.kind == "summarization":
+                source, target, reference, class_id = T5_SUMMARY_PREFIX + row["text"], row["summary"], row["summary"], None
+            else:
+                label = int(row["label"])
+                source, target = t5_classification_prompt(task, row["text"]), task.label_names[label]
+                reference, class_id = label, label
+            ids = self._with_eos(self._ids(source, special=True, limit=data.max_source_tokens + 1), data.max_source_tokens)
+            target_ids = self._with_eos(self._ids(target, special=False), data.max_target_tokens)
+            return Example(ids, target_ids, None, reference, class_id)
+        # decoder-only summarization: prompt (with the truncated bill) + response + EOS
+        text_ids = self._ids(row["text"], special=False)[: data.max_source_tokens]
+        prompt = self._ids(CAUSAL_SUMMARY_PREFIX, special=True) + text_ids + self._ids(CAUSAL_SUMMARY_SUFFIX, special=False)
+        response = self._with_eos(self._ids(row["summary"], special=False), data.max_target_tokens)
+        return Example(prompt + response, [IGNORE_INDEX] * len(prompt) + response, prompt, row["summary"])
+
+    def decode_label(self, text: str) -> int:
+        """Map generated text back to a class id; -1 when it names no label."""
+        cleaned = text.strip().lower().strip(".!,;:\"' ")
+        for index, name in enumerate(self.task.label_names):
+            if cleaned == name or cleaned.split(" ")[0] == name:
+                return index
+        return -1
+
+
+def pad_batch(sequences: list[list[int]], pad: int, left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        if left:
+            ids[row, width - len(seq):] = torch.tensor(seq)
+            mask[row, width - len(seq):] = 1
+        else:
+            ids[row, : len(seq)] = torch.tensor(seq)
+            mask[row, : len(seq)] = 1
+    return ids, mask
+
+
+def collate_train(examples: list[Example], head: Head, pad: int) -> dict[str, torch.Tensor]:
+    """Right-padded training batch; padded label positions are ignored by the loss."""
+    input_ids, attention_mask = pad_batch([e.input_ids for e in examples], pad)
+    batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+    if head == "seqcls":
+        batch["labels"] = torch.tensor([e.labels for e in examples], dtype=torch.long)
+    else:
+        labels, _ = pad_batch([e.labels for e in examples], IGNORE_INDEX)  # type: ignore[misc]
+        batch["labels"] = labels
+    if all(e.class_id is not None for e in examples):
+        batch["class_ids"] = torch.tensor([e.class_id for e in examples], dtype=torch.long)
+    return batch
+
+
+def count_tokens(batch: dict[str, torch.Tensor]) -> tuple[int, int]:
+    """(non-padding tokens, all token slots) of a batch, inputs and generative labels together."""
+    real = int(batch["attention_mask"].sum())
+    slots = batch["attention_mask"].numel()
+    labels = batch.get("labels")
+    if labels is not None and labels.dim() == 2 and labels.shape != batch["input_ids"].shape:
+        real += int((labels != IGNORE_INDEX).sum())
+        slots += labels.numel()
+    return real, slots

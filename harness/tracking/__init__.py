@@ -1,0 +1,5 @@
+"""Tracking: MLflow, and only MLflow. Logging a result, collecting a matrix. Fails open."""
+
+from harness.tracking.mlflow_log import default_tracking_uri, find_run, flatten, log_result, result_metrics
+
+__all__ = ["default_tracking_uri", "find_run", "flatten", "log_result", "result_metrics"]

@@ -1,0 +1,117 @@
+"""Log one cell's result to MLflow: params, tags, metrics, artifacts.
+
+Fails open: the caller records a failure in ``result.json``; training results are
+never lost because a tracking server is down. Runs are found again by their
+``harness.cell_id`` tag, so logging the same cell twice updates one run.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from harness.result import Result
+
+# An unreachable server must fail in seconds, not after MLflow's minutes of retries.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
+
+MAX_PARAM_LENGTH = 6000
+CELL_TAG = "harness.cell_id"
+
+
+def default_tracking_uri(cell_dir: Path) -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(cell_dir / 'mlflow.db').resolve()}"
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if isinstance(data, dict):
+        for key, value in data.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+    else:
+        out[prefix[:-1]] = data
+    return out
+
+
+def result_metrics(result: Result) -> dict[str, float]:
+    """Every number of a result that belongs in MLflow's metric table."""
+    metrics = {k: float(v) for k, v in result.metrics.items()}
+    eff = result.efficiency
+    for key in ("trainable_params", "total_params", "trainable_share", "train_steps", "train_samples",
+                "train_samples_per_s", "train_tokens_per_s", "padding_fraction", "adapter_bytes", "final_train_loss"):
+        value = getattr(eff, key)
+        if value is not None:
+            metrics[f"eff/{key}"] = float(value)
+    for phase, stats in eff.phases.items():
+        for key, value in stats.model_dump().items():
+            if isinstance(value, (int, float)) and value is not None:
+                metrics[f"eff/{phase}/{key}"] = float(value)
+    for key, value in (result.telemetry.get("metrics") or {}).items():
+        if isinstance(value, (int, float)):
+            metrics[key] = float(value)
+    return metrics
+
+
+def result_tags(result: Result) -> dict[str, str]:
+    tags = {
+        CELL_TAG: result.cell_id,
+        "model": result.model,
+        "method": result.method,
+        "task": result.task,
+        "seed": str(result.seed),
+        "status": result.status,
+    }
+    tags.update({str(k): str(v) for k, v in (result.config.get("tags") or {}).items()})
+    return tags
+
+
+def find_run(client: Any, experiment_id: str, cell_id: str) -> str | None:
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`{CELL_TAG}` = '{cell_id}'", max_results=1)
+    return runs[0].info.run_id if runs else None
+
+
+def log_result(
+    cell_dir: Path,
+    result: Result,
+    *,
+    uri: str,
+    experiment: str,
+    parent_run_id: str | None = None,
+    run_id: str | None = None,
+) -> str:
+    """Create or update the cell's run; return its id. Raises on tracking errors."""
+    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    found = client.get_experiment_by_name(experiment)
+    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+    run_id = run_id or find_run(client, experiment_id, result.cell_id)
+    tags = result_tags(result)
+    if parent_run_id:
+        tags["mlflow.parentRunId"] = parent_run_id
+    if run_id is None:
+        run_name = f"{result.task}/{result.model}/{result.method}/seed{result.seed}"
+        run_id = client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+    existing_params = client.get_run(run_id).data.params
+    params = [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in sorted(flatten(result.config).items())
+              if k not in existing_params]
+    metrics = [Metric(k, v, 0, 0) for k, v in sorted(result_metrics(result).items())]
+    losses = result.efficiency.model_extra.get("loss_history") if result.efficiency.model_extra else None
+    for step, loss in losses or []:
+        metrics.append(Metric("train/loss", float(loss), 0, int(step)))
+    run_tags = [RunTag(k, v) for k, v in tags.items()]
+    for start in range(0, max(len(params), len(metrics), len(run_tags)), 100):
+        client.log_batch(run_id, metrics=metrics[start:start + 100], params=params[start:start + 100],
+                         tags=run_tags[start:start + 100])
+    for name, relative in result.artifacts.items():
+        path = cell_dir / relative
+        if path.is_dir():
+            client.log_artifacts(run_id, str(path), artifact_path=name)
+        elif path.is_file():
+            client.log_artifact(run_id, str(path))
+    client.log_artifact(run_id, str(cell_dir / "result.json"))
+    client.set_terminated(run_id, status="FINISHED" if result.status == "success" else "FAILED")
+    return run_id

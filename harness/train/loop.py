@@ -1,0 +1,306 @@
+"""The training loop: compact and transparent.
+
+Features: accelerate for device placement and mixed precision (bf16 on GPU, fp32
+on CPU); gradient accumulation; AdamW (paged 8-bit AdamW for 4-bit bases on GPU)
+with a cosine/linear/constant schedule and warmup; gradient clipping; the method's
+per-step hook (AdaLoRA's rank allocation after ``optimizer.step()``, before
+``zero_grad()``); optional class-weighted loss; length-grouped batches; periodic
+checkpoints and exact resume (weights, optimizer, scheduler, step, data position,
+RNG); a progress bar with steps, loss and throughput.
+
+Gradient accumulation is counted by the loop itself rather than by
+``accelerator.accumulate`` so that every optimizer step consumes a known slice of
+the epoch's batch order: a checkpoint then names an exact data position.
+
+Raises: ``torch.cuda.OutOfMemoryError`` / ``MemoryError`` as they come (the cell
+runner maps them to status ``oom``); ``RuntimeError`` for a checkpoint that does not
+match the model.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from harness.config import TrainConfig
+from harness.methods import MethodSpec, after_optimizer_step
+from harness.tasks import Example, collate_train, count_tokens
+from harness.train import checkpoint as ckpt
+from harness.train.batching import batch_order, padding_fraction
+
+log = logging.getLogger("harness.train")
+
+_ACTIVE_TRAINER: "Trainer | None" = None
+
+
+def checkpoint_active_trainer() -> int | None:
+    """Save the live trainer's state now (called from a preemption/time-out signal handler).
+
+    Returns the step of the checkpoint that a requeued job will resume from, or None
+    when there is none. Python runs signal handlers between bytecodes; inside the
+    optimizer-step critical section weights and optimizer may disagree, so then the
+    last periodic checkpoint on disk is kept instead of writing a torn one.
+    """
+    trainer = _ACTIVE_TRAINER
+    if trainer is None:
+        return None
+    return trainer.checkpoint_now()
+
+
+@dataclass
+class Progress:
+    """Where training stands; saved in every checkpoint."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0  # micro-batches of this epoch's order already consumed
+    samples: int = 0
+    real_tokens: int = 0
+    token_slots: int = 0
+    losses: list[tuple[int, float]] = field(default_factory=list)
+
+
+@dataclass
+class TrainOutcome:
+    steps: int
+    total_steps: int
+    samples_this_run: int
+    real_tokens_this_run: int
+    train_seconds: float
+    padding_fraction: float
+    final_loss: float | None
+    losses: list[tuple[int, float]]
+    resumed_from_step: int | None
+
+
+def total_optimizer_steps(num_examples: int, config: TrainConfig) -> int:
+    per_epoch = math.ceil(math.ceil(num_examples / config.batch_size) / config.grad_accum)
+    if config.max_steps is not None:
+        return config.max_steps
+    return max(1, math.ceil(per_epoch * config.epochs))
+
+
+class Trainer:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        examples: list[Example],
+        *,
+        head: str,
+        pad_id: int,
+        config: TrainConfig,
+        method: MethodSpec,
+        learning_rate: float,
+        seed: int,
+        checkpoint_dir: Path,
+        accelerator: Any,
+        quantized: bool = False,
+        class_weights: list[float] | None = None,
+        on_log: Callable[[int, dict[str, float]], None] | None = None,
+    ) -> None:
+        self.model, self.examples, self.head, self.pad_id = model, examples, head, pad_id
+        self.config, self.method, self.seed = config, method, seed
+        self.checkpoint_dir = checkpoint_dir
+        self.accelerator = accelerator
+        self.device = accelerator.device
+        self.on_log = on_log
+        self.lengths = [e.length for e in examples]
+        self.total_steps = total_optimizer_steps(len(examples), config)
+        self.class_weights = torch.tensor(class_weights, device=self.device) if class_weights else None
+        self.optimizer = self._optimizer(learning_rate, quantized)
+        from transformers import get_scheduler
+
+        self.scheduler = get_scheduler(
+            config.scheduler if config.scheduler != "constant" else "constant_with_warmup",
+            self.optimizer,
+            num_warmup_steps=int(config.warmup_ratio * self.total_steps),
+            num_training_steps=self.total_steps,
+        )
+        self.model, self.optimizer = accelerator.prepare(self.model, self.optimizer)
+        self.progress = Progress()
+        self._in_step = False
+        self._rng_at_boundary = ckpt.rng_state()
+        self._last_saved_step: int | None = None
+
+    def _optimizer(self, learning_rate: float, quantized: bool) -> torch.optim.Optimizer:
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        decay = [p for p in params if p.ndim >= 2]
+        no_decay = [p for p in params if p.ndim < 2]
+        groups = [
+            {"params": decay, "weight_decay": self.config.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+        groups = [g for g in groups if g["params"]]
+        choice = self.config.optimizer
+        if choice == "auto":
+            choice = "paged_adamw_8bit" if quantized and self.device.type == "cuda" else "adamw"
+        if choice == "paged_adamw_8bit":
+            import bitsandbytes as bnb
+
+            return bnb.optim.PagedAdamW8bit(groups, lr=learning_rate, betas=self.config.adam_betas)
+        return torch.optim.AdamW(groups, lr=learning_rate, betas=self.config.adam_betas)
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def _extra_state(self) -> dict[str, Any]:
+        if not self.method.rank_allocation:
+            return {}
+        allocator = self.accelerator.unwrap_model(self.model).base_model.rankallocator
+        return {name: getattr(allocator, name) for name in ("ipt", "exp_avg_ipt", "exp_avg_unc")}
+
+    def _restore_extra(self, extra: dict[str, Any]) -> None:
+        if extra and self.method.rank_allocation:
+            allocator = self.accelerator.unwrap_model(self.model).base_model.rankallocator
+            for name, value in extra.items():
+                setattr(allocator, name, {k: v.to(self.device) for k, v in value.items()})
+
+    def save_checkpoint(self) -> Path:
+        path = ckpt.save_checkpoint(
+            self.checkpoint_dir,
+            self.progress.step,
+            model=self.model,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            progress=self.progress.__dict__,
+            rng=self._rng_at_boundary,
+            extra=self._extra_state(),
+        )
+        self._last_saved_step = self.progress.step
+        log.info("checkpoint saved at step %d: %s", self.progress.step, path)
+        return path
+
+    def checkpoint_now(self) -> int | None:
+        if self._in_step:
+            return self._last_saved_step
+        if self._last_saved_step != self.progress.step:
+            self.save_checkpoint()
+        return self.progress.step
+
+    def resume_if_possible(self) -> int | None:
+        path = ckpt.latest_checkpoint(self.checkpoint_dir)
+        if path is None:
+            return None
+        progress, rng, extra = ckpt.load_checkpoint(path, self.accelerator.unwrap_model(self.model),
+                                                    self.optimizer, self.scheduler)
+        self.progress = Progress(**{**progress, "losses": [tuple(x) for x in progress["losses"]]})
+        self._restore_extra(extra)
+        ckpt.set_rng_state(rng)
+        self._rng_at_boundary = rng
+        self._last_saved_step = self.progress.step
+        log.info("resumed from %s (step %d of %d)", path, self.progress.step, self.total_steps)
+        return self.progress.step
+
+    # -- the loop ------------------------------------------------------------------------------
+    def _loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        class_ids = batch.pop("class_ids", None)
+        if self.class_weights is None:
+            return self.model(**batch).loss
+        labels = batch["labels"]
+        outputs = self.model(**{k: v for k, v in batch.items() if k != "labels"} | (
+            {"labels": labels} if self.head == "seq2seq" else {}))
+        logits = outputs.logits.float()
+        if self.head == "seqcls":
+            return F.cross_entropy(logits, labels, weight=self.class_weights)
+        # Text-to-text classification: weight each example's mean token loss by its class.
+        token_loss = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction="none")
+        per_example = token_loss.sum(1) / (labels != -100).sum(1).clamp(min=1)
+        weights = self.class_weights[class_ids]
+        return (per_example * weights).sum() / weights.sum()
+
+    def train(self) -> TrainOutcome:
+        global _ACTIVE_TRAINER
+        resumed = self.resume_if_possible()
+        _ACTIVE_TRAINER = self
+        cfg, progress = self.config, self.progress
+        start_samples, start_tokens = progress.samples, progress.real_tokens
+        self.model.train()
+        bar = self._progress_bar()
+        started = time.perf_counter()
+        try:
+            while progress.step < self.total_steps:
+                order = batch_order(self.lengths, cfg.batch_size, self.seed, progress.epoch, cfg.group_by_length)
+                while progress.batch_in_epoch < len(order) and progress.step < self.total_steps:
+                    micro = order[progress.batch_in_epoch : progress.batch_in_epoch + cfg.grad_accum]
+                    loss_sum = 0.0
+                    for indices in micro:
+                        batch = collate_train([self.examples[i] for i in indices], self.head, self.pad_id)
+                        real, slots = count_tokens(batch)
+                        progress.real_tokens += real
+                        progress.token_slots += slots
+                        batch = {k: v.to(self.device) for k, v in batch.items()}
+                        loss = self._loss(batch) / len(micro)
+                        self.accelerator.backward(loss)
+                        loss_sum += float(loss.detach())
+                    self._optimizer_step(len(micro), sum(len(b) for b in micro))
+                    progress.losses.append((progress.step, loss_sum))
+                    self._report(bar, loss_sum, started, start_samples)
+                    if cfg.checkpoint_every and progress.step % cfg.checkpoint_every == 0:
+                        self.save_checkpoint()
+                if progress.batch_in_epoch >= len(order):
+                    progress.epoch += 1
+                    progress.batch_in_epoch = 0
+        finally:
+            _ACTIVE_TRAINER = None
+            if bar is not None:
+                bar.close()
+        seconds = time.perf_counter() - started
+        return TrainOutcome(
+            steps=progress.step,
+            total_steps=self.total_steps,
+            samples_this_run=progress.samples - start_samples,
+            real_tokens_this_run=progress.real_tokens - start_tokens,
+            train_seconds=seconds,
+            padding_fraction=1.0 - progress.real_tokens / progress.token_slots if progress.token_slots else 0.0,
+            final_loss=progress.losses[-1][1] if progress.losses else None,
+            losses=progress.losses,
+            resumed_from_step=resumed,
+        )
+
+    def _optimizer_step(self, micro_batches: int, samples: int) -> None:
+        cfg, progress = self.config, self.progress
+        self._in_step = True
+        if cfg.max_grad_norm:
+            self.accelerator.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+        self.optimizer.step()
+        after_optimizer_step(self.accelerator.unwrap_model(self.model), self.method, progress.step)
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        progress.step += 1
+        progress.batch_in_epoch += micro_batches
+        progress.samples += samples
+        self._rng_at_boundary = ckpt.rng_state()
+        self._in_step = False
+
+    def _progress_bar(self) -> Any:
+        if not self.config.progress_bar:
+            return None
+        import sys
+
+        from tqdm.auto import tqdm
+
+        return tqdm(total=self.total_steps, initial=self.progress.step, desc="train", unit="step",
+                    dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 10.0)
+
+    def _report(self, bar: Any, loss: float, started: float, start_samples: int) -> None:
+        elapsed = max(time.perf_counter() - started, 1e-9)
+        rate = (self.progress.samples - start_samples) / elapsed
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}", samples_s=f"{rate:.1f}", refresh=False)
+        step = self.progress.step
+        if self.config.log_every and (step % self.config.log_every == 0 or step == self.total_steps):
+            lr = self.scheduler.get_last_lr()[0]
+            log.info("step %d/%d loss %.4f lr %.3g samples/s %.2f", step, self.total_steps, loss, lr, rate)
+            if self.on_log is not None:
+                self.on_log(step, {"train/loss": loss, "train/lr": lr, "train/samples_per_s": rate})
+
+
+def expected_padding_fraction(examples: list[Example], config: TrainConfig, seed: int, group_by_length: bool) -> float:
+    lengths = [e.length for e in examples]
+    return padding_fraction(lengths, batch_order(lengths, config.batch_size, seed, 0, group_by_length))

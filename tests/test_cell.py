@@ -1,0 +1,108 @@
+"""Every method on every architecture and task it suits: trains, records, reloads identically."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.cell import load_trained, run_cell
+from harness.config import ConfigError
+from harness.methods import METHODS
+from harness.result import load_result
+from harness.tasks.evaluate import evaluate
+
+COMBOS = [("tiny-t5", "billsum"), ("tiny-t5", "emotion"), ("tiny-llama", "billsum"), ("tiny-llama", "emotion"),
+          ("tiny-bert", "emotion")]
+REFUSED = {("tiny-llama", "emotion", "zeroshot"), ("tiny-bert", "emotion", "zeroshot")}
+CASES = [(m, t, method) for m, t in COMBOS for method in METHODS if (m, t, method) not in REFUSED]
+
+
+def mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+@pytest.mark.parametrize(("model", "task", "method"), CASES, ids=[f"{m}-{t}-{x}" for m, t, x in CASES])
+def test_method_trains_records_and_reloads(make_cell, model: str, task: str, method: str) -> None:
+    config = make_cell(model, method, task)
+    result = run_cell(config)
+    cell_dir = Path(config.output_dir)
+    assert result.status == "success", result.traceback
+
+    on_disk = load_result(cell_dir)
+    assert on_disk.status == "success" and on_disk.cell_id == config.cell_id
+    expected = {"rouge1", "rouge2", "rougeL", "rougeLsum"} if task == "billsum" else {
+        "accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_weighted", "recall_weighted", "f1_weighted"}
+    assert expected <= set(on_disk.metrics)
+    eff = on_disk.efficiency
+    assert eff.total_params > 0 and 0 <= eff.trainable_share <= 1
+    assert on_disk.environment["packages"]["peft"] and on_disk.environment["accelerator"]["type"] == "cpu"
+    assert (cell_dir / "predictions.jsonl").is_file() and (cell_dir / "log.txt").is_file()
+    assert not (cell_dir / "checkpoints").exists(), "checkpoints are removed once a cell succeeds"
+
+    if method == "zeroshot":
+        assert eff.trainable_params == 0 and set(eff.phases) == {"load", "eval"}
+        return
+    assert set(eff.phases) == {"load", "train", "eval"}
+    assert eff.trainable_params > 0 and eff.train_steps == 6 and eff.train_samples_per_s > 0
+    assert eff.adapter_bytes and eff.adapter_bytes > 0
+    losses = [loss for _, loss in eff.model_extra["loss_history"]]
+    assert mean(losses[-2:]) < mean(losses[:2]), f"loss did not decrease: {losses}"
+
+    # The saved adapter (or model) reproduces the run's own predictions exactly.
+    model_reloaded, formatter, examples, plan = load_trained(cell_dir)
+    again = evaluate(model_reloaded, formatter, examples, data=config.data, batch_size=config.train.eval_batch_size,
+                     device=next(model_reloaded.parameters()).device)
+    saved = [json.loads(line) for line in (cell_dir / "predictions.jsonl").read_text().splitlines()]
+    assert again.predictions == saved
+    assert again.metrics == pytest.approx(on_disk.metrics)
+
+
+@pytest.mark.parametrize(("model", "task"), [("tiny-llama", "emotion"), ("tiny-bert", "emotion")])
+def test_zeroshot_on_a_classification_head_is_refused_before_loading(make_cell, model: str, task: str) -> None:
+    config = make_cell(model, "zeroshot", task)
+    with pytest.raises(ConfigError, match="untrained"):
+        run_cell(config)
+    assert not Path(config.output_dir).exists()
+
+
+@pytest.mark.parametrize("method", ["prefix", "ptuning_v2", "ptuning", "prompt_tuning"])
+def test_prompt_methods_refuse_gradient_checkpointing(make_cell, method: str) -> None:
+    config = make_cell("tiny-llama", method, "billsum", train={"gradient_checkpointing": True})
+    with pytest.raises(ConfigError, match="gradient checkpointing"):
+        run_cell(config)
+    assert not Path(config.output_dir).exists()
+
+
+def test_summarization_on_an_encoder_only_model_is_refused(make_cell) -> None:
+    with pytest.raises(ConfigError, match="no head for summarization"):
+        run_cell(make_cell("tiny-bert", "lora", "billsum"))
+
+
+def test_ia3_feedforward_must_be_a_subset_of_targets(make_cell) -> None:
+    config = make_cell("tiny-t5", "ia3", "billsum", method_args={"target_modules": ["k", "v"], "feedforward_modules": ["wo"]})
+    with pytest.raises(ConfigError, match="subset"):
+        run_cell(config)
+
+
+def test_class_weighted_loss_runs_for_both_formulations(make_cell) -> None:
+    for model in ("tiny-bert", "tiny-t5"):
+        result = run_cell(make_cell(model, "lora", "emotion", data={"class_weighted_loss": True}))
+        assert result.status == "success", result.traceback
+
+
+def test_gradient_checkpointing_and_accumulation(make_cell) -> None:
+    config = make_cell("tiny-llama", "lora", "billsum", train={"gradient_checkpointing": True, "grad_accum": 2})
+    result = run_cell(config)
+    assert result.status == "success", result.traceback
+    # 8 examples in batches of 4: one optimizer step takes both micro-batches of an epoch
+    assert result.efficiency.train_samples == 6 * 8
+
+
+def test_a_failing_cell_ends_failed_with_traceback(make_cell) -> None:
+    config = make_cell("tiny-llama", "lora", "emotion", model_args={"no_such_kwarg_for_the_model": 1})
+    result = run_cell(config)
+    assert result.status == "failed"
+    assert result.traceback and "Traceback" in result.traceback
+    assert load_result(Path(config.output_dir)).status == "failed"
