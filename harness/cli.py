@@ -135,9 +135,12 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     report = commands.submit(args.matrix, retry_failed=args.retry_failed, force=args.force, only=args.only,
                              executor=args.executor)
     print(commands.render_submit(report))
+    if not report.ok:
+        return 1
     if args.wait:
-        commands.wait(args.matrix)
-        print(commands.render_status(commands.status(args.matrix)))
+        final = commands.wait(args.matrix)
+        print(commands.render_status(final))
+        return 0 if all(state.status in ("success", "excluded") for state in final.states) else 1
     return 0
 
 
@@ -151,7 +154,15 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_collect(args: argparse.Namespace) -> int:
     from harness.tracking.collect import collect, render_collect
 
-    print(render_collect(collect(args.matrix, tracking_uri=args.tracking_uri)))
+    report = collect(args.matrix, tracking_uri=args.tracking_uri)
+    print(render_collect(report))
+    return 0 if report.ok else 1
+
+
+def cmd_tracking_uri(args: argparse.Namespace) -> int:
+    from harness.matrix import load_matrix
+
+    print(load_matrix(args.matrix).tracking_uri)
     return 0
 
 
@@ -211,6 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("matrix")
     collect.add_argument("--tracking-uri")
     collect.set_defaults(func=cmd_collect)
+
+    uri = sub.add_parser("tracking-uri", help="print the MLflow tracking URI of a matrix")
+    uri.add_argument("matrix")
+    uri.set_defaults(func=cmd_tracking_uri)
 
     report = sub.add_parser("report", help="tables, plots and HTML from finished cells")
     report.add_argument("matrix", nargs="?")

@@ -127,6 +127,10 @@ def _materialise_package(spec: ModelSpec) -> Path:
     # Dequantizing the GGUF once gives a plain float directory; 4-bit and other heads then load as usual.
     tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=spec.gguf_file)
     model = AutoModelForCausalLM.from_pretrained(source, gguf_file=spec.gguf_file, dtype=torch.float32)
+    # The weights are already dequantized to float32; only the GGUF marker blocks saving them.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
     return _save_atomically(target, model, tokenizer)
 
 

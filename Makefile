@@ -1,0 +1,80 @@
+# harness: one command to set up and run the CPU demo, one to run the tests.
+#   make demo    set up (venv, pinned packages, offline models) and run jobs/demo.yaml on this machine
+#   make test    set up, start the local SLURM cluster, run the whole test suite
+# On a GPU cluster: make install TORCH_INDEX=https://download.pytorch.org/whl/cu126 ; make matrix MATRIX=jobs/thesis.yaml
+
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HARNESS := $(VENV)/bin/harness
+MATRIX ?= jobs/demo.yaml
+PYTEST_ARGS ?=
+# torch is installed first and pinned: an unpinned install of peft/bitsandbytes would pull a CUDA build.
+TORCH_INDEX ?=
+TORCH_SPEC ?= torch==2.13.0
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: install demo test test-fast bench matrix plan status collect report ui slurm-up slurm-down gpu-check clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	$(HARNESS) stage --model minilm-l6 --model smollm2-135m --model tiny-t5 --model tiny-llama --model tiny-bert
+	touch $@
+
+demo: install
+	$(HARNESS) plan jobs/demo.yaml --no-scripts
+	$(HARNESS) matrix jobs/demo.yaml --executor local --wait
+	$(HARNESS) collect jobs/demo.yaml
+	$(HARNESS) report jobs/demo.yaml
+
+slurm-up:
+	bash slurm/up.sh
+
+slurm-down:
+	bash slurm/down.sh
+
+# pytest exits 5 when it collects no test: that is not a failure of the suite.
+test: install slurm-up
+	set -a; source $${HARNESS_SLURM_DIR:-/tmp/harness-slurm}/env.sh; set +a; \
+	$(PY) -m pytest -q -p no:cacheprovider --durations=15 $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slurm" $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
+
+bench: install
+	$(PY) bench/bench_train.py
+	$(PY) bench/bench_matrix.py
+
+plan: install
+	$(HARNESS) plan $(MATRIX)
+
+matrix: install
+	$(HARNESS) matrix $(MATRIX)
+
+status:
+	$(HARNESS) status $(MATRIX)
+
+collect:
+	$(HARNESS) collect $(MATRIX)
+
+report:
+	$(HARNESS) report $(MATRIX)
+
+# The MLflow UI on localhost against the matrix's tracking store.
+ui:
+	$(VENV)/bin/mlflow ui --host 127.0.0.1 --port $${PORT:-5000} --backend-store-uri "$$($(HARNESS) tracking-uri $(MATRIX))"
+
+# One prepared script for a machine with a GPU (see scripts/gpu_check.py).
+gpu-check: install
+	$(PY) scripts/gpu_check.py
+
+clean:
+	rm -rf outputs

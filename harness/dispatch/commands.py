@@ -1,0 +1,208 @@
+"""The four matrix commands, as plain functions the CLI calls and prints.
+
+    plan(path)      dry run: the cell table (parameter counts, status) and each job's script
+    submit(path)    submit pending cells as job arrays and return at once
+    status(path)    cell states from result files + one sacct call
+    wait(path)      poll status until no cell is queued or running (tests, local runs)
+
+``collect`` lives in ``harness.tracking.collect``. Every function validates the
+whole matrix file first and raises ``harness.config.ConfigError`` (one line) if it
+is invalid, before anything is submitted.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.dispatch.executor import group_cells, job_script, resolve_kind
+from harness.dispatch.render import human_count, table
+from harness.dispatch.sacct import Runner
+from harness.dispatch.status import StatusReport, cell_states
+from harness.dispatch.submit import SubmitReport, submit_matrix
+from harness.matrix import Matrix, ParamCounter, load_matrix, parse_filter
+
+
+@dataclass
+class JobScript:
+    group: int
+    description: str
+    executor: str
+    text: str
+
+
+@dataclass
+class PlanReport:
+    matrix: Matrix
+    executor: str
+    rows: list[dict[str, Any]]
+    scripts: list[JobScript] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+
+    def as_json(self) -> list[dict[str, Any]]:
+        return self.rows
+
+
+def plan(
+    path: Path | str,
+    *,
+    output_dir: Path | str | None = None,
+    only: str | None = None,
+    executor: str | None = None,
+    params: bool = True,
+    with_status: bool = True,
+    runner: Runner | None = None,
+) -> PlanReport:
+    """Dry run: validate, expand, count parameters, look up status; submit nothing."""
+    matrix = load_matrix(path, output_dir=output_dir)
+    selection = parse_filter(only)
+    kind, notice = resolve_kind(matrix, executor)
+    cells = [c for c in matrix.cells if selection.matches(c)]
+    report_status = cell_states(matrix, cells, runner=runner) if with_status else None
+    status_of = {s.cell.cell_id: s for s in report_status.states} if report_status else {}
+    counter = ParamCounter()
+    groups = group_cells([c for c in cells if c.excluded is None])
+    group_of = {c.cell_id: g.index for g in groups for c in g.cells}
+    rows = []
+    for cell in cells:
+        count = counter(cell.config) if params and cell.excluded is None else None
+        state = status_of.get(cell.cell_id)
+        status = state.status if state else ("excluded" if cell.excluded else "pending")
+        if selection.statuses and status not in selection.statuses:
+            continue
+        trainable = count.trainable if count else None
+        total = count.total if count else None
+        rows.append(
+            {
+                "cell_id": cell.cell_id,
+                "model": cell.model,
+                "method": cell.method,
+                "task": cell.task,
+                "seed": cell.seed,
+                "trainable_params": trainable,
+                "total_params": total,
+                "trainable_share": (trainable / total) if trainable is not None and total else None,
+                "status": status,
+                "learning_rate": cell.config.train.learning_rate,
+                "method_args": cell.config.method_args,
+                "group": group_of.get(cell.cell_id),
+                "job_id": state.job_id if state else None,
+                "excluded_reason": cell.excluded,
+                "error": (count.error if count else None) or (state.error if state else None),
+                "folder": str(cell.folder),
+            }
+        )
+    scripts = [JobScript(g.index, g.describe(), kind, job_script(kind, matrix, g)) for g in groups]
+    notices = list(matrix.warnings) + ([notice] if notice else []) + (report_status.notices if report_status else [])
+    return PlanReport(matrix=matrix, executor=kind, rows=rows, scripts=scripts, notices=notices)
+
+
+def submit(
+    path: Path | str,
+    *,
+    retry_failed: bool = False,
+    force: bool = False,
+    only: str | None = None,
+    output_dir: Path | str | None = None,
+    executor: str | None = None,
+    runner: Runner | None = None,
+) -> SubmitReport:
+    """Submit every selected cell (default: pending ones) and return at once."""
+    matrix = load_matrix(path, output_dir=output_dir)
+    return submit_matrix(matrix, retry_failed=retry_failed, force=force, only=only, executor=executor, runner=runner)
+
+
+def status(
+    path: Path | str,
+    *,
+    output_dir: Path | str | None = None,
+    only: str | None = None,
+    runner: Runner | None = None,
+) -> StatusReport:
+    """Cell states from result files plus one batched sacct call."""
+    matrix = load_matrix(path, output_dir=output_dir)
+    selection = parse_filter(only)
+    report = cell_states(matrix, [c for c in matrix.cells if selection.matches(c)], runner=runner)
+    if selection.statuses:
+        report.states = [s for s in report.states if s.status in selection.statuses]
+    return report
+
+
+def wait(
+    path: Path | str,
+    *,
+    output_dir: Path | str | None = None,
+    only: str | None = None,
+    timeout_s: float | None = None,
+    poll_s: float = 2.0,
+    runner: Runner | None = None,
+) -> StatusReport:
+    """Poll ``status`` until no cell is queued or running; raises TimeoutError past ``timeout_s``."""
+    start = time.monotonic()
+    while True:
+        report = status(path, output_dir=output_dir, only=only, runner=runner)
+        if report.finished:
+            return report
+        if timeout_s is not None and time.monotonic() - start > timeout_s:
+            raise TimeoutError(f"{len(report.active)} cells still queued or running after {timeout_s:.0f} s")
+        time.sleep(poll_s)
+
+
+# --------------------------------------------------------------------------- text
+
+
+def render_plan(report: PlanReport, *, scripts: bool = True) -> str:
+    m = report.matrix
+    active = [r for r in report.rows if r["status"] != "excluded"]
+    lines = [f"matrix {m.name}: {len(report.rows)} cells ({len(active)} to run, {len(report.rows) - len(active)} excluded), "
+             f"executor {report.executor}, output {m.output_dir}, tracking {m.tracking_uri} (experiment {m.experiment})"]
+    lines += [f"note: {n}" for n in report.notices]
+    headers = ["cell", "task", "model", "method", "seed", "lr", "trainable", "total", "share", "status", "note"]
+    rows = []
+    for r in report.rows:
+        share = f"{100 * r['trainable_share']:.3f}%" if r["trainable_share"] is not None else ""
+        note = f"excluded: {r['excluded_reason']}" if r["excluded_reason"] else (r["error"] or "")
+        rows.append([r["cell_id"][:8], r["task"], r["model"], r["method"], r["seed"], r["learning_rate"] if r["learning_rate"] is not None else "default",
+                     human_count(r["trainable_params"]), human_count(r["total_params"]), share, r["status"], note])
+    lines += ["", table(headers, rows)]
+    if scripts:
+        for script in report.scripts:
+            lines += ["", f"# --- group {script.group}: {script.description} ---", script.text.rstrip()]
+    return "\n".join(lines)
+
+
+def render_status(report: StatusReport) -> str:
+    counts = report.counts()
+    total = len(report.states)
+    lines = [f"matrix {report.matrix.name}: {total} cells: " + ", ".join(f"{n} {s}" for s, n in counts.items())]
+    lines += [f"note: {n}" for n in report.notices]
+    headers = ["cell", "task", "model", "method", "seed", "status", "job", "attempts", "note"]
+    rows = []
+    problems = []
+    for s in report.states:
+        note = ""
+        if s.status == "excluded":
+            note = f"excluded: {s.cell.excluded}"
+        elif s.error:
+            note = s.error
+            problems += [f"  {s.cell.cell_id[:8]} {s.cell.label()} [{s.status}]: {s.error}"] + ([f"      log: {s.log}"] if s.log else [])
+        rows.append([s.cell.cell_id[:8], s.cell.task, s.cell.model, s.cell.method, s.cell.seed, s.status, s.job_id or "",
+                     s.run.attempts if s.run else "", note])
+    lines += ["", table(headers, rows, max_width=60)]
+    if problems:
+        lines += ["", "problems:"] + problems
+    return "\n".join(lines)
+
+
+def render_submit(report: SubmitReport) -> str:
+    lines = [f"matrix {report.matrix.name}: submitted {len(report.submitted)} cells with the {report.executor} executor"]
+    lines += [f"note: {n}" for n in report.notices]
+    lines += [f"  {a}" for a in report.arrays]
+    lines += [f"  skipped {n}: {reason}" for reason, n in report.skipped.items()]
+    lines += [f"error: {e}" for e in report.errors]
+    if report.submitted and report.executor != "debug":
+        path = report.matrix.path or "FILE"
+        lines.append(f"follow with: harness status {path}")
+    return "\n".join(lines)

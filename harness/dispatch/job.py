@@ -1,0 +1,273 @@
+"""The job every cell runs as: a checkpointable submitit callable.
+
+``CellJob.__call__`` runs ``harness.cell.run_cell`` (which writes result.json and
+resumes from the cell folder's checkpoint by itself). On SLURM's warning signal
+before the time limit, or on preemption, submitit calls ``checkpoint``: it saves
+the live trainer (``harness.train.checkpoint_active_trainer``), counts the event,
+and requeues, or, once the bound is reached, writes the final result (``timeout``)
+so the cell's state is never left to guesswork.
+
+This module must stay light to import: local jobs waiting for a slot import it
+before they know they will run, so torch & co are imported only inside ``run``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+import submitit
+
+from harness.config import CellConfig, parse_cell_config
+from harness.dispatch.ledger import update_run
+from harness.result import RESULT_FILE, Result, load_result, now_iso, write_result
+
+log = logging.getLogger(__name__)
+
+ENV_RUNNER = "HARNESS_CELL_RUNNER"  # "module:function"; tests point it at a stand-in
+DEFAULT_RUNNER = "harness.cell:run_cell"
+FINAL = frozenset({"success", "failed", "oom", "timeout", "cancelled"})
+
+_slot_handle: int | None = None  # the open lock file of a local slot (never pickled)
+
+
+class CellStopped(BaseException):
+    """Raised from the signal handler when a cell will not be requeued again.
+
+    A BaseException (like SystemExit) so that the runner's ``except Exception`` does not
+    turn it into ``failed``; ``CellJob.__call__`` catches it and writes the final status.
+    """
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class CellJob(submitit.helpers.Checkpointable):
+    def __init__(
+        self,
+        *,
+        time_limit_min: float,
+        signal_delay_s: int = 120,
+        max_requeues: int = 3,
+        max_preemptions: int = 10,
+        local_slots: str | None = None,
+        parallelism: int = 1,
+        cpus: int | None = None,
+    ) -> None:
+        self.time_limit_min = time_limit_min
+        self.signal_delay_s = signal_delay_s
+        self.max_requeues = max_requeues
+        self.max_preemptions = max_preemptions
+        # local executor only: a folder of lock files, one per cell allowed to run at once
+        self.local_slots = local_slots
+        self.parallelism = parallelism
+        self.cpus = cpus
+        # carried across requeues: checkpoint() pickles this object with them
+        self.attempts = 0
+        self.timeouts = 0
+        self.preemptions = 0
+        self.started: float | None = None
+        self._local_deadline = False  # set by the local time-limit timer just before it signals
+        self._stop: CellStopped | None = None  # the final stop, once decided
+        self._nag: threading.Event | None = None  # set to end the re-signalling thread
+
+    # ------------------------------------------------------------------ running
+
+    def __call__(self, config_json: dict[str, Any]) -> dict[str, Any]:
+        config = parse_cell_config(config_json, where="cell job")
+        cell_dir = Path(config.output_dir)
+        cell_dir.mkdir(parents=True, exist_ok=True)
+        if self.cpus:
+            # Nothing pins local cells to cores: without this each of P cells starts one
+            # BLAS/OpenMP thread per core of the machine and they spin against each other.
+            for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+                os.environ.setdefault(name, str(self.cpus))
+        timer = None
+        try:
+            slot = _acquire_slot(self.local_slots, self.parallelism) if self.local_slots else None
+            self.attempts += 1
+            self.started = time.time()
+            self._local_deadline = False
+            timer = self._arm_local_time_limit() if self.local_slots else None
+            update_run(
+                cell_dir,
+                attempts=self.attempts,
+                timeouts=self.timeouts,
+                preemptions=self.preemptions,
+                job_id=_job_id(),
+                hostname=socket.gethostname(),
+                pid=os.getpid(),
+                slot=slot,
+                started_at=now_iso(),
+                finished_at=None,
+            )
+            status = self._run(config)
+        except CellStopped as stop:
+            # the last time-out/preemption: the runner has unwound (leaving "running"),
+            # now the final word goes into result.json
+            write_final(config, stop.status, stop.message, None)
+            status = stop.status
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if self._nag is not None:
+                self._nag.set()
+        update_run(cell_dir, finished_at=now_iso(), status=status)
+        return {"cell_id": config.cell_id, "status": status, "output_dir": str(cell_dir)}
+
+    def _run(self, config: CellConfig) -> str:
+        try:
+            result = load_runner()(config)
+            status = getattr(result, "status", None)
+        except Exception as error:  # noqa: BLE001 - run_cell handles training failures; this catches the rest (imports, ...)
+            log.exception("cell %s failed outside the cell runner", config.cell_id)
+            write_final(config, "failed", f"{type(error).__name__}: {error}", traceback.format_exc())
+            return "failed"
+        if status not in FINAL:  # the runner returned without a final result: record that
+            write_final(config, "failed", f"cell runner returned status {status!r}", None)
+            return "failed"
+        return str(status)
+
+    # ------------------------------------------------------------------ signals
+
+    def checkpoint(self, config_json: dict[str, Any]) -> submitit.helpers.DelayedSubmission:
+        if self._stop is not None:  # see _keep_signalling: the first raise was swallowed
+            raise self._stop
+        config = parse_cell_config(config_json, where="cell job")
+        timed_out = self._timed_out()
+        if timed_out:
+            self.timeouts += 1
+        else:
+            self.preemptions += 1
+        step = checkpoint_trainer()
+        requeue = self.timeouts <= self.max_requeues and self.preemptions <= self.max_preemptions
+        event = {"kind": "timeout" if timed_out else "preemption", "at": now_iso(), "step": step, "requeue": requeue}
+        try:
+            update_run(Path(config.output_dir), timeouts=self.timeouts, preemptions=self.preemptions, checkpoint_step=step, last_signal=event)
+        except OSError:
+            log.exception("could not update run.json")
+        if not requeue:
+            if timed_out:
+                reason = f"time limit ({self.time_limit_min} min) reached {self.timeouts} times (max_requeues={self.max_requeues})"
+                stop = CellStopped("timeout", f"{reason}; last checkpoint at step {step}")
+            else:
+                reason = f"preempted {self.preemptions} times (max_preemptions={self.max_preemptions})"
+                stop = CellStopped("cancelled", f"{reason}; last checkpoint at step {step}")
+            # Written now in case the process dies before unwinding, and again by __call__
+            # once the runner has unwound (its own cleanup rewrites result.json).
+            write_final(config, stop.status, stop.message, None)
+            self._stop = stop
+            self._keep_signalling()
+            raise stop  # unwinds the runner from inside the signal handler
+        self.started = None
+        return submitit.helpers.DelayedSubmission(self, config_json)
+
+    def _keep_signalling(self, every_s: float = 2.0) -> None:
+        # An exception raised in a signal handler is dropped when the signal lands in a
+        # weakref callback or __del__ (CPython prints "Exception ignored in ..." and the
+        # runner carries on). Until __call__ has caught the stop, signal again.
+        done = self._nag = threading.Event()
+
+        def nag() -> None:
+            while not done.wait(every_s):
+                os.kill(os.getpid(), signal.SIGUSR2)
+
+        threading.Thread(target=nag, daemon=True, name="cell-stop").start()
+
+    def _timed_out(self) -> bool:
+        """Whether the signal is the time-limit warning (rather than a preemption)."""
+        if self._local_deadline:
+            return True
+        if self.started is None:
+            return False
+        limit = self.time_limit_min * 60
+        elapsed = time.time() - self.started
+        return elapsed >= max(limit - self.signal_delay_s - 60, 0.5 * limit)
+
+    def _arm_local_time_limit(self) -> threading.Timer:
+        # SLURM sends the warning signal itself (--signal=USR2@delay); locally we do it,
+        # counted from when the cell got its slot, so waiting in line is not charged.
+        delay = max(self.time_limit_min * 60 - self.signal_delay_s, 1.0)
+
+        def warn() -> None:
+            self._local_deadline = True
+            os.kill(os.getpid(), signal.SIGUSR2)
+
+        timer = threading.Timer(delay, warn)
+        timer.daemon = True
+        timer.start()
+        return timer
+
+
+def load_runner() -> Callable[[CellConfig], Any]:
+    target = os.environ.get(ENV_RUNNER, DEFAULT_RUNNER)
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name or "run_cell")
+
+
+def checkpoint_trainer() -> int | None:
+    """Save the live trainer's state to its cell folder; the saved step, or None."""
+    try:
+        from harness.train import checkpoint_active_trainer
+    except ImportError:
+        return None
+    try:
+        step = checkpoint_active_trainer()
+    except Exception:  # noqa: BLE001 - a failed checkpoint must not block the requeue
+        log.exception("checkpoint_active_trainer failed")
+        return None
+    return int(step) if step is not None else None
+
+
+def write_final(config: CellConfig, status: str, error: str | None, trace: str | None) -> None:
+    """Write (or complete) result.json with a final status, keeping what the runner recorded."""
+    cell_dir = Path(config.output_dir)
+    existing: Result | None = None
+    if (cell_dir / RESULT_FILE).exists():
+        try:
+            existing = load_result(cell_dir)
+        except Exception:  # noqa: BLE001 - unreadable: replace it
+            existing = None
+    if existing is not None and existing.status in FINAL:
+        return  # the runner already decided
+    if existing is not None:
+        result = existing.model_copy(update={"status": status, "error": error, "traceback": trace, "finished_at": now_iso()})
+    else:
+        result = Result(cell_id=config.cell_id, status=status, error=error, traceback=trace, config=config.model_dump(mode="json"), finished_at=now_iso())
+    write_result(cell_dir, result)
+
+
+def _job_id() -> str | None:
+    try:
+        return str(submitit.JobEnvironment().job_id)
+    except Exception:  # noqa: BLE001 - not inside a submitit job (tests calling the job directly)
+        return None
+
+
+def _acquire_slot(folder: str, parallelism: int, poll_s: float = 0.5) -> int:
+    """Block until one of ``parallelism`` lock files is ours; the kernel frees it when we exit."""
+    global _slot_handle
+    path = Path(folder)
+    path.mkdir(parents=True, exist_ok=True)
+    while True:
+        for index in range(parallelism):
+            handle = os.open(path / f"slot-{index}.lock", os.O_CREAT | os.O_RDWR, 0o644)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(handle)
+                continue
+            _slot_handle = handle
+            return index
+        time.sleep(poll_s)

@@ -1,0 +1,173 @@
+"""Submit a matrix: every selected cell as part of one submitit job array per resource group.
+
+Returns as soon as the scheduler has the jobs (the debug executor, by design, runs
+them here and now). What was submitted is recorded next to each cell (job.json)
+and in ``<output_dir>/jobs.jsonl``; a cell whose job is queued or running is never
+submitted again, whatever the flags.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from harness.dispatch.executor import ResourceGroup, group_cells, make_executor, resolve_kind
+from harness.dispatch.job import CellJob, write_final
+from harness.dispatch.ledger import JobRecord, append_ledger, archive_previous, now_iso, write_job
+from harness.dispatch.status import ACTIVE, FINAL, CellState, StatusReport, cell_states
+from harness.matrix import Cell, Matrix, parse_filter
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.yaml"  # the resolved cell config (run_cell writes the same file), for reruns by hand
+RETRYABLE = frozenset({"failed", "oom", "timeout", "cancelled", "unknown"})
+
+
+@dataclass
+class SubmitReport:
+    matrix: Matrix
+    executor: str
+    submitted: list[JobRecord] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> number of cells
+    errors: list[str] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+    arrays: list[str] = field(default_factory=list)  # one line per job array
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def select_cells(report: StatusReport, *, retry_failed: bool, force: bool, only: str | None) -> tuple[list[Cell], dict[str, int]]:
+    """The cells to submit now, and why the others are not."""
+    selection = parse_filter(only)
+    chosen: list[Cell] = []
+    skipped: dict[str, int] = {}
+
+    def skip(reason: str) -> None:
+        skipped[reason] = skipped.get(reason, 0) + 1
+
+    for state in report.states:
+        if not selection.matches(state.cell) or (selection.statuses and state.status not in selection.statuses):
+            skip("not selected by --only")
+        elif state.status == "excluded":
+            skip("excluded")
+        elif state.status in ACTIVE:
+            skip(f"already {state.status}")
+        elif state.status == "pending":
+            chosen.append(state.cell)
+        elif state.status == "success":
+            chosen.append(state.cell) if force else skip("already succeeded (--force reruns)")
+        elif state.status in RETRYABLE:
+            chosen.append(state.cell) if (retry_failed or force) else skip(f"{state.status} (--retry-failed resubmits)")
+        else:
+            skip(state.status)
+    return chosen, skipped
+
+
+def submit_matrix(
+    matrix: Matrix,
+    *,
+    retry_failed: bool = False,
+    force: bool = False,
+    only: str | None = None,
+    executor: str | None = None,
+    runner: Any = None,
+) -> SubmitReport:
+    kind, notice = resolve_kind(matrix, executor)
+    states = cell_states(matrix, runner=runner)  # one sacct call
+    chosen, skipped = select_cells(states, retry_failed=retry_failed, force=force, only=only)
+    report = SubmitReport(matrix=matrix, executor=kind, skipped=skipped, notices=[*matrix.warnings, *states.notices])
+    if notice:
+        report.notices.append(notice)
+    if not chosen:
+        return report
+
+    by_id: dict[str, CellState] = {s.cell.cell_id: s for s in states.states}
+    for cell in chosen:
+        _prepare_folder(cell, by_id[cell.cell_id], force=force)
+
+    groups = group_cells(chosen)
+    for group in groups:
+        try:
+            records, jobs = _submit_group(kind, matrix, group, n_local=len(chosen), previous=by_id)
+        except Exception as error:  # noqa: BLE001 - one group's refusal (bad partition) must not hide the others
+            message = str(error).strip().splitlines()
+            report.errors.append(f"group {group.index} ({group.describe()}): submission failed: {message[-1] if message else type(error).__name__}")
+            continue
+        report.submitted += records
+        arrays = "run in this process" if kind == "debug" else f"{kind} job(s) " + ", ".join(sorted({r.array_job_id for r in records}))
+        report.arrays.append(f"group {group.index} ({group.describe()}): {arrays}")
+        append_ledger(matrix.output_dir, records)
+        if kind == "debug":
+            _run_debug(group, jobs)
+    return report
+
+
+def _prepare_folder(cell: Cell, state: CellState, *, force: bool) -> None:
+    folder = cell.folder
+    if state.status in FINAL or state.status == "unknown" or state.job is not None:
+        # keep checkpoints on a retry (a timed-out cell resumes); start afresh on --force
+        archive_previous(folder, everything=force and state.status == "success")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / CONFIG_FILE).write_text(yaml.safe_dump(cell.config.model_dump(mode="json"), sort_keys=False))
+
+
+def _submit_group(
+    kind: str, matrix: Matrix, group: ResourceGroup, *, n_local: int, previous: dict[str, CellState]
+) -> tuple[list[JobRecord], list[Any]]:
+    spec = matrix.spec.executor
+    r = group.resources
+    fn = CellJob(
+        time_limit_min=r.time_min,
+        signal_delay_s=r.signal_delay_s,
+        max_requeues=spec.max_requeues,
+        max_preemptions=spec.max_preemptions,
+        local_slots=str(matrix.submitit_folder / "slots") if kind == "local" else None,
+        parallelism=spec.array_parallelism,
+        cpus=r.cpus,
+    )
+    executor = make_executor(kind, matrix, group, n_local=n_local)
+    configs = [cell.config.model_dump(mode="json") for cell in group.cells]
+    jobs = executor.map_array(fn, configs)
+    submitted_at = now_iso()
+    records = []
+    for cell, job in zip(group.cells, jobs):
+        before = previous[cell.cell_id].job
+        paths = job.paths
+        record = JobRecord(
+            cell_id=cell.cell_id,
+            job_id=str(job.job_id),
+            executor=kind,
+            submitit_folder=str(matrix.submitit_folder),
+            stdout=str(paths.stdout),
+            stderr=str(paths.stderr),
+            submitted_at=submitted_at,
+            submissions=(before.submissions + 1) if before else 1,
+            matrix=matrix.name,
+            group=group.index,
+            folder=str(cell.folder),
+        )
+        write_job(cell.folder, record)
+        records.append(record)
+    return records, jobs
+
+
+def _run_debug(group: ResourceGroup, jobs: list[Any]) -> None:
+    """Debug executor: run each cell here, one after another, without submitit's pdb on errors."""
+    from submitit.core.utils import environment_variables
+
+    for cell, job in zip(group.cells, jobs):
+        try:
+            delayed = job.submission()
+            # jobs of one array share the callable; elsewhere each unpickles its own copy
+            delayed.function = copy.copy(delayed.function)
+            with environment_variables(SUBMITIT_DEBUG_JOB_ID=job.job_id):
+                delayed.result()
+        except Exception as error:  # noqa: BLE001 - CellJob records failures itself; this is the last guard
+            log.exception("debug cell %s", cell.cell_id)
+            write_final(cell.config, "failed", f"{type(error).__name__}: {error}", None)

@@ -1,0 +1,216 @@
+"""The typed schema of a matrix file (``jobs/*.yaml``).
+
+A matrix file names the axes (models x methods x tasks x seeds), the settings every
+cell shares (``defaults``), targeted changes (per axis entry and ``overrides``),
+exclusions with a reason, and where/how cells run (``resources``, ``executor``).
+Every model forbids unknown keys, so a typo is an error that lists the valid keys.
+
+Shape (every key but the axes is optional)::
+
+    name: smoke                      # default: the file's stem; the MLflow parent run
+    output_dir: outputs/smoke        # $VARS and ~ expand; relative to the working dir
+    tracking: {uri: null, experiment: smoke, live: auto}
+    executor: {kind: slurm, array_parallelism: 16, max_requeues: 3}
+    resources: {gpus: 1, cpus: 8, mem_gb: 64, time_min: 240, partition: gpu}
+    models: [tiny-bert, {name: llama-3.2-3b, resources: {mem_gb: 96}}]
+    methods: [lora, {name: ia3, set: {train.learning_rate: 3.0e-3}}]
+    tasks: [emotion]
+    seeds: [0, 1, 2]
+    grids:                           # optional: the union of sub-products instead of the full one
+      - {models: [tiny-bert], methods: [lora, ia3]}
+      - {models: [llama-3.2-3b], methods: [lora], seeds: [0]}
+    defaults: {train: {max_steps: 200}}          # CellConfig keys
+    overrides:                                   # applied in order, after defaults
+      - match: {model: llama-3.2-3b, method: [lora, loha]}
+        set: {method_args: {r: 16}}
+        resources: {time_min: 480}
+    exclude:
+      - match: {model: tiny-t5, method: prefix}
+        reason: prefix tuning is not supported on this architecture
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from harness.config import StrictModel
+
+# CellConfig keys a matrix may not set through ``defaults``/``set``: they are the axes
+# or are derived by the expansion (output_dir is the cell's folder).
+RESERVED_KEYS: tuple[str, ...] = ("model", "method", "task", "seed", "output_dir")
+
+
+class Resources(StrictModel):
+    """What one cell's job asks the scheduler for. Merged: resources -> axis entries -> overrides."""
+
+    gpus: int = 0  # per node (--gpus-per-node)
+    cpus: int = 2  # --cpus-per-task
+    mem_gb: float | None = None  # --mem; None: the partition's default
+    time_min: int = 60  # --time; also the local executor's per-cell time limit
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    # extra sbatch flags without the leading dashes, e.g. {"mail-type": "END", "hold": true}
+    sbatch_extra: dict[str, str | int | bool] = Field(default_factory=dict)
+    # shell lines run before the cell (module load ..., export ...)
+    setup: list[str] = Field(default_factory=list)
+    # seconds between the warning signal (checkpoint + requeue) and the kill at the time limit
+    signal_delay_s: int = 120
+
+    @model_validator(mode="after")
+    def _positive(self) -> "Resources":
+        if self.gpus < 0 or self.cpus < 1 or self.time_min < 1:
+            raise ValueError("resources: gpus must be >= 0, cpus >= 1, time_min >= 1")
+        if self.mem_gb is not None and self.mem_gb <= 0:
+            raise ValueError("resources: mem_gb must be > 0")
+        if self.signal_delay_s < 0 or self.signal_delay_s >= self.time_min * 60:
+            raise ValueError("resources: signal_delay_s must be >= 0 and shorter than time_min")
+        return self
+
+
+class ExecutorSpec(StrictModel):
+    """How cells are run: submitit's slurm, local (subprocesses here) or debug (in-process)."""
+
+    kind: Literal["slurm", "local", "debug"] = "slurm"
+    # running tasks per job array (sbatch --array=0-N%P); the local executor runs at most P cells at once
+    array_parallelism: int = 16
+    # requeues after a time-out (each resumes from the cell's checkpoint); then the cell ends as timeout
+    max_requeues: int = 3
+    # requeues after preemption (not the cell's fault, so counted separately)
+    max_preemptions: int = 10
+    # submitit's folder (pickles, sbatch scripts, logs); default <output_dir>/.submitit
+    folder: str | None = None
+    # command that starts python in the job; default: this interpreter
+    python: str | None = None
+    job_name: str | None = None  # default: harness-<name>
+    use_srun: bool = True
+    # without sbatch on the PATH, run a slurm matrix with the local executor
+    fallback_to_local: bool = True
+    # A later issue adds ``container:`` here (image, runtime, binds); it will wrap
+    # ``python`` and the setup lines, which is why both are resolved in one place
+    # (harness.dispatch.executor.job_command).
+
+    @model_validator(mode="after")
+    def _positive(self) -> "ExecutorSpec":
+        if self.array_parallelism < 1:
+            raise ValueError("executor.array_parallelism must be >= 1")
+        if self.max_requeues < 0 or self.max_preemptions < 0:
+            raise ValueError("executor.max_requeues and executor.max_preemptions must be >= 0")
+        return self
+
+
+class TrackingSpec(StrictModel):
+    # None: $MLFLOW_TRACKING_URI, else sqlite:///<output_dir>/mlflow.db
+    uri: str | None = None
+    experiment: str | None = None  # default: the matrix name
+    # jobs log live to a tracking server: auto = only when the URI is http(s)
+    # (many jobs writing one SQLite file lock each other); collect fills in the rest
+    live: Literal["auto", "on", "off"] = "auto"
+
+
+class AxisEntry(StrictModel):
+    """An axis value with its own settings: ``{name: ia3, set: {...}, resources: {...}}``."""
+
+    name: str
+    set: dict[str, Any] = Field(default_factory=dict)
+    resources: dict[str, Any] = Field(default_factory=dict)
+
+
+Selector = str | list[str] | None
+
+
+class Match(StrictModel):
+    """Which cells a rule applies to; an omitted key matches everything, a list any of its values."""
+
+    model: Selector = None
+    method: Selector = None
+    task: Selector = None
+    seed: int | list[int] | None = None
+
+    def matches(self, model: str, method: str, task: str, seed: int) -> bool:
+        for want, have in ((self.model, model), (self.method, method), (self.task, task), (self.seed, seed)):
+            if want is None:
+                continue
+            if isinstance(want, list) and have not in want:
+                return False
+            if not isinstance(want, list) and have != want:
+                return False
+        return True
+
+    def describe(self) -> str:
+        parts = [f"{k}={v if not isinstance(v, list) else '|'.join(map(str, v))}" for k, v in self.model_dump().items() if v is not None]
+        return ",".join(parts) or "*"
+
+
+class Override(StrictModel):
+    match: Match = Field(default_factory=Match)
+    set: dict[str, Any] = Field(default_factory=dict)
+    resources: dict[str, Any] = Field(default_factory=dict)
+
+
+class Exclusion(StrictModel):
+    match: Match
+    reason: str
+
+    @field_validator("reason")
+    @classmethod
+    def _stated(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("an exclusion needs a non-empty reason")
+        return value
+
+
+class Grid(StrictModel):
+    """A sub-product of the axes: names from the top-level axes (omitted: all of that axis)."""
+
+    models: list[str] | None = None
+    methods: list[str] | None = None
+    tasks: list[str] | None = None
+    seeds: list[int] | None = None
+
+
+class MatrixSpec(StrictModel):
+    """A matrix file as written (before expansion)."""
+
+    name: str | None = None
+    description: str | None = None
+    output_dir: str = "outputs/matrix"
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
+    resources: Resources = Field(default_factory=Resources)
+    models: list[str | AxisEntry]
+    methods: list[str | AxisEntry]
+    tasks: list[str | AxisEntry]
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    # Without grids the matrix is the full product of the axes; with grids, the union of
+    # these sub-products (so a demo need not exclude most of a product)
+    grids: list[Grid] | None = None
+    defaults: dict[str, Any] = Field(default_factory=dict)
+    overrides: list[Override] = Field(default_factory=list)
+    exclude: list[Exclusion] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _non_empty_unique(self) -> "MatrixSpec":
+        for axis in ("models", "methods", "tasks", "seeds"):
+            values = [axis_name(v) for v in getattr(self, axis)]
+            if not values:
+                raise ValueError(f"{axis}: needs at least one entry")
+            duplicates = sorted({str(v) for v in values if values.count(v) > 1})
+            if duplicates:
+                raise ValueError(f"{axis}: duplicate entries {', '.join(duplicates)}")
+        return self
+
+    def axis(self, axis: str) -> list[AxisEntry]:
+        """The entries of one axis (models/methods/tasks), plain names made into entries."""
+        return [AxisEntry(name=v) if isinstance(v, str) else v for v in getattr(self, axis)]
+
+    def matrix_name(self, path: Path | None) -> str:
+        return self.name or (path.stem if path else "matrix")
+
+
+def axis_name(value: str | int | AxisEntry) -> str | int:
+    return value.name if isinstance(value, AxisEntry) else value

@@ -1,0 +1,121 @@
+"""Reports: tables, Pareto plots and a self-contained HTML page from finished cells.
+
+Reads results (cell folders of a matrix, or an MLflow experiment); never trains, never
+submits. ``build_report`` is the one entry point (``harness report``).
+
+Modules: ``load`` (one row per cell), ``mlflow_source`` (rows from MLflow runs),
+``stats`` (mean and t interval), ``tables``, ``pareto``, ``render`` (Markdown, HTML),
+``publish`` (attach to the matrix's parent MLflow run).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+from pathlib import Path
+
+from harness.config import ConfigError
+from harness.report.load import CellRow, rows_from_matrix
+from harness.report.pareto import pareto_plots
+from harness.report.render import ReportContent, html_page, markdown
+from harness.report.tables import cells_table, efficiency_table, group_rows, not_finished_table, quality_table
+from harness.result import now_iso
+
+__all__ = ["CellRow", "build_report"]
+
+log = logging.getLogger(__name__)
+
+PLOTS_DIR = "plots"
+
+
+def build_report(
+    matrix: str | Path | None,
+    *,
+    experiment: str | None = None,
+    output: str | Path | None = None,
+) -> Path:
+    """Write the report; return its folder.
+
+    ``matrix``: a matrix file; its cells' ``result.json`` files are read (cells without one
+    are reported as missing). ``experiment``: read the cells from that MLflow experiment
+    instead (with a matrix: its tracking URI and exactly its cells; without: every cell run
+    of the experiment, at ``$MLFLOW_TRACKING_URI``). ``output``: the report folder, by
+    default ``<matrix output_dir>/report`` (``./report-<experiment>`` without a matrix).
+    """
+    if matrix is None and experiment is None:
+        raise ConfigError("harness report: give a matrix file or --experiment")
+    loaded = None
+    if matrix is not None:
+        from harness.matrix import load_matrix
+
+        loaded = load_matrix(matrix)
+
+    if experiment is not None:
+        from harness.report.mlflow_source import rows_from_mlflow
+
+        uri = loaded.tracking_uri if loaded else _default_uri()
+        rows = rows_from_mlflow(uri, experiment, loaded.active if loaded else None)
+        source = f"MLflow experiment {experiment!r} at {uri}"
+    else:
+        assert loaded is not None
+        rows = rows_from_matrix(loaded)
+        source = f"cell folders of matrix {loaded.name!r} ({loaded.path}) under {loaded.output_dir}"
+
+    if output is not None:
+        folder = Path(output).expanduser().absolute()
+    elif loaded is not None:
+        folder = loaded.output_dir / "report"
+    else:
+        folder = Path.cwd() / f"report-{re.sub(r'[^A-Za-z0-9._-]+', '_', str(experiment))}"
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(folder / PLOTS_DIR, ignore_errors=True)  # plots of a previous report may no longer apply
+
+    groups = group_rows(rows)
+    tables = [t for t in (quality_table(groups, "summarization"), efficiency_table(groups, "summarization"),
+                          quality_table(groups, "classification"), efficiency_table(groups, "classification")) if t]
+    cells, unfinished = cells_table(groups), not_finished_table(groups)
+    for table in (*tables, cells, unfinished):
+        table.data.to_csv(folder / f"{table.name}.csv", index=False)
+    plots = pareto_plots(groups, folder / PLOTS_DIR)
+
+    content = ReportContent(
+        title=f"PEFT benchmark report: {loaded.name if loaded else experiment}",
+        source=source,
+        generated_at=now_iso(),
+        tables=tables,
+        cells=cells,
+        not_finished=unfinished,
+        plots=plots,
+        excluded=[(c.label(), c.excluded) for c in loaded.cells if c.excluded] if loaded else [],
+        notes=_notes(rows),
+    )
+    (folder / "report.md").write_text(markdown(content, folder))
+    (folder / "report.html").write_text(html_page(content))
+
+    if loaded is not None:
+        from harness.report.publish import log_report
+
+        run_id = log_report(folder, uri=loaded.tracking_uri, experiment=loaded.experiment, matrix_name=loaded.name)
+        if run_id:
+            log.info("report logged to MLflow run %s", run_id)
+    return folder
+
+
+def _default_uri() -> str:
+    import mlflow
+
+    return mlflow.get_tracking_uri()
+
+
+def _notes(rows: list[CellRow]) -> list[str]:
+    finished = [r for r in rows if r.finished]
+    notes = []
+    if not finished:
+        notes.append("No cell has finished successfully yet: the tables list the planned cells only.")
+    if finished and all(r.train_energy_j is None for r in finished):
+        notes.append("No energy figures: no cell has NVML (GPU) telemetry, so the energy columns and plots are empty.")
+    if any(r.train_peak_kind == "rss" or r.eval_peak_kind == "rss" for r in finished):
+        notes.append("Some cells ran on a CPU: their peak memory is the process's resident set size (RSS), "
+                     "not GPU memory; the tables say which measure each row uses.")
+    return notes

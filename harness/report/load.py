@@ -1,0 +1,220 @@
+"""Rows of a report: one per cell, from its ``result.json`` (or an MLflow run).
+
+Both sources are reduced to the same flat view first (the metric names that
+:func:`harness.tracking.result_metrics` logs to MLflow, plus the cell config), so a
+report built from files and one built from MLflow cannot disagree.
+Cells that did not finish are rows too (status ``failed``/``oom``/...), and so are cells
+that never wrote a result (``missing``): the tables mark them instead of dropping them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from harness.result import RESULT_FILE, Result, load_result
+from harness.tracking.mlflow_log import result_metrics
+
+# status of a cell that has no result.json / whose result.json cannot be read
+MISSING = "missing"
+UNREADABLE = "unreadable"
+
+# quality figures per task kind, in table order; classification is macro-averaged
+QUALITY: dict[str, tuple[str, ...]] = {
+    "summarization": ("rouge1", "rouge2", "rougeL"),
+    "classification": ("accuracy", "precision_macro", "recall_macro", "f1_macro"),
+}
+# the figure the Pareto plots and "improvement over zero-shot" use
+HEADLINE: dict[str, str] = {"summarization": "rougeL", "classification": "f1_macro"}
+LABELS: dict[str, str] = {
+    "rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "accuracy": "Accuracy",
+    "precision_macro": "Precision (macro)", "recall_macro": "Recall (macro)", "f1_macro": "F1 (macro)",
+}
+
+
+@dataclass
+class CellRow:
+    """One cell's figures, as the report uses them. Missing figures are None."""
+
+    cell_id: str
+    task: str
+    model: str
+    method: str
+    seed: int
+    status: str  # a Result status, or "missing" / "unreadable"
+    kind: str = "classification"  # the task's kind: summarization | classification
+    error: str | None = None
+    folder: str | None = None
+    source: str = "file"  # file | mlflow
+    metrics: dict[str, float] = field(default_factory=dict)  # quality figures, as in result.json
+    trainable_params: int | None = None
+    total_params: int | None = None
+    trainable_share: float | None = None
+    rank: str | None = None  # "8", "12→8" (AdaLoRA init→target), "200 tokens", "all"
+    learning_rate: float | None = None
+    # Peak memory per phase: the torch allocator's peak on a GPU ("gpu"), the process RSS on a CPU ("rss")
+    train_peak_bytes: float | None = None
+    train_peak_kind: str | None = None
+    eval_peak_bytes: float | None = None
+    eval_peak_kind: str | None = None
+    gpu_mem_used_peak_bytes: float | None = None  # NVML, whole device(s), train phase
+    train_energy_j: float | None = None  # NVML telemetry; None without a GPU
+    eval_energy_j: float | None = None
+    train_samples_per_s: float | None = None
+    train_tokens_per_s: float | None = None
+    train_wall_s: float | None = None
+    eval_wall_s: float | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "success"
+
+    @property
+    def label(self) -> str:
+        return f"{self.task}/{self.model}/{self.method}/seed{self.seed}"
+
+
+def task_kind(task: str) -> str:
+    try:
+        from harness.tasks.registry import resolve_task
+
+        return resolve_task(task).kind
+    except Exception:  # noqa: BLE001 - an unknown task is still reported
+        return "classification"
+
+
+def rank_of(config: Mapping[str, Any]) -> str | None:
+    """The rank a cell trained with, from its method args over the method's defaults."""
+    method = str(config.get("method"))
+    overrides = dict(config.get("method_args") or {})
+    if method == "full":
+        return "all"
+    if method == "zeroshot":
+        return None
+    args = overrides
+    try:  # the registry's defaults apply where the matrix did not set a value
+        from harness.methods.registry import resolve_method
+        from harness.models.registry import resolve_model
+
+        # the merge order of harness.methods.resolve_method_args, without its peft import (seconds)
+        spec, family = resolve_method(method), resolve_model(str(config.get("model"))).family
+        args = {**spec.defaults, **spec.family_defaults.get(family, {}), **overrides}
+    except Exception:  # noqa: BLE001 - a model unknown here (e.g. a path on the cluster): overrides only
+        pass
+    if "init_r" in args or "target_r" in args:
+        return f"{args.get('init_r', '?')}→{args.get('target_r', '?')}"
+    if "r" in args:
+        return str(args["r"])
+    if "num_virtual_tokens" in args:
+        return f"{args['num_virtual_tokens']} tokens"
+    return None
+
+
+def _learning_rate(config: Mapping[str, Any]) -> float | None:
+    """The rate the cell trained at: its own, else its method's default (zero-shot: none)."""
+    value = _number(config.get("train") or {}, "learning_rate")
+    if value is not None or config.get("method") == "zeroshot":
+        return value
+    try:
+        from harness.methods.registry import resolve_method
+
+        return resolve_method(str(config.get("method"))).learning_rate
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _number(flat: Mapping[str, Any], key: str) -> float | None:
+    value = flat.get(key)
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _peak(flat: Mapping[str, Any], phase: str) -> tuple[float | None, str | None]:
+    gpu = _number(flat, f"eff/{phase}/peak_allocated_bytes")
+    if gpu is not None:
+        return gpu, "gpu"
+    rss = _number(flat, f"eff/{phase}/peak_rss_bytes")
+    return (rss, "rss") if rss is not None else (None, None)
+
+
+def row_from_flat(
+    *,
+    cell_id: str,
+    status: str,
+    config: Mapping[str, Any],
+    flat: Mapping[str, Any],
+    error: str | None = None,
+    folder: str | None = None,
+    source: str = "file",
+) -> CellRow:
+    """Build a row from MLflow-style metric names (``eff/...``, ``gpu/<phase>/...``) and a config."""
+    task = str(config.get("task"))
+    kind = task_kind(task)
+    trained = _number(flat, "eff/train/wall_s") is not None
+    train_peak, train_kind = _peak(flat, "train")
+    eval_peak, eval_kind = _peak(flat, "eval")
+    trainable = _number(flat, "eff/trainable_params")
+    total = _number(flat, "eff/total_params")
+    share = _number(flat, "eff/trainable_share")
+    return CellRow(
+        cell_id=cell_id,
+        task=task,
+        model=str(config.get("model")),
+        method=str(config.get("method")),
+        seed=int(config.get("seed") or 0),
+        status=status,
+        kind=kind,
+        error=error,
+        folder=folder,
+        source=source,
+        metrics={k: float(flat[k]) for k in QUALITY.get(kind, ()) if _number(flat, k) is not None},
+        # a failed cell may never have counted its parameters (the defaults are 0)
+        trainable_params=int(trainable) if trainable is not None and (total or 0) > 0 else None,
+        total_params=int(total) if total else None,
+        trainable_share=share if total else None,
+        rank=rank_of(config),
+        learning_rate=_learning_rate(config),
+        train_peak_bytes=train_peak if trained else None,
+        train_peak_kind=train_kind if trained else None,
+        eval_peak_bytes=eval_peak,
+        eval_peak_kind=eval_kind,
+        gpu_mem_used_peak_bytes=_number(flat, "gpu/train/mem_used_peak_bytes"),
+        train_energy_j=_number(flat, "gpu/train/energy_j"),
+        eval_energy_j=_number(flat, "gpu/eval/energy_j"),
+        train_samples_per_s=_number(flat, "eff/train_samples_per_s"),
+        train_tokens_per_s=_number(flat, "eff/train_tokens_per_s"),
+        train_wall_s=_number(flat, "eff/train/wall_s"),
+        eval_wall_s=_number(flat, "eff/eval/wall_s"),
+    )
+
+
+def row_from_result(result: Result, folder: Path | str | None = None, source: str = "file") -> CellRow:
+    error = result.error.splitlines()[0] if result.error else None
+    return row_from_flat(cell_id=result.cell_id, status=result.status, config=result.config,
+                         flat=result_metrics(result), error=error, folder=str(folder) if folder else None, source=source)
+
+
+def placeholder_row(config: Any, cell_id: str, status: str, error: str | None = None) -> CellRow:
+    """A row for a cell without a readable result: what the matrix says it is."""
+    data = config.model_dump(mode="json")
+    return row_from_flat(cell_id=cell_id, status=status, config=data, flat={}, error=error, folder=str(config.output_dir))
+
+
+def rows_from_matrix(matrix: Any) -> list[CellRow]:
+    """One row per active (not excluded) cell of an expanded matrix, from the cell folders."""
+    rows = []
+    for cell in matrix.active:
+        folder = Path(cell.folder)
+        if not (folder / RESULT_FILE).is_file():
+            rows.append(placeholder_row(cell.config, cell.cell_id, MISSING))
+            continue
+        try:
+            result = load_result(folder)
+        except Exception as error:  # noqa: BLE001 - a broken file is reported, not fatal
+            rows.append(placeholder_row(cell.config, cell.cell_id, UNREADABLE, f"{type(error).__name__}: {error}"[:300]))
+            continue
+        rows.append(row_from_result(result, folder))
+    return rows

@@ -1,0 +1,260 @@
+"""The report's tables: the study's four (quality and efficiency per task kind) plus the
+figures the study lacked (confidence intervals, seeds, gains over zero-shot, memory and
+energy relative to LoRA, per-phase peaks, throughput), every cell, and what did not finish.
+
+Each table has raw numbers (``data``, for CSV: quality in [0, 1] as in result.json,
+memory in bytes, energy in joules) and a formatted view (``display``, for Markdown and
+HTML: quality in points ×100, mean ± 95 % CI).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+
+import pandas as pd
+
+from harness.config import METHODS
+from harness.report.load import HEADLINE, LABELS, QUALITY, CellRow
+from harness.report.stats import Summary, difference, mean, summarize
+
+GIB = 1024**3
+DASH = "—"
+NOT_FINISHED_MARK = "⚠"
+KIND_TITLES = {"summarization": "Summarization", "classification": "Classification"}
+PEAK_KINDS = {"gpu": "GPU allocator", "rss": "host RSS"}
+
+
+@dataclass
+class Group:
+    """The seeds of one (task, model, method): every planned cell, finished or not."""
+
+    task: str
+    model: str
+    method: str
+    kind: str
+    rows: list[CellRow] = field(default_factory=list)
+
+    @property
+    def ok(self) -> list[CellRow]:
+        return [r for r in self.rows if r.finished]
+
+    def summary(self, metric: str) -> Summary:
+        return summarize([r.metrics.get(metric) for r in self.ok])
+
+    def mean(self, attribute: str) -> float | None:
+        return mean([getattr(r, attribute) for r in self.ok])
+
+    def first(self, attribute: str) -> object:
+        return next((getattr(r, attribute) for r in self.rows if getattr(r, attribute) is not None), None)
+
+    def peak_kind(self, phase: str) -> str | None:
+        kinds = {getattr(r, f"{phase}_peak_kind") for r in self.ok} - {None}
+        return kinds.pop() if len(kinds) == 1 else ("mixed" if kinds else None)
+
+    @property
+    def unfinished(self) -> Counter[str]:
+        return Counter(r.status for r in self.rows if not r.finished)
+
+    @property
+    def note(self) -> str:
+        """"" when every planned seed finished, else e.g. "⚠ 1 failed, 1 missing"."""
+        counts = self.unfinished
+        return f"{NOT_FINISHED_MARK} " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) if counts else ""
+
+
+@dataclass
+class Table:
+    name: str  # file stem of the CSV
+    title: str
+    note: str
+    data: pd.DataFrame
+    display: pd.DataFrame
+    flagged: list[bool] = field(default_factory=list)  # display rows with unfinished cells
+
+
+def _method_order(method: str) -> tuple[int, str]:
+    return (METHODS.index(method) if method in METHODS else len(METHODS), method)
+
+
+def group_rows(rows: list[CellRow]) -> list[Group]:
+    """Groups in a stable order: task and model as they first appear, methods in registry order
+    (zero-shot last in METHODS, so it is moved first: it is every table's baseline)."""
+    groups: dict[tuple[str, str, str], Group] = {}
+    tasks: list[str] = []
+    models: list[str] = []
+    for row in rows:
+        tasks += [row.task] if row.task not in tasks else []
+        models += [row.model] if row.model not in models else []
+        key = (row.task, row.model, row.method)
+        groups.setdefault(key, Group(row.task, row.model, row.method, row.kind)).rows.append(row)
+    for group in groups.values():
+        group.rows.sort(key=lambda r: r.seed)
+    return sorted(groups.values(), key=lambda g: (tasks.index(g.task), models.index(g.model),
+                                                  g.method != "zeroshot", _method_order(g.method)))
+
+
+def _baseline(groups: list[Group], group: Group, method: str) -> Group | None:
+    return next((g for g in groups if (g.task, g.model, g.method) == (group.task, group.model, method) and g.ok), None)
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def fmt_ci(summary: Summary, scale: float = 100.0, digits: int = 2) -> str:
+    """``45.12 ± 1.03``; one seed: ``45.12 ± —`` (no interval); no value: ``—``."""
+    if summary.mean is None:
+        return DASH
+    value = f"{summary.mean * scale:.{digits}f}"
+    if summary.half_width is None:
+        return f"{value} ± {DASH}"
+    return f"{value} ± {summary.half_width * scale:.{digits}f}"
+
+
+def fmt_signed_ci(summary: Summary, scale: float = 100.0, digits: int = 2) -> str:
+    if summary.mean is None:
+        return DASH
+    value = f"{summary.mean * scale:+.{digits}f}"
+    return f"{value} ± {DASH}" if summary.half_width is None else f"{value} ± {summary.half_width * scale:.{digits}f}"
+
+
+def fmt_count(value: float | None) -> str:
+    if value is None:
+        return DASH
+    for limit, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= limit:
+            return f"{value / limit:.2f}{suffix}"
+    return f"{value:.0f}"
+
+
+def fmt_num(value: float | None, digits: int = 2, suffix: str = "") -> str:
+    return DASH if value is None else f"{value:,.{digits}f}{suffix}"
+
+
+def fmt_ratio(value: float | None) -> str:
+    return DASH if value is None else f"×{value:.2f}"
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+# --------------------------------------------------------------------------- the tables
+
+
+def quality_table(groups: list[Group], kind: str) -> Table | None:
+    """Quality per model and method, zero-shot first, with CI, seeds and the gain over zero-shot."""
+    chosen = [g for g in groups if g.kind == kind]
+    if not chosen:
+        return None
+    metrics, headline = QUALITY[kind], HEADLINE[kind]
+    data, display, flagged = [], [], []
+    for group in chosen:
+        zeroshot = _baseline(groups, group, "zeroshot") if group.method != "zeroshot" else None
+        gain = difference(group.summary(headline), zeroshot.summary(headline)) if zeroshot else Summary(0, None)
+        raw: dict[str, object] = {"task": group.task, "model": group.model, "method": group.method,
+                                  "seeds_finished": len(group.ok), "seeds_planned": len(group.rows)}
+        shown: dict[str, str] = {"Model": group.model, "Method": group.method,
+                                 "Seeds": f"{len(group.ok)}/{len(group.rows)}"}
+        for metric in metrics:
+            s = group.summary(metric)
+            raw.update({f"{metric}_mean": s.mean, f"{metric}_std": s.std, f"{metric}_ci95": s.half_width,
+                        f"{metric}_low": s.low, f"{metric}_high": s.high})
+            shown[LABELS[metric]] = fmt_ci(s)
+        raw.update({f"{headline}_gain_vs_zeroshot": gain.mean, f"{headline}_gain_vs_zeroshot_ci95": gain.half_width})
+        shown[f"Δ {LABELS[headline]} vs zero-shot"] = fmt_signed_ci(gain)
+        raw["not_finished"] = group.note.removeprefix(f"{NOT_FINISHED_MARK} ")
+        shown["Status"] = group.note or "ok"
+        data.append(raw)
+        display.append(shown)
+        flagged.append(bool(group.note))
+    averaging = " Precision, recall and F1 are macro-averaged over the six classes." if kind == "classification" else ""
+    note = (f"Mean over finished seeds ± half-width of the 95 % confidence interval (Student t, n−1 degrees of "
+            f"freedom), in points (×100). \"± {DASH}\": one seed, no interval. Δ vs zero-shot: same model and task; "
+            f"Welch interval when both sides have several seeds.{averaging}")
+    return Table(f"{kind}_quality", f"{KIND_TITLES[kind]}: quality", note, pd.DataFrame(data), pd.DataFrame(display), flagged)
+
+
+def efficiency_table(groups: list[Group], kind: str) -> Table | None:
+    """Parameters, rank, per-phase peak memory, energy, throughput; memory and energy relative to LoRA."""
+    chosen = [g for g in groups if g.kind == kind]
+    if not chosen:
+        return None
+    data, display, flagged = [], [], []
+    for group in chosen:
+        lora = _baseline(groups, group, "lora")
+        train_peak, eval_peak = group.mean("train_peak_bytes"), group.mean("eval_peak_bytes")
+        train_kind, eval_kind = group.peak_kind("train"), group.peak_kind("eval")
+        same_measure = lora is not None and lora.peak_kind("train") == train_kind
+        memory_vs_lora = _ratio(train_peak, lora.mean("train_peak_bytes")) if lora and same_measure else None
+        train_energy, eval_energy = group.mean("train_energy_j"), group.mean("eval_energy_j")
+        energy_vs_lora = _ratio(train_energy, lora.mean("train_energy_j")) if lora else None
+        trainable = group.first("trainable_params")
+        share = group.first("trainable_share")
+        raw = {
+            "task": group.task, "model": group.model, "method": group.method, "rank": group.first("rank"),
+            "learning_rate": group.first("learning_rate"),
+            "trainable_params": trainable, "total_params": group.first("total_params"), "trainable_share": share,
+            "train_peak_bytes": train_peak, "train_peak_measure": train_kind,
+            "eval_peak_bytes": eval_peak, "eval_peak_measure": eval_kind,
+            "gpu_mem_used_peak_bytes": group.mean("gpu_mem_used_peak_bytes"),
+            "train_memory_vs_lora": memory_vs_lora,
+            "train_energy_j": train_energy, "eval_energy_j": eval_energy, "train_energy_vs_lora": energy_vs_lora,
+            "train_samples_per_s": group.mean("train_samples_per_s"), "train_tokens_per_s": group.mean("train_tokens_per_s"),
+            "train_wall_s": group.mean("train_wall_s"), "eval_wall_s": group.mean("eval_wall_s"),
+            "seeds_finished": len(group.ok), "seeds_planned": len(group.rows),
+            "not_finished": group.note.removeprefix(f"{NOT_FINISHED_MARK} "),
+        }
+        shown = {
+            "Model": group.model, "Method": group.method, "Rank": str(raw["rank"] or DASH),
+            "Trainable": fmt_count(trainable), "Share": DASH if share is None else f"{100 * float(share):.4f} %",
+            "Train peak (GiB)": fmt_num(None if train_peak is None else train_peak / GIB),
+            "Eval peak (GiB)": fmt_num(None if eval_peak is None else eval_peak / GIB),
+            "Memory measure": PEAK_KINDS.get(train_kind or eval_kind or "", train_kind or eval_kind or DASH),
+            "Train memory vs LoRA": fmt_ratio(memory_vs_lora),
+            "Train energy (kJ)": fmt_num(None if train_energy is None else train_energy / 1e3, 1),
+            "Eval energy (kJ)": fmt_num(None if eval_energy is None else eval_energy / 1e3, 1),
+            "Train energy vs LoRA": fmt_ratio(energy_vs_lora),
+            "Samples/s": fmt_num(raw["train_samples_per_s"]), "Tokens/s": fmt_num(raw["train_tokens_per_s"], 0),
+            "Seeds": f"{len(group.ok)}/{len(group.rows)}", "Status": group.note or "ok",
+        }
+        data.append(raw)
+        display.append(shown)
+        flagged.append(bool(group.note))
+    note = ("Means over finished seeds. Peak memory per phase, kept apart: on a GPU the torch allocator's peak "
+            "(allocated bytes), on a CPU the process's peak RSS (see \"Memory measure\"). \"vs LoRA\": ratio to LoRA on "
+            "the same model and task (train phase). Energy from NVML telemetry (GPU only). Share: trainable / total "
+            "parameters, 4-bit weights counted at full size. Throughput: training samples and non-padding tokens per second.")
+    return Table(f"{kind}_efficiency", f"{KIND_TITLES[kind]}: efficiency", note, pd.DataFrame(data), pd.DataFrame(display), flagged)
+
+
+CELL_COLUMNS = ("task", "model", "method", "seed", "status", "cell_id", "rank", "learning_rate", "trainable_params",
+                "total_params", "trainable_share", "train_peak_bytes", "train_peak_kind", "eval_peak_bytes",
+                "eval_peak_kind", "gpu_mem_used_peak_bytes", "train_energy_j", "eval_energy_j", "train_samples_per_s",
+                "train_tokens_per_s", "train_wall_s", "eval_wall_s", "error", "folder", "source")
+
+
+def cells_table(groups: list[Group]) -> Table:
+    """Every cell, one row each, raw figures (the tables above aggregate these)."""
+    metric_names = list(dict.fromkeys(m for kind in QUALITY.values() for m in kind))
+    data = []
+    for group in groups:
+        for row in group.rows:
+            values = asdict(row)
+            record = {k: values[k] for k in CELL_COLUMNS}
+            record.update({m: row.metrics.get(m) for m in metric_names})
+            data.append(record)
+    frame = pd.DataFrame(data, columns=[*CELL_COLUMNS, *metric_names])
+    display = frame[["task", "model", "method", "seed", "status"]].copy()
+    return Table("cells", "Every cell", "One row per planned cell.", frame, display)
+
+
+def not_finished_table(groups: list[Group]) -> Table:
+    data = [{"task": r.task, "model": r.model, "method": r.method, "seed": r.seed, "status": r.status,
+             "cell_id": r.cell_id, "error": r.error or "", "folder": r.folder or ""}
+            for g in groups for r in g.rows if not r.finished]
+    frame = pd.DataFrame(data, columns=["task", "model", "method", "seed", "status", "cell_id", "error", "folder"])
+    display = frame[["task", "model", "method", "seed", "status", "error"]].rename(columns=str.capitalize)
+    note = ("Cells without a successful result: failed, out of memory (oom), timed out, cancelled, still running, "
+            "or missing (never wrote result.json). They count in the tables' \"Seeds\" column and mark their rows.")
+    return Table("not_finished", "Not finished", note, frame, display, [True] * len(frame))

@@ -1,0 +1,188 @@
+"""Collect a matrix into MLflow from one process: a parent run, one child run per cell.
+
+Idempotent: the parent is found again by its ``harness.matrix`` tag, children by
+``harness.cell_id``; a child carries ``harness.collected`` (a digest of the result
+it was logged from), so a second ``collect`` logs nothing that has not changed.
+Runs that jobs logged live are adopted: linked to the parent and completed.
+Fails open per cell: one cell's tracking error is reported, the others go on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.matrix import Matrix, load_matrix, parse_filter
+from harness.result import RESULT_FILE, Result, load_result, write_result
+
+log = logging.getLogger(__name__)
+
+MATRIX_TAG = "harness.matrix"
+ROLE_TAG = "harness.role"  # "matrix" on the parent
+CELL_TAG = "harness.cell_id"
+COLLECTED_TAG = "harness.collected"
+PARENT_TAG = "mlflow.parentRunId"
+FINAL = ("success", "failed", "oom", "timeout", "cancelled")
+
+
+@dataclass
+class CollectReport:
+    matrix: Matrix
+    uri: str
+    experiment: str
+    parent_run_id: str | None = None
+    created: list[str] = field(default_factory=list)  # cell ids
+    updated: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    not_finished: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def collect(
+    path: Path | str,
+    *,
+    tracking_uri: str | None = None,
+    experiment: str | None = None,
+    output_dir: Path | str | None = None,
+    only: str | None = None,
+) -> CollectReport:
+    """Log every finished cell of the matrix to MLflow (parent + child runs); return what changed.
+
+    ``tracking_uri``/``experiment`` default to the matrix file's ``tracking:`` section
+    (then ``$MLFLOW_TRACKING_URI``, then ``sqlite:///<output_dir>/mlflow.db``).
+    """
+    matrix = load_matrix(path, output_dir=output_dir)
+    return collect_matrix(matrix, tracking_uri=tracking_uri, experiment=experiment, only=only)
+
+
+def collect_matrix(
+    matrix: Matrix, *, tracking_uri: str | None = None, experiment: str | None = None, only: str | None = None
+) -> CollectReport:
+    from mlflow.tracking import MlflowClient
+
+    from harness.tracking import log_result
+
+    uri = tracking_uri or matrix.tracking_uri
+    experiment = experiment or matrix.experiment
+    report = CollectReport(matrix=matrix, uri=uri, experiment=experiment)
+    selection = parse_filter(only)
+    client = MlflowClient(tracking_uri=uri)
+    found = client.get_experiment_by_name(experiment)
+    experiment_id = found.experiment_id if found else client.create_experiment(experiment, artifact_location=_artifact_location(uri))
+
+    runs = _runs_of(client, experiment_id, matrix.name)
+    parent = next((r for r in runs if r.data.tags.get(ROLE_TAG) == "matrix"), None)
+    parent_id = parent.info.run_id if parent else _create_parent(client, experiment_id, matrix)
+    report.parent_run_id = parent_id
+    children = {r.data.tags[CELL_TAG]: r for r in runs if CELL_TAG in r.data.tags}
+
+    finished = 0
+    for cell in matrix.active:
+        if not selection.matches(cell):
+            continue
+        result = _final_result(cell.folder)
+        if result is None:
+            report.not_finished += 1
+            continue
+        finished += 1
+        digest = result_digest(result)
+        existing = children.get(cell.cell_id)
+        tags = existing.data.tags if existing else {}
+        if existing and tags.get(COLLECTED_TAG) == digest and tags.get(PARENT_TAG) == parent_id:
+            report.unchanged += 1
+            continue
+        try:
+            run_id = log_result(cell.folder, result, uri=uri, experiment=experiment, parent_run_id=parent_id,
+                                run_id=existing.info.run_id if existing else None)
+            for key, value in ((CELL_TAG, cell.cell_id), (MATRIX_TAG, matrix.name), (PARENT_TAG, parent_id), (COLLECTED_TAG, digest)):
+                client.set_tag(run_id, key, value)
+        except Exception as error:  # noqa: BLE001 - tracking fails open, per cell
+            report.errors.append(f"{cell.label()} ({cell.cell_id[:8]}): {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+            continue
+        (report.updated if existing else report.created).append(cell.cell_id)
+        _record_tracking(cell.folder, result, uri, run_id)
+
+    try:
+        client.set_tag(parent_id, "harness.cells_finished", str(finished))
+        done = report.not_finished == 0 and not report.errors
+        client.set_terminated(parent_id, status="FINISHED" if done else "RUNNING")
+    except Exception as error:  # noqa: BLE001
+        report.errors.append(f"parent run: {type(error).__name__}: {error}")
+    return report
+
+
+def _artifact_location(uri: str) -> str | None:
+    # With a SQLite store MLflow would put artifacts in ./mlruns of whatever the working
+    # directory is; keep them next to the database instead.
+    if uri.startswith("sqlite:///"):
+        return (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").absolute().as_uri()
+    return None
+
+
+def result_digest(result: Result) -> str:
+    """What identifies a result for collection; stable when only its tracking section changes."""
+    blob = f"{result.cell_id}|{result.status}|{result.started_at}|{result.finished_at}"
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _final_result(folder: Path) -> Result | None:
+    if not (folder / RESULT_FILE).exists():
+        return None
+    try:
+        result = load_result(folder)
+    except Exception:  # noqa: BLE001 - status reports unreadable results
+        return None
+    return result if result.status in FINAL else None
+
+
+def _runs_of(client: Any, experiment_id: str, name: str) -> list[Any]:
+    quoted = name.replace("'", "\\'")
+    runs: list[Any] = []
+    token = None
+    while True:
+        page = client.search_runs([experiment_id], filter_string=f"tags.`{MATRIX_TAG}` = '{quoted}'", max_results=1000, page_token=token)
+        runs += list(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _create_parent(client: Any, experiment_id: str, matrix: Matrix) -> str:
+    tags = {MATRIX_TAG: matrix.name, ROLE_TAG: "matrix"}
+    if matrix.spec.description:
+        tags["mlflow.note.content"] = matrix.spec.description
+    run = client.create_run(experiment_id, run_name=f"matrix {matrix.name}", tags=tags)
+    run_id = run.info.run_id
+    client.log_param(run_id, "matrix_file", str(matrix.path) if matrix.path else "")
+    client.log_param(run_id, "output_dir", str(matrix.output_dir))
+    client.log_param(run_id, "cells", str(len(matrix.active)))
+    client.log_param(run_id, "excluded", str(len(matrix.cells) - len(matrix.active)))
+    if matrix.path and matrix.path.is_file():
+        client.log_artifact(run_id, str(matrix.path))
+    return run_id
+
+
+def _record_tracking(folder: Path, result: Result, uri: str, run_id: str) -> None:
+    """Note in result.json where the cell now lives in MLflow (the digest ignores this part)."""
+    try:
+        result.tracking.status, result.tracking.uri, result.tracking.run_id, result.tracking.error = "logged", uri, run_id, None
+        write_result(folder, result)
+    except OSError:
+        log.warning("could not record the MLflow run in %s", folder / RESULT_FILE)
+
+
+def render_collect(report: CollectReport) -> str:
+    lines = [
+        f"matrix {report.matrix.name} -> {report.uri} (experiment {report.experiment}, parent run {report.parent_run_id})",
+        f"  {len(report.created)} runs created, {len(report.updated)} updated, {report.unchanged} unchanged, "
+        f"{report.not_finished} cells not finished yet",
+    ]
+    lines += [f"error: {e}" for e in report.errors]
+    return "\n".join(lines)

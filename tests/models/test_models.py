@@ -1,0 +1,74 @@
+"""Model presets: tiny models are deterministic, real packaged models load offline, and the
+study's models are counted exactly on the meta device from the shipped configs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from harness.config import ConfigError
+from harness.models import build_meta_model, count_module_parameters, load_model, package_dir, resolve_model
+
+# Published sizes: FLAN-T5-XL 2.85B (untied lm_head), Llama-3.2-3B 3.21B (tied), BERT-base 110M.
+STUDY_COUNTS = [
+    ("flan-t5-xl", "seq2seq", 2_849_757_184),
+    ("llama-3.2-3b", "causal", 3_212_749_824),
+    ("bert-base-uncased", "seqcls", 109_482_240 + 768 * 6 + 6),
+]
+
+
+@pytest.mark.parametrize(("name", "head", "expected"), STUDY_COUNTS)
+def test_study_models_count_exactly_offline(name: str, head: str, expected: int) -> None:
+    model = build_meta_model(resolve_model(name), head, num_labels=6)
+    assert count_module_parameters(model) == (expected, expected)
+    assert next(model.parameters()).device.type == "meta"
+
+
+@pytest.mark.parametrize(("name", "head"), [("tiny-t5", "seq2seq"), ("tiny-llama", "causal"), ("tiny-bert", "seqcls")])
+def test_tiny_presets_are_deterministic(name: str, head: str) -> None:
+    torch.manual_seed(0)
+    first = load_model(resolve_model(name), head, num_labels=6).model.state_dict()
+    torch.manual_seed(0)
+    second = load_model(resolve_model(name), head, num_labels=6).model.state_dict()
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_minilm_is_a_real_pretrained_encoder() -> None:
+    loaded = load_model(resolve_model("minilm-l6"), "seqcls", num_labels=6)
+    assert count_module_parameters(loaded.model)[1] == 22_715_526
+    ids = loaded.tokenizer("i feel wonderful today")["input_ids"]
+    assert loaded.tokenizer.convert_ids_to_tokens(ids)[1:4] == ["i", "feel", "wonderful"]
+
+
+@pytest.mark.skipif(package_dir(resolve_model("smollm2-135m")) is None, reason="run `harness stage --model smollm2-135m`")
+def test_smollm2_from_gguf_generates_text() -> None:
+    loaded = load_model(resolve_model("smollm2-135m"), "causal")
+    assert loaded.model.config.model_type == "llama"
+    assert 134_000_000 < count_module_parameters(loaded.model)[1] < 136_000_000
+    ids = loaded.tokenizer("The capital of France is", return_tensors="pt")
+    out = loaded.model.generate(**ids, max_new_tokens=3, do_sample=False)
+    assert "Paris" in loaded.tokenizer.decode(out[0])
+
+
+def test_qlora_base_is_4bit_and_counted_at_logical_size() -> None:
+    plain = load_model(resolve_model("tiny-llama"), "causal")
+    quantized = load_model(resolve_model("tiny-llama"), "causal", quantize_4bit=True)
+    assert quantized.quantized_4bit
+    import bitsandbytes as bnb
+
+    assert any(isinstance(m, bnb.nn.Linear4bit) for m in quantized.model.modules())
+    assert count_module_parameters(quantized.model)[1] == count_module_parameters(plain.model)[1]
+
+
+@pytest.mark.parametrize(("name", "message"), [("nope", "unknown model 'nope'"), ("./missing-dir/x", "unknown model")])
+def test_unknown_models_are_refused(name: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        resolve_model(name)
+
+
+def test_hub_ids_and_local_directories_resolve(tmp_path) -> None:
+    assert resolve_model("google/flan-t5-small").family == "t5"
+    (tmp_path / "config.json").write_text('{"model_type": "llama"}')
+    spec = resolve_model(str(tmp_path))
+    assert spec.family == "llama" and spec.origin == "local"

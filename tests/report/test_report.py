@@ -1,0 +1,259 @@
+"""`harness report` from REAL results: a small CPU matrix is run once (module fixture),
+with two seeds, a failed cell (bad model_args) and a missing one (never run)."""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+
+from harness.matrix import load_matrix
+from harness.report import build_report
+from harness.report.pareto import Point, frontier
+from harness.report.stats import Summary, difference, summarize, t_quantile
+from harness.result import load_result
+
+T_975_1 = 12.706204736  # Student t, 97.5 % quantile, 1 degree of freedom
+
+MATRIX = {
+    "name": "reporttest",
+    "models": ["tiny-bert", "tiny-t5"],
+    "methods": ["zeroshot", "lora", "ia3", "full"],
+    "tasks": ["emotion"],
+    "seeds": [0, 1],
+    "grids": [  # tiny-t5 on emotion is text-to-text, so it has a zero-shot baseline
+        {"models": ["tiny-bert"], "methods": ["lora", "ia3", "full"]},
+        {"models": ["tiny-t5"], "methods": ["zeroshot", "lora"]},
+    ],
+    "defaults": {
+        "train": {"max_steps": 3, "batch_size": 4, "eval_batch_size": 16, "progress_bar": False, "log_every": 1},
+        "data": {"max_train_samples": 16, "max_eval_samples": 16, "max_source_tokens": 64, "max_target_tokens": 8,
+                 "max_new_tokens": 4},
+        "telemetry": {"enabled": True, "interval_s": 0.5},
+    },
+    "overrides": [
+        {"match": {"method": "lora"}, "set": {"train.learning_rate": 1.0e-2}},
+        # an unknown keyword for the model class: loading raises, the cell ends "failed"
+        {"match": {"model": "tiny-bert", "method": "full", "seed": 1}, "set": {"model_args": {"no_such_kwarg": 1}}},
+    ],
+}
+NEVER_RUN = ("tiny-bert", "ia3", 1)
+
+
+@pytest.fixture(scope="module")
+def matrix_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from harness.cell import run_cell
+
+    root = tmp_path_factory.mktemp("report")
+    path = root / "reporttest.yaml"
+    path.write_text(yaml.safe_dump({**MATRIX, "output_dir": str(root / "out")}))
+    for cell in load_matrix(path).active:
+        if (cell.model, cell.method, cell.seed) != NEVER_RUN:
+            run_cell(cell.config)
+    return path
+
+
+@pytest.fixture(scope="module")
+def report(matrix_file: Path) -> Path:
+    return build_report(matrix_file)
+
+
+@pytest.fixture(scope="module")
+def results(matrix_file: Path) -> dict[tuple[str, str, int], Any]:
+    """(model, method, seed) -> Result, for every cell that wrote one."""
+    out = {}
+    for cell in load_matrix(matrix_file).active:
+        if (cell.folder / "result.json").is_file():
+            out[cell.model, cell.method, cell.seed] = load_result(cell.folder)
+    return out
+
+
+def _row(frame: pd.DataFrame, model: str, method: str) -> pd.Series:
+    rows = frame[(frame["model"] == model) & (frame["method"] == method)]
+    assert len(rows) == 1, (model, method)
+    return rows.iloc[0]
+
+
+def test_report_files(report: Path, matrix_file: Path):
+    assert report == load_matrix(matrix_file).output_dir / "report"
+    for name in ("report.md", "report.html", "cells.csv", "classification_quality.csv",
+                 "classification_efficiency.csv", "not_finished.csv"):
+        assert (report / name).is_file(), name
+    assert not (report / "summarization_quality.csv").exists()  # no summarization cells in this matrix
+    plots = sorted((report / "plots").glob("*.png"))
+    names = {p.name for p in plots}
+    # tiny-bert has three trained methods; tiny-t5 only one (zero-shot is the dashed line)
+    assert {"pareto_emotion_tiny-bert_params.png", "pareto_emotion_tiny-bert_memory.png"} <= names
+    assert "pareto_emotion_tiny-bert_energy.png" not in names  # no NVML on a CPU
+    for plot in plots:
+        assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_quality_values_are_the_results(report: Path, results):
+    table = pd.read_csv(report / "classification_quality.csv")
+    cells = pd.read_csv(report / "cells.csv")
+    for model, method in (("tiny-bert", "lora"), ("tiny-bert", "ia3"), ("tiny-bert", "full"), ("tiny-t5", "zeroshot"),
+                          ("tiny-t5", "lora")):
+        finished = [r for (mo, me, _), r in results.items() if (mo, me) == (model, method) and r.status == "success"]
+        row = _row(table, model, method)
+        assert row["seeds_finished"] == len(finished) and row["seeds_planned"] == 2
+        for metric in ("accuracy", "precision_macro", "recall_macro", "f1_macro"):
+            assert row[f"{metric}_mean"] == pytest.approx(statistics.fmean(r.metrics[metric] for r in finished), abs=1e-12)
+    for (model, method, seed), result in results.items():
+        cell = cells[(cells["model"] == model) & (cells["method"] == method) & (cells["seed"] == seed)].iloc[0]
+        assert cell["status"] == result.status and cell["cell_id"] == result.cell_id
+        if result.status == "success":
+            assert cell["f1_macro"] == result.metrics["f1_macro"]
+            assert cell["trainable_params"] == result.efficiency.trainable_params
+            assert cell["eval_peak_bytes"] == result.efficiency.phases["eval"].peak_rss_bytes  # CPU: RSS
+            assert cell["eval_peak_kind"] == "rss"
+
+
+def test_efficiency_values_are_the_results(report: Path, results):
+    table = pd.read_csv(report / "classification_efficiency.csv")
+    lora = [results["tiny-bert", "lora", s] for s in (0, 1)]
+    ia3 = results["tiny-bert", "ia3", 0]
+    row = _row(table, "tiny-bert", "ia3")
+    assert row["trainable_params"] == ia3.efficiency.trainable_params
+    assert row["trainable_share"] == pytest.approx(ia3.efficiency.trainable_share)
+    assert row["train_peak_bytes"] == ia3.efficiency.phases["train"].peak_rss_bytes
+    assert row["train_peak_measure"] == "rss"
+    assert row["train_samples_per_s"] == pytest.approx(ia3.efficiency.train_samples_per_s)
+    lora_peak = statistics.fmean(r.efficiency.phases["train"].peak_rss_bytes for r in lora)
+    assert row["train_memory_vs_lora"] == pytest.approx(ia3.efficiency.phases["train"].peak_rss_bytes / lora_peak)
+    assert _row(table, "tiny-bert", "lora")["rank"] == "8"  # the registry default: the matrix set no r
+    assert _row(table, "tiny-bert", "full")["rank"] == "all"
+    assert math.isnan(_row(table, "tiny-t5", "zeroshot")["train_peak_bytes"])  # no train phase: not a zero
+    assert _row(table, "tiny-t5", "zeroshot")["eval_peak_bytes"] > 0
+
+
+def test_confidence_interval_uses_t_with_n_minus_1(report: Path, results):
+    assert t_quantile(1) == pytest.approx(T_975_1, rel=1e-9)
+    table = pd.read_csv(report / "classification_quality.csv")
+    row = _row(table, "tiny-bert", "lora")
+    checked = 0
+    for metric in ("accuracy", "f1_macro", "precision_macro", "recall_macro"):
+        values = [results["tiny-bert", "lora", s].metrics[metric] for s in (0, 1)]
+        s = statistics.stdev(values)
+        assert row[f"{metric}_ci95"] == pytest.approx(T_975_1 * s / math.sqrt(2), rel=1e-9, abs=1e-15)
+        assert row[f"{metric}_low"] == pytest.approx(statistics.fmean(values) - T_975_1 * s / math.sqrt(2))
+        checked += s > 0
+    assert checked, "the two seeds gave identical figures; the interval check would be vacuous"
+    # one finished seed (the other failed): a mean, no interval, and the table says so
+    full = _row(table, "tiny-bert", "full")
+    assert full["seeds_finished"] == 1 and math.isnan(full["f1_macro_ci95"])
+    markdown = (report / "report.md").read_text()
+    line = next(l for l in markdown.splitlines() if l.startswith("| tiny-bert | full |"))
+    assert "± —" in line and "1/2" in line
+
+
+def test_gain_over_zero_shot(report: Path, results):
+    table = pd.read_csv(report / "classification_quality.csv")
+    lora = statistics.fmean(results["tiny-t5", "lora", s].metrics["f1_macro"] for s in (0, 1))
+    zeroshot = statistics.fmean(results["tiny-t5", "zeroshot", s].metrics["f1_macro"] for s in (0, 1))
+    assert _row(table, "tiny-t5", "lora")["f1_macro_gain_vs_zeroshot"] == pytest.approx(lora - zeroshot, abs=1e-12)
+    assert math.isnan(_row(table, "tiny-bert", "lora")["f1_macro_gain_vs_zeroshot"])  # no zero-shot for a cls head
+
+
+def test_failed_and_missing_cells_are_listed(report: Path, results):
+    assert results["tiny-bert", "full", 1].status == "failed"
+    assert ("tiny-bert", "ia3", 1) not in results
+    unfinished = pd.read_csv(report / "not_finished.csv")
+    assert sorted(zip(unfinished["method"], unfinished["seed"], unfinished["status"])) == [("full", 1, "failed"), ("ia3", 1, "missing")]
+    assert "no_such_kwarg" in unfinished[unfinished["status"] == "failed"]["error"].iloc[0]
+    table = pd.read_csv(report / "classification_quality.csv")
+    assert _row(table, "tiny-bert", "full")["not_finished"] == "1 failed"
+    assert _row(table, "tiny-bert", "ia3")["not_finished"] == "1 missing"
+    markdown = (report / "report.md").read_text()
+    section = markdown.split("## Not finished", 1)[1]
+    assert "| tiny-bert | full | 1 | failed |" in section and "| tiny-bert | ia3 | 1 | missing |" in section
+    assert next(l for l in markdown.splitlines() if l.startswith("| tiny-bert | ia3 |")).endswith("⚠ 1 missing |")
+    cells = pd.read_csv(report / "cells.csv")
+    assert len(cells) == 10  # every planned cell, finished or not
+
+
+def test_html_is_self_contained(report: Path):
+    page = (report / "report.html").read_text()
+    sources = re.findall(r"""\b(?:src|href)\s*=\s*["']([^"']*)""", page)
+    assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert "<link" not in page and "<script" not in page and "url(" not in page
+    assert page.count("<img") == len(list((report / "plots").glob("*.png")))
+    assert 'class="flag"' in page and "Not finished" in page
+
+
+@pytest.mark.slow  # MLflow creates its SQLite schema: ~20-30 s on two shared cores
+def test_report_from_mlflow_and_logged_to_parent(matrix_file: Path, report: Path, tmp_path: Path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    from harness.tracking.collect import collect
+
+    collected = collect(matrix_file)
+    assert collected.ok, collected.errors
+    # the file-based report again: now there is a parent run to attach it to
+    build_report(matrix_file)
+    client = MlflowClient(tracking_uri=collected.uri)
+    logged = {a.path for a in client.list_artifacts(collected.parent_run_id, "report")}
+    assert {"report/report.html", "report/report.md", "report/classification_quality.csv"} <= logged
+    # the same report read back from MLflow (result.json artifacts), exactly the matrix's cells
+    folder = build_report(matrix_file, experiment=collected.experiment, output=tmp_path / "from-mlflow")
+    assert folder == tmp_path / "from-mlflow"
+    for name in ("classification_quality.csv", "classification_efficiency.csv", "not_finished.csv"):
+        from_files = pd.read_csv(report / name)
+        from_mlflow = pd.read_csv(folder / name)
+        pd.testing.assert_frame_equal(from_files.drop(columns=["folder"], errors="ignore"),
+                                      from_mlflow.drop(columns=["folder"], errors="ignore"))
+
+    # runs without a result.json artifact: rebuilt from metrics, params and tags alone
+    import harness.report.mlflow_source as source
+
+    real_client_for = source.client_for
+
+    def without_artifacts(uri: str) -> Any:
+        client = real_client_for(uri)
+        client.list_artifacts = lambda run_id, path=None: []
+        return client
+
+    monkeypatch.setattr(source, "client_for", without_artifacts)
+    folder = build_report(matrix_file, experiment=collected.experiment, output=tmp_path / "from-metrics")
+    for name in ("classification_quality.csv", "classification_efficiency.csv"):
+        pd.testing.assert_frame_equal(pd.read_csv(report / name), pd.read_csv(folder / name))
+
+
+def test_logging_failure_does_not_fail_the_report(matrix_file: Path, tmp_path: Path, monkeypatch):
+    import harness.report.mlflow_source as source
+
+    monkeypatch.setattr(source, "client_for", lambda uri: (_ for _ in ()).throw(RuntimeError("tracking server down")))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    assert (build_report(matrix_file, output=tmp_path / "r") / "report.html").is_file()
+
+
+# --------------------------------------------------------------------------- units
+
+
+def test_summary_by_hand():
+    s = summarize([0.5, 0.7])
+    assert s.n == 2 and s.mean == pytest.approx(0.6)
+    assert s.half_width == pytest.approx(T_975_1 * statistics.stdev([0.5, 0.7]) / math.sqrt(2))
+    three = summarize([1.0, 2.0, 3.0])
+    assert three.half_width == pytest.approx(4.302652730 * 1.0 / math.sqrt(3))  # t_{0.975,2}
+    one = summarize([0.4, None])
+    assert (one.n, one.mean, one.half_width) == (1, 0.4, None)
+    assert summarize([]).mean is None
+
+
+def test_difference():
+    constant = Summary(1, 0.2)
+    assert difference(summarize([0.5, 0.7]), constant).half_width == pytest.approx(summarize([0.5, 0.7]).half_width)
+    welch = difference(summarize([0.5, 0.7, 0.6]), summarize([0.1, 0.2, 0.4]))
+    assert welch.mean == pytest.approx(0.6 - 0.7 / 3) and welch.half_width > 0
+
+
+def test_frontier():
+    points = [Point("a", 10, 50), Point("b", 100, 40), Point("c", 1000, 60), Point("d", 5, 30), Point("e", 10, 45)]
+    assert [p.method for p in frontier(points)] == ["d", "a", "c"]

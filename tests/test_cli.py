@@ -1,0 +1,68 @@
+"""The command line: a real run, and bad input as a one-line error with nothing half-written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HARNESS = [sys.executable, "-m", "harness.cli"]
+
+
+def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(HARNESS + args, cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def test_run_local_from_flags(tmp_path: Path) -> None:
+    done = run(["run", "--local", "--model", "tiny-llama", "--method", "lora", "--task", "emotion", "--max-steps", "3",
+                "--set", "data.max_train_samples=16", "--set", "data.max_eval_samples=8", "--no-tracking",
+                "--set", "train.progress_bar=false", "--output", "cell"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "success" in done.stdout and "accuracy" in done.stdout
+    assert (tmp_path / "cell" / "result.json").is_file()
+
+
+def test_run_local_from_a_config_file(tmp_path: Path) -> None:
+    (tmp_path / "cell.yaml").write_text(
+        "model: tiny-t5\nmethod: ia3\ntask: billsum\ntrain: {max_steps: 2, batch_size: 2, progress_bar: false}\n"
+        "data: {max_train_samples: 4, max_eval_samples: 2, max_source_tokens: 32, max_target_tokens: 8}\n"
+        "tracking: {enabled: false}\noutput_dir: out\n")
+    done = run(["run", "--local", "--config", "cell.yaml"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "adapter").is_dir()
+
+
+BASE = ["run", "--local", "--model", "tiny-bert", "--method", "lora", "--task", "emotion", "--no-tracking"]
+
+
+@pytest.mark.parametrize(
+    ("args", "files", "message"),
+    [
+        (["run", "--local", "--model", "tiny-bert", "--method", "lorra", "--task", "emotion"], {},
+         "unknown method 'lorra'; valid: lora, qlora"),
+        (["run", "--local", "--model", "no-such-model", "--method", "lora", "--task", "emotion"], {},
+         "unknown model 'no-such-model'; valid: flan-t5-xl"),
+        (["run", "--local", "--model", "tiny-bert", "--method", "lora", "--task", "sentiment"], {},
+         "unknown task 'sentiment'; valid: billsum, emotion"),
+        (BASE + ["--set", "data.source.fields={text: tweet}"], {}, "column 'tweet'"),
+        (BASE + ["--set", "data.source.files={train: missing.jsonl}"], {}, "data file not found: missing.jsonl"),
+        (["run", "--local", "--config", "cell.yaml"], {"cell.yaml": "model: tiny-bert\nmethod: [lora\n"}, "malformed YAML"),
+        (["run", "--local", "--config", "cell.yaml"], {"cell.yaml": "model: tiny-bert\nmethod: lora\ntask: emotion\ntrian: {}\n"},
+         "unknown key 'trian'; valid keys: model (required)"),
+        (BASE + ["--set", "train.batchsize=4"], {}, "unknown key 'train.batchsize'; valid keys: max_steps=None"),
+        (BASE + ["--set", "method_args.rank=4"], {}, "unknown method_args rank; valid LoraConfig fields"),
+        (["run", "--local", "--config", "nope.yaml"], {}, "config file not found: nope.yaml"),
+    ],
+)
+def test_bad_input_is_one_clear_line(tmp_path: Path, args: list[str], files: dict[str, str], message: str) -> None:
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    before = set(tmp_path.rglob("*"))
+    done = run(args, tmp_path)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("harness: error: "), done.stderr
+    assert message in lines[0]
+    assert set(tmp_path.rglob("*")) == before, "nothing may be written for bad input"

@@ -1,0 +1,61 @@
+"""Kill a run after a checkpoint and resume it: it continues from that step, exactly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from harness.result import load_result
+from harness.train.checkpoint import latest_checkpoint
+
+CELL = ("model: tiny-llama\nmethod: {method}\ntask: emotion\nseed: 3\n"
+        "train: {{max_steps: 24, batch_size: 4, learning_rate: 1.0e-2, checkpoint_every: 4, progress_bar: false, log_every: 1}}\n"
+        "data: {{max_train_samples: 48, max_eval_samples: 8, max_source_tokens: 48}}\n"
+        "tracking: {{enabled: false}}\ntelemetry: {{enabled: false}}\noutput_dir: {out}\n")
+
+
+def start(tmp_path: Path, name: str, method: str) -> subprocess.Popen[bytes]:
+    config = tmp_path / f"{name}.yaml"
+    config.write_text(CELL.format(method=method, out=tmp_path / name))
+    return subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "--local", "--config", str(config)],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def losses(cell: Path) -> list[tuple[int, float]]:
+    return [tuple(x) for x in load_result(cell).efficiency.model_extra["loss_history"]]
+
+
+def kill_after_checkpoint_then_resume(tmp_path: Path, method: str) -> None:
+    victim = start(tmp_path, "killed", method)
+    checkpoints = tmp_path / "killed" / "checkpoints"
+    deadline = time.time() + 300
+    while time.time() < deadline and (latest_checkpoint(checkpoints) is None or victim.poll() is not None):
+        assert victim.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.1)
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+    saved_step = int(latest_checkpoint(checkpoints).name.split("-")[1])  # type: ignore[union-attr]
+    assert 4 <= saved_step < 24
+    assert load_result(tmp_path / "killed").status == "running"
+
+    assert start(tmp_path, "killed", method).wait(timeout=600) == 0
+    resumed = load_result(tmp_path / "killed")
+    assert resumed.status == "success"
+    assert resumed.efficiency.resumed_from_step >= saved_step
+    assert resumed.efficiency.train_steps == 24
+    # The resumed run reproduces an uninterrupted one: same losses at every step.
+    assert start(tmp_path, "straight", method).wait(timeout=600) == 0
+    assert losses(tmp_path / "killed") == losses(tmp_path / "straight")
+    assert resumed.metrics == load_result(tmp_path / "straight").metrics
+
+
+def test_lora_resumes_exactly_after_sigkill(tmp_path: Path) -> None:
+    kill_after_checkpoint_then_resume(tmp_path, "lora")
+
+
+def test_adalora_resumes_with_its_rank_allocator(tmp_path: Path) -> None:
+    kill_after_checkpoint_then_resume(tmp_path, "adalora")
