@@ -78,3 +78,27 @@ gpu-check: install
 
 clean:
 	rm -rf outputs
+
+# ---- containers (README, "Containers") -------------------------------------------------
+# make container                      Docker image $(IMAGE):$(TAG) for GPU nodes (needs internet: a login node)
+# make container VARIANT=cpu TAG=cpu  CPU image, offline (private dockerd, debootstrap base, host wheelhouse)
+# make sif                            Apptainer image $(SIF) from the Docker image $(IMAGE):$(TAG)
+IMAGE ?= harness
+VARIANT ?= gpu
+TAG ?= $(VARIANT)
+SIF ?= harness.sif
+# Debian's client builds with BuildKit; a newer client first on the PATH may lack buildx
+DOCKER ?= $(shell test -x /usr/bin/docker && echo /usr/bin/docker || echo docker)
+CONTAINER_BUILD_ARGS ?=
+
+.PHONY: container sif
+
+container:
+	if [ "$(VARIANT)" = cpu ]; then IMAGE=$(IMAGE) TAG=$(TAG) bash containers/ci-build.sh; else \
+	DOCKER_BUILDKIT=1 $(DOCKER) build -f containers/Dockerfile --build-arg VARIANT=$(VARIANT) \
+	  --build-arg GIT_COMMIT=$$(git rev-parse HEAD 2>/dev/null || echo unknown) --build-arg IMAGE_REF=$(IMAGE):$(TAG) \
+	  $(CONTAINER_BUILD_ARGS) -t $(IMAGE):$(TAG) . ; fi
+
+sif:
+	apptainer build --build-arg FROM=$(IMAGE):$(TAG) $(SIF) containers/harness.def
+	sha256sum $(SIF)

@@ -34,7 +34,7 @@ from harness.train import Trainer, batch_order  # noqa: E402
 from harness.train.loop import expected_padding_fraction  # noqa: E402
 
 MODEL, METHOD, TASK = "minilm-l6", "lora", "emotion"
-STEPS, BATCH, ROUNDS, WARMUP_STEPS = 30, 16, 5, 3
+STEPS, BATCH, ROUNDS = 20, 16, 4
 
 
 def build(seed: int = 0):

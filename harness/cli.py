@@ -170,7 +170,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from harness.report import build_report
 
     folder = build_report(args.matrix, experiment=args.experiment, output=args.output)
-    print(f"report written to {folder}")
+    if not args.quiet:
+        print((folder / "report.md").read_text())
+    print(f"report written to {folder} (report.md, report.html, CSV tables, plots/)")
     return 0
 
 
@@ -231,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("matrix", nargs="?")
     report.add_argument("--experiment")
     report.add_argument("--output")
+    report.add_argument("--quiet", action="store_true", help="do not print the tables")
     report.set_defaults(func=cmd_report)
     return parser
 

@@ -199,10 +199,10 @@ def parse_cell_config(data: dict[str, Any], where: str = "cell config") -> CellC
         raise ConfigError(format_validation_error(error, CellConfig, where)) from None
 
 
-def load_cell_config(path: Path, overrides: dict[str, Any] | None = None) -> CellConfig:
-    """Read a cell YAML/JSON file, apply CLI overrides (dotted keys), validate."""
+def read_yaml_mapping(path: Path, kind: str) -> dict[str, Any]:
+    """A YAML file whose top level is a mapping, or a one-line ConfigError naming the problem."""
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+        raise ConfigError(f"{kind} not found: {path}")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
@@ -211,6 +211,12 @@ def load_cell_config(path: Path, overrides: dict[str, Any] | None = None) -> Cel
         raise ConfigError(f"{path}: malformed YAML{line}: {getattr(error, 'problem', error)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def load_cell_config(path: Path, overrides: dict[str, Any] | None = None) -> CellConfig:
+    """Read a cell YAML/JSON file, apply CLI overrides (dotted keys), validate."""
+    data = read_yaml_mapping(path, kind="config file")
     for dotted, value in (overrides or {}).items():
         set_dotted(data, dotted, value)
     return parse_cell_config(data, where=str(path))

@@ -106,3 +106,25 @@ def test_a_failing_cell_ends_failed_with_traceback(make_cell) -> None:
     assert result.status == "failed"
     assert result.traceback and "Traceback" in result.traceback
     assert load_result(Path(config.output_dir)).status == "failed"
+
+
+def test_host_telemetry_samples_a_real_training_cell(make_cell) -> None:
+    import csv
+
+    import psutil
+
+    config = make_cell("tiny-llama", "lora", "emotion", train={"max_steps": 20},
+                       telemetry={"enabled": True, "interval_s": 0.1})
+    result = run_cell(config)
+    assert result.status == "success", result.traceback
+    telemetry = result.telemetry
+    assert telemetry["backend"] == "host" and telemetry["nvml_unavailable_reason"]
+    rows = list(csv.DictReader((Path(config.output_dir) / "telemetry.csv").open()))
+    phases = list(dict.fromkeys(row["phase"] for row in rows if row["phase"] in ("load", "train", "eval")))
+    assert phases == ["load", "train", "eval"]
+    train_rows = [row for row in rows if row["phase"] == "train"]
+    assert telemetry["metrics"]["host/train/sample_count"] == len(train_rows)
+    assert telemetry["metrics"]["host/train/rss_peak_bytes"] == max(float(r["rss_bytes"]) for r in train_rows)
+    assert (Path(config.output_dir) / result.artifacts["timeline_png"]).is_file()
+    # the sampler process is gone once the cell has ended
+    assert not [p for p in psutil.Process().children(recursive=True) if "telemetry" in " ".join(p.cmdline())]

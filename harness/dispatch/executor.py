@@ -58,8 +58,14 @@ def resolve_kind(matrix: Matrix, override: str | None = None) -> tuple[str, str 
     return kind, notice
 
 
-def python_command(matrix: Matrix) -> str:
-    # The place a container wrapper (a later issue) will go: it prefixes this command.
+def python_command(matrix: Matrix, group: ResourceGroup | None = None, *, write: bool = True) -> str:
+    """The command that starts python in each job: the image's launcher when the matrix
+    has ``executor.container`` (harness.dispatch.container), else ``executor.python``/this one."""
+    from harness.dispatch import container
+
+    wrapped = container.python_command(matrix, group.resources.gpus if group else 0, write=write)
+    if wrapped:
+        return wrapped
     return matrix.spec.executor.python or shlex.quote(sys.executable)
 
 
@@ -127,10 +133,10 @@ def make_executor(kind: str, matrix: Matrix, group: ResourceGroup, *, n_local: i
     folder = matrix.submitit_folder
     folder.mkdir(parents=True, exist_ok=True)
     if kind == "slurm":
-        executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=max_num_timeout(matrix), python=python_command(matrix))
+        executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=max_num_timeout(matrix), python=python_command(matrix, group))
         executor.update_parameters(**slurm_parameters(matrix, group))
     elif kind == "local":
-        executor = submitit.LocalExecutor(folder=folder, max_num_timeout=max_num_timeout(matrix), python=python_command(matrix))
+        executor = submitit.LocalExecutor(folder=folder, max_num_timeout=max_num_timeout(matrix), python=python_command(matrix, group))
         executor.update_parameters(**local_parameters(matrix, group, n_local))
         executor._throttling = 0.01  # submitit waits 0.2 s between local processes by default
     elif kind == "debug":
@@ -142,17 +148,23 @@ def make_executor(kind: str, matrix: Matrix, group: ResourceGroup, *, n_local: i
 
 def job_script(kind: str, matrix: Matrix, group: ResourceGroup) -> str:
     """The script each job of a group gets (what ``harness plan`` shows)."""
+    from harness.dispatch import container
+
     folder = matrix.submitit_folder
-    command = f"{python_command(matrix)} -u -m submitit.core._submit {shlex.quote(str(folder))}"
+    command = f"{python_command(matrix, group, write=False)} -u -m submitit.core._submit {shlex.quote(str(folder))}"
+    launcher = container.describe(matrix, group.resources.gpus) if kind != "debug" else None
     if kind == "slurm":
         from submitit.slurm.slurm import _make_sbatch_string
 
         params = slurm_parameters(matrix, group)
-        return _make_sbatch_string(command=command, folder=folder, map_count=len(group.cells), **params)
+        script = _make_sbatch_string(command=command, folder=folder, map_count=len(group.cells), **params)
+        return script + (f"\n# {command.split()[0]}:\n" + "".join(f"#   {line}\n" for line in launcher.splitlines()) if launcher else "")
     lines = ["#!/bin/bash", f"# {kind} executor: " + ("one process per cell, at most "
              f"{matrix.spec.executor.array_parallelism} running at once" if kind == "local" else "in this process, one cell after another")]
     if kind == "local":
         lines += setup_lines(group.resources) + [command]
+        if launcher:
+            lines += [f"# {command.split()[0]}:"] + [f"#   {line}" for line in launcher.splitlines()]
     return "\n".join(lines) + "\n"
 
 

@@ -15,10 +15,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-import yaml
 from pydantic import ValidationError
 
-from harness.config import METHODS, TASKS, CellConfig, ConfigError, format_validation_error, parse_cell_config
+from harness.config import (
+    METHODS,
+    TASKS,
+    CellConfig,
+    ConfigError,
+    format_validation_error,
+    parse_cell_config,
+    read_yaml_mapping,
+)
 from harness.matrix.schema import RESERVED_KEYS, AxisEntry, Grid, MatrixSpec, Resources
 
 MATRIX_TAG = "harness.matrix"
@@ -93,16 +100,7 @@ class Matrix:
 def load_matrix(path: Path | str, *, output_dir: Path | str | None = None) -> Matrix:
     """Read, validate and expand a matrix file. Raises ``ConfigError`` (one line) on any problem."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"matrix file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = f" (line {mark.line + 1})" if mark else ""
-        raise ConfigError(f"{path}: malformed YAML{line}: {getattr(error, 'problem', error)}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    data = read_yaml_mapping(path, kind="matrix file")
     return matrix_from_dict(data, path=path, output_dir=output_dir)
 
 
@@ -141,6 +139,8 @@ def _owner_model(loc: tuple[Any, ...]) -> Any:
         return schema.AxisEntry
     if names[0] == "grids":
         return schema.Grid
+    if names[:2] == ["executor", "container"]:
+        return schema.ContainerSpec
     if names[0] in ("overrides", "exclude"):
         if "match" in names:
             return schema.Match

@@ -10,7 +10,8 @@ Shape (every key but the axes is optional)::
     name: smoke                      # default: the file's stem; the MLflow parent run
     output_dir: outputs/smoke        # $VARS and ~ expand; relative to the working dir
     tracking: {uri: null, experiment: smoke, live: auto}
-    executor: {kind: slurm, array_parallelism: 16, max_requeues: 3}
+    executor: {kind: slurm, array_parallelism: 16, max_requeues: 3,
+               container: {runtime: apptainer, image: ~/images/harness.sif, binds: [/scratch/data]}}
     resources: {gpus: 1, cpus: 8, mem_gb: 64, time_min: 240, partition: gpu}
     models: [tiny-bert, {name: llama-3.2-3b, resources: {mem_gb: 96}}]
     methods: [lora, {name: ia3, set: {train.learning_rate: 3.0e-3}}]
@@ -72,6 +73,36 @@ class Resources(StrictModel):
         return self
 
 
+class ContainerSpec(StrictModel):
+    """Where each cell's python runs: ``executor.container`` (see harness.dispatch.container).
+
+    ``{runtime: apptainer, image: /shared/images/harness.sif, binds: [/scratch/data], env: {K: V}}``
+    """
+
+    runtime: Literal["none", "apptainer", "docker"] = "none"
+    # apptainer: a .sif path ($VARS and ~ expand); docker: an image reference (harness:gpu)
+    image: str | None = None
+    # extra bind mounts, ``SRC[:DST[:ro]]`` (both runtimes accept this form); the output
+    # folder, submitit folder and model/data caches are bound at their own paths already
+    binds: list[str] = Field(default_factory=list)
+    # extra flags for ``apptainer exec`` / ``docker run``, e.g. [--shm-size=8g]
+    options: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    # the runtime's command; default: apptainer (or singularity) / docker from the PATH
+    executable: str | None = None
+
+    @model_validator(mode="after")
+    def _image(self) -> "ContainerSpec":
+        if self.runtime != "none" and not (self.image or "").strip():
+            raise ValueError(f"executor.container: runtime {self.runtime} needs an image")
+        if any(not b.strip() for b in self.binds):
+            raise ValueError("executor.container.binds: empty entry")
+        bad = [k for k in self.env if not k.isidentifier()]
+        if bad:
+            raise ValueError(f"executor.container.env: invalid variable name(s) {', '.join(bad)}")
+        return self
+
+
 class ExecutorSpec(StrictModel):
     """How cells are run: submitit's slurm, local (subprocesses here) or debug (in-process)."""
 
@@ -90,9 +121,8 @@ class ExecutorSpec(StrictModel):
     use_srun: bool = True
     # without sbatch on the PATH, run a slurm matrix with the local executor
     fallback_to_local: bool = True
-    # A later issue adds ``container:`` here (image, runtime, binds); it will wrap
-    # ``python`` and the setup lines, which is why both are resolved in one place
-    # (harness.dispatch.executor.job_command).
+    # run each cell's python inside a pinned image (harness.dispatch.container); default: on the host
+    container: "ContainerSpec" = Field(default_factory=lambda: ContainerSpec())
 
     @model_validator(mode="after")
     def _positive(self) -> "ExecutorSpec":
