@@ -7,12 +7,16 @@ work is refused with its reason.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any
 
 import torch
 
 from harness.config import CellConfig, ConfigError
 from harness.methods.registry import MethodSpec, resolve_method
+
+# peft 0.21 still reads transformers' deprecated `is_gradient_checkpointing`; harmless noise.
+warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 TASK_TYPES = {"seq2seq": "SEQ_2_SEQ_LM", "causal": "CAUSAL_LM", "seqcls": "SEQ_CLS"}
 # Fields the harness sets itself; a user override of these would be silently wrong.
