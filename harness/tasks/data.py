@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +44,16 @@ def _read_rows(task: TaskSpec, source: DataSource, split: str) -> list[Row]:
 
 
 def read_table(path: Path) -> list[Row]:
+    """Rows of a JSONL/JSON/CSV/Parquet file. Callers must not mutate them: they are cached
+    (per path and modification time), since every cell of a matrix reads the same files."""
     if not path.is_file():
         raise ConfigError(f"data file not found: {path}")
+    return _read_table_cached(str(path), path.stat().st_mtime_ns)
+
+
+@lru_cache(maxsize=16)
+def _read_table_cached(name: str, _mtime_ns: int) -> list[Row]:
+    path = Path(name)
     suffix = path.suffix.lower()
     try:
         if suffix in (".jsonl", ".json"):
