@@ -40,10 +40,8 @@ def test_cell_logs_to_a_real_server_and_reads_back(make_cell, mlflow_server: str
     assert json.loads(Path(downloaded).read_text())["cell_id"] == config.cell_id
 
 
-def test_unreachable_server_leaves_the_result_intact(make_cell) -> None:
-    from conftest import free_port
-
-    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+def test_unreachable_server_leaves_the_result_intact(make_cell, unused_port: int) -> None:
+    uri = f"http://127.0.0.1:{unused_port}"  # nothing listens there
     config = make_cell("tiny-bert", "ia3", "emotion", tracking={"enabled": True, "uri": uri})
     result = run_cell(config)
     assert result.status == "success"
