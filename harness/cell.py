@@ -252,7 +252,8 @@ def _start_sampler(config: CellConfig, cell_dir: Path) -> Any:
     try:
         from harness.telemetry import TelemetrySampler
 
-        sampler = TelemetrySampler(cell_dir, interval_s=config.telemetry.interval_s, backend=config.telemetry.backend)
+        sampler = TelemetrySampler(cell_dir, interval_s=config.telemetry.interval_s, backend=config.telemetry.backend,
+                                   initial_phase="load")
         sampler.start()
         return sampler
     except Exception as error:  # noqa: BLE001 - telemetry never fails a cell
