@@ -2,13 +2,19 @@
 
 Counting builds the model skeleton once per (model, method, task, method_args,
 model_args); the seed and training settings do not change it, so a 500-cell matrix
-asks only a few dozen times.
+asks only a few dozen times. Successful counts are also kept on disk
+(``$HARNESS_CACHE/param-counts.json``, keyed with the transformers and peft versions):
+planning the same matrix again then needs neither torch nor a model skeleton.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
 
 from harness.config import CellConfig
 
@@ -20,20 +26,64 @@ class ParamCount:
     error: str | None = None
 
 
+def _versions() -> str:
+    found = []
+    for name in ("transformers", "peft", "harness"):
+        try:
+            found.append(f"{name}={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            found.append(f"{name}=?")
+    return ",".join(found)
+
+
+def _disk_cache_path() -> Path:
+    root = os.environ.get("HARNESS_CACHE") or str(Path.home() / ".cache" / "harness")
+    return Path(root) / "param-counts.json"
+
+
 class ParamCounter:
-    def __init__(self) -> None:
+    def __init__(self, persistent: bool = True) -> None:
         self._cache: dict[tuple[str, ...], ParamCount] = {}
+        self._path = _disk_cache_path() if persistent else None
+        self._versions = _versions()
+        self._disk: dict[str, list[int]] = {}
+        if self._path is not None and self._path.is_file():
+            try:
+                self._disk = json.loads(self._path.read_text())
+            except (OSError, ValueError):
+                self._disk = {}
 
     @staticmethod
     def key(config: CellConfig) -> tuple[str, ...]:
         dump = lambda d: json.dumps(d, sort_keys=True, default=str)  # noqa: E731
-        return (config.model, config.method, config.task, dump(config.method_args), dump(config.model_args))
+        # gradient checkpointing can make a combination refused (prompt methods), so it is part of the key
+        return (config.model, config.method, config.task, dump(config.method_args), dump(config.model_args),
+                str(config.train.gradient_checkpointing))
 
     def __call__(self, config: CellConfig) -> ParamCount:
         key = self.key(config)
         if key not in self._cache:
-            self._cache[key] = self._count(config)
+            disk_key = json.dumps([self._versions, *key])
+            if disk_key in self._disk:
+                trainable, total = self._disk[disk_key]
+                self._cache[key] = ParamCount(trainable=trainable, total=total)
+            else:
+                self._cache[key] = self._count(config)
+                if self._cache[key].error is None:
+                    self._remember(disk_key, self._cache[key])
         return self._cache[key]
+
+    def _remember(self, disk_key: str, count: ParamCount) -> None:
+        if self._path is None:
+            return
+        self._disk[disk_key] = [count.trainable, count.total]  # type: ignore[list-item]
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile("w", dir=self._path.parent, delete=False, suffix=".tmp") as handle:
+                json.dump(self._disk, handle)
+            os.replace(handle.name, self._path)
+        except OSError:  # a read-only cache only costs speed
+            pass
 
     @staticmethod
     def _count(config: CellConfig) -> ParamCount:

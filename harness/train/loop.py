@@ -124,6 +124,7 @@ class Trainer:
             num_training_steps=self.total_steps,
         )
         self.model, self.optimizer = accelerator.prepare(self.model, self.optimizer)
+        self.unwrapped = accelerator.unwrap_model(self.model)  # once: unwrapping walks every module
         self.progress = Progress()
         self._in_step = False
         self._rng_at_boundary = ckpt.rng_state()
@@ -151,12 +152,12 @@ class Trainer:
     def _extra_state(self) -> dict[str, Any]:
         if not self.method.rank_allocation:
             return {}
-        allocator = self.accelerator.unwrap_model(self.model).base_model.rankallocator
+        allocator = self.unwrapped.base_model.rankallocator
         return {name: getattr(allocator, name) for name in ("ipt", "exp_avg_ipt", "exp_avg_unc")}
 
     def _restore_extra(self, extra: dict[str, Any]) -> None:
         if extra and self.method.rank_allocation:
-            allocator = self.accelerator.unwrap_model(self.model).base_model.rankallocator
+            allocator = self.unwrapped.base_model.rankallocator
             for name, value in extra.items():
                 setattr(allocator, name, {k: v.to(self.device) for k, v in value.items()})
 
@@ -186,8 +187,7 @@ class Trainer:
         path = ckpt.latest_checkpoint(self.checkpoint_dir)
         if path is None:
             return None
-        progress, rng, extra = ckpt.load_checkpoint(path, self.accelerator.unwrap_model(self.model),
-                                                    self.optimizer, self.scheduler)
+        progress, rng, extra = ckpt.load_checkpoint(path, self.unwrapped, self.optimizer, self.scheduler)
         self.progress = Progress(**{**progress, "losses": [tuple(x) for x in progress["losses"]]})
         self._restore_extra(extra)
         ckpt.set_rng_state(rng)
@@ -268,7 +268,7 @@ class Trainer:
         if cfg.max_grad_norm:
             self.accelerator.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
         self.optimizer.step()
-        after_optimizer_step(self.accelerator.unwrap_model(self.model), self.method, progress.step)
+        after_optimizer_step(self.unwrapped, self.method, progress.step)
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         progress.step += 1
