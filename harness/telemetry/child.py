@@ -110,6 +110,9 @@ class _Terminated(BaseException):
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
+    # Raise once: a second SIGTERM (the parent's own stop and the parent-death signal can both
+    # arrive) must not interrupt the shutdown that writes the CSV tail and the final meta.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise _Terminated()
 
 
@@ -161,12 +164,13 @@ def _run(cfg: ChildConfig, phase: SharedPhase, conn: Any) -> None:
         meta["error"] = traceback.format_exc(limit=5)
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # finish writing, the parent is gone or done
-        sink.close()
-        try:
-            backend.close()
-        except Exception:
-            pass
-        meta.update(backend.meta())
+        # Each step on its own: with the parent gone, a backend may fail to describe its process
+        # tree, and that must not cost the CSV flush or the final meta (exit_reason).
+        for step in (sink.close, backend.close, lambda: meta.update(backend.meta())):
+            try:
+                step()
+            except Exception as exc:
+                meta.setdefault("shutdown_errors", []).append(f"{type(exc).__name__}: {exc}")
         _safe_write_meta(meta_path, meta)
 
 
