@@ -92,34 +92,34 @@ cluster_pids() {
   return 0
 }
 
+# wait_gone TENTHS PID...: poll until every PID has exited, for at most about
+# TENTHS tenths of a second; the survivors are left in the array STILL_ALIVE.
+wait_gone() {
+  local tenths="$1" i pid
+  shift
+  for ((i = 0; i <= tenths; i++)); do
+    STILL_ALIVE=()
+    for pid in "$@"; do
+      still_there "$pid" && STILL_ALIVE+=("$pid")
+    done
+    ((${#STILL_ALIVE[@]})) || return 0
+    sleep 0.1
+  done
+  return 1
+}
+
 # stop_pids GRACE PID...: SIGTERM all, wait up to GRACE seconds for them to
 # go, SIGKILL the rest. Callers only pass PIDs of this cluster.
 stop_pids() {
-  local grace="$1" i pid
-  local -a left
+  local grace="$1"
   shift
   (($#)) || return 0
   kill -TERM "$@" 2>/dev/null || true
-  for ((i = 0; i <= grace * 10; i++)); do
-    left=()
-    for pid in "$@"; do
-      still_there "$pid" && left+=("$pid")
-    done
-    ((${#left[@]})) || return 0
-    sleep 0.1
-  done
-  log "pids ${left[*]} ignored SIGTERM for ${grace}s, sending SIGKILL"
-  kill -KILL "${left[@]}" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do
-    set -- "${left[@]}"
-    left=()
-    for pid in "$@"; do
-      still_there "$pid" && left+=("$pid")
-    done
-    ((${#left[@]})) || return 0
-    sleep 0.1
-  done
-  log "pids ${left[*]} survived SIGKILL"
+  wait_gone $((grace * 10)) "$@" && return 0
+  log "pids ${STILL_ALIVE[*]} ignored SIGTERM for ${grace}s, sending SIGKILL"
+  kill -KILL "${STILL_ALIVE[@]}" 2>/dev/null || true
+  wait_gone 49 "${STILL_ALIVE[@]}" && return 0
+  log "pids ${STILL_ALIVE[*]} survived SIGKILL"
   return 1
 }
 
