@@ -16,7 +16,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test test-fast bench matrix plan status collect report ui slurm-up slurm-down gpu-check clean
+.PHONY: install demo test test-fast bench matrix plan status collect report ui slurm-up slurm-down gpu-check device-wheels clean
 
 install: $(VENV)/.installed
 
@@ -83,6 +83,10 @@ ui:
 # One prepared script for a machine with a GPU (see scripts/gpu_check.py).
 gpu-check: install
 	$(PY) scripts/gpu_check.py
+
+# Wheels for a GPU machine that reaches no package index (scripts/device/gpu-check.sh runs there).
+device-wheels: install
+	bash scripts/device/fetch-wheels.sh
 
 clean:
 	rm -rf outputs

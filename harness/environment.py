@@ -43,19 +43,24 @@ def accelerator_info() -> dict[str, Any]:
             "torch_threads": torch.get_num_threads()}
 
 
-def environment() -> dict[str, Any]:
-    versions = {}
+def package_versions() -> dict[str, str | None]:
+    """Installed versions of the packages that decide a result (None: not installed)."""
+    versions: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
+    return versions
+
+
+def environment() -> dict[str, Any]:
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
         "host": socket.gethostname(),
         "git_commit": git_commit(),
-        "packages": versions,
+        "packages": package_versions(),
         "accelerator": accelerator_info(),
         "slurm": {k: os.environ[k] for k in SLURM_VARS if k in os.environ},
         "container": {k.removeprefix("HARNESS_CONTAINER_").lower(): v for k, v in os.environ.items()

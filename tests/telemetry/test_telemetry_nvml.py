@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
+import inspect
 import os
+import re
 from dataclasses import dataclass, field
 from types import SimpleNamespace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +16,10 @@ import pytest
 from harness.telemetry import NvmlBackend, NvmlUnavailable, proc_tree_memory, resolve_visible_devices, summarize
 from harness.telemetry.child import ChildConfig, open_backend
 from harness.telemetry.host import HostBackend
+from harness.telemetry import nvml as nvml_module
 from harness.telemetry.nvml import MAX_CONSECUTIVE_FAILURES
+
+ROOT = Path(__file__).resolve().parents[2]
 
 NOT_SUPPORTED, NO_PERMISSION, FUNCTION_NOT_FOUND, UNKNOWN = 3, 4, 13, 999
 
@@ -392,3 +399,40 @@ def test_child_loop_writes_nvml_rows(tmp_path: Any) -> None:
     m = metrics_from_summary(s)
     assert m["gpu/train/util_mean"] == 50.0 and m["gpu/all/energy_j"] > 0 and m["gpu/train/power_peak_w"] == 300.0
     assert m["gpu/load/mem_used_peak_bytes"] == 2 * 10 * 2**30
+
+
+# -- the stand-ins against the real binding ----------------------------------------------
+def _required_positional(fn: Any) -> int:
+    params = [p for p in inspect.signature(fn).parameters.values() if p.name != "self"]
+    return sum(1 for p in params if p.default is inspect.Parameter.empty and p.kind is p.POSITIONAL_OR_KEYWORD)
+
+
+def test_backend_calls_only_what_nvidia_ml_py_has() -> None:
+    """Every NVML function and constant the backend names exists in the real binding: the GPU path
+    is run here only against stand-ins, so a misspelt name would otherwise surface on a GPU."""
+    import pynvml
+
+    source = (Path(nvml_module.__file__)).read_text()
+    names = set(re.findall(r"\b(nvml[A-Z]\w+|NVML_[A-Z_]+)\b", source)) - set(vars(nvml_module))  # less our NVML_COLUMNS
+    assert {"nvmlDeviceGetTotalEnergyConsumption", "nvmlDeviceGetTemperatureV", "NVML_CLOCK_SM"} <= names
+    assert sorted(n for n in names if not hasattr(pynvml, n)) == []
+
+
+def test_stand_ins_match_the_real_binding() -> None:
+    """FakeNvml here and the module that rehearses gpu_check.py take the real functions' arguments
+    and use the real error codes and constants."""
+    import pynvml
+
+    spec = importlib.util.spec_from_file_location("stand_in_pynvml", ROOT / "tests/scripts/stand_in_nvml/pynvml.py")
+    assert spec and spec.loader
+    stand_in = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stand_in)
+    for fake in (FakeNvml([]), OldFakeNvml([]), stand_in):
+        members = [n for n in dir(fake) if n.startswith(("nvml", "NVML_"))]
+        assert members
+        for name in members:
+            ours, real = getattr(fake, name, None), getattr(pynvml, name)
+            if name.startswith("NVML_"):
+                assert ours == real, name
+            elif ours is not None:
+                assert _required_positional(ours) == _required_positional(real), name
