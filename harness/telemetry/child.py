@@ -4,7 +4,8 @@ It must never outlive its parent (crash, SIGKILL, SLURM requeue), so it watches
 three things: ``PR_SET_PDEATHSIG`` (the kernel sends SIGTERM when the parent
 dies), EOF on the control pipe (the parent's end closes with the parent) and
 ``os.getppid()`` each tick (fallback for non-Linux and for pdeathsig being
-disabled). SIGTERM always means a graceful exit that flushes the CSV.
+disabled). SIGTERM always means a graceful exit that flushes the CSV and writes
+the final meta (see ``_Termination``).
 """
 
 from __future__ import annotations
@@ -109,11 +110,24 @@ class _Terminated(BaseException):
     """Raised by the SIGTERM handler; BaseException so no `except Exception` eats it."""
 
 
+class _Termination:
+    """How SIGTERM is handled: raised during set-up (nothing to flush yet), then only noted.
+
+    Once the CSV is open, an exception injected at an arbitrary bytecode could land inside the
+    shutdown that writes the CSV tail and the final meta (the parent-death signal often arrives
+    just as the loop has seen the parent go), so the loop polls ``requested`` instead: a stop
+    takes at most one sampling interval.
+    """
+
+    raise_now = True
+    requested = False
+
+
 def _on_sigterm(signum: int, frame: Any) -> None:
-    # Raise once: a second SIGTERM (the parent's own stop and the parent-death signal can both
-    # arrive) must not interrupt the shutdown that writes the CSV tail and the final meta.
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise _Terminated()
+    _Termination.requested = True
+    if _Termination.raise_now:
+        _Termination.raise_now = False
+        raise _Terminated()
 
 
 def child_main(cfg: ChildConfig, phase: SharedPhase, conn: Any) -> None:
@@ -145,6 +159,7 @@ def _run(cfg: ChildConfig, phase: SharedPhase, conn: Any) -> None:
         meta.update(backend.meta())
         meta["backend"] = backend.name
         meta["nvml_unavailable_reason"] = reason
+        _Termination.raise_now = False  # from here a SIGTERM is a request the loop honours
         sink = CsvSink(out / CSV_NAME, COMMON_COLUMNS + backend.columns)
     except Exception as exc:
         meta["backend"] = None
@@ -157,13 +172,10 @@ def _run(cfg: ChildConfig, phase: SharedPhase, conn: Any) -> None:
     _safe_send(conn, ("ready", meta))
     try:
         meta["exit_reason"] = _loop(cfg, phase, conn, backend, sink, meta, meta_path)
-    except _Terminated:
-        meta["exit_reason"] = "sigterm"
     except Exception:
         meta["exit_reason"] = "crashed"
         meta["error"] = traceback.format_exc(limit=5)
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # finish writing, the parent is gone or done
         # Each step on its own: with the parent gone, a backend may fail to describe its process
         # tree, and that must not cost the CSV flush or the final meta (exit_reason).
         for step in (sink.close, backend.close, lambda: meta.update(backend.meta())):
@@ -200,6 +212,8 @@ def _loop(cfg: ChildConfig, phase: SharedPhase, conn: Any, backend: Any, sink: C
     next_t = time.monotonic()
     last_flush = next_t
     while True:
+        if _Termination.requested:
+            return "sigterm"
         if os.getppid() != cfg.parent_pid:
             return "parent_gone"
         try:

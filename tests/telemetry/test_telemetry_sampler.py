@@ -275,3 +275,16 @@ def test_sigterm_to_the_sampler_ends_it_gracefully(tmp_path: Path) -> None:
     assert summary["exit_reason"] == "sigterm" and s.error is None
     assert any("ended before stop()" in w for w in summary["warnings"])
     assert summary["phases"]["train"]["sample_count"] >= 2 and summary["phases"]["eval"]["sample_count"] == 0
+
+
+def test_sigterm_raises_only_during_set_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After set-up a SIGTERM is only noted: raised inside the shutdown it would cost the final meta
+    (the parent-death signal tends to arrive just as the loop has seen the parent go)."""
+    from harness.telemetry import child
+
+    monkeypatch.setattr(child._Termination, "raise_now", True)
+    monkeypatch.setattr(child._Termination, "requested", False)
+    with pytest.raises(child._Terminated):
+        child._on_sigterm(signal.SIGTERM, None)
+    child._on_sigterm(signal.SIGTERM, None)  # a second one, e.g. during the shutdown: noted, not raised
+    assert child._Termination.requested and not child._Termination.raise_now
