@@ -18,14 +18,7 @@ KEEP=0
 for arg in "$@"; do
   case "$arg" in
     --keep) KEEP=1 ;;
-    -h | --help)
-      awk 'NR > 2 && /^#/ { sub(/^# ?/, ""); print; next } NR > 2 { exit }' "$0"
-      exit 0
-      ;;
-    *)
-      log "unknown argument: $arg"
-      exit 2
-      ;;
+    *) other_arg "$arg" ;;
   esac
 done
 

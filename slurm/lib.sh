@@ -45,6 +45,21 @@ DAEMONS=(munged mariadbd slurmdbd slurmctld slurmd)
 
 log() { printf '[harness-slurm] %s\n' "$*" >&2; }
 
+# The arguments every script's flag loop treats alike: -h/--help prints the script's header
+# comment (after the shebang and shellcheck lines), anything else unknown is refused.
+other_arg() {
+  case "$1" in
+    -h | --help)
+      awk 'NR > 2 && /^#/ { sub(/^# ?/, ""); print; next } NR > 2 { exit }' "$0"
+      exit 0
+      ;;
+    *)
+      log "unknown argument: $1"
+      exit 2
+      ;;
+  esac
+}
+
 # Serialise up.sh/down.sh on one state folder: concurrent callers (CI plus a
 # pytest fixture, parallel test workers) would otherwise wipe each other's
 # half-started cluster. The lock file sits beside the folder because the
