@@ -104,16 +104,18 @@ def run_cell(config: CellConfig) -> Result:
     try:
         return _run(plan, cell_dir)
     finally:
-        logging.getLogger("harness").removeHandler(handler)
+        logging.getLogger().removeHandler(handler)
         handler.close()
 
 
 def _attach_log(path: Path) -> logging.Handler:
+    """log.txt gets the harness's own INFO lines and every library's warnings (on the root
+    logger, so records that libraries keep off stderr, see ``harness/__init__``, land here)."""
     handler = logging.FileHandler(path)
+    handler.setLevel(logging.INFO)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("harness")
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
+    logging.getLogger().addHandler(handler)
+    logging.getLogger("harness").setLevel(logging.INFO)
     return handler
 
 

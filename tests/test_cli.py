@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,10 +10,26 @@ from pathlib import Path
 import pytest
 
 HARNESS = [sys.executable, "-m", "harness.cli"]
+# On CPUs with AVX512-BF16 bitsandbytes logs a warning when peft imports it; this stand-in
+# makes it take that path on every CPU, so stderr is checked as such a user sees it.
+AVX512BF16 = Path(__file__).resolve().parent / "stand_ins" / "avx512bf16"
+
+
+def avx512bf16_env() -> dict[str, str]:
+    paths = [str(AVX512BF16), str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH", "")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
 
 
 def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(HARNESS + args, cwd=cwd, capture_output=True, text=True, timeout=600)
+    return subprocess.run(HARNESS + args, cwd=cwd, capture_output=True, text=True, timeout=600, env=avx512bf16_env())
+
+
+def test_the_stand_in_makes_bitsandbytes_warn_at_import() -> None:
+    """Without it the bad-input checks below would pass on CPUs without the flag whatever the CLI did."""
+    done = subprocess.run([sys.executable, "-c", "import peft"], capture_output=True, text=True, timeout=300,
+                          env=avx512bf16_env())
+    assert done.returncode == 0, done.stderr
+    assert "gemm_4bit_forward" in done.stderr
 
 
 def test_run_local_from_flags(tmp_path: Path) -> None:
