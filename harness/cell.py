@@ -34,7 +34,14 @@ import yaml
 
 from harness.config import CellConfig, ConfigError
 from harness.environment import environment
-from harness.methods import MethodSpec, apply_method, check_combination, resolve_method, resolve_method_args
+from harness.methods import (
+    MethodSpec,
+    apply_method,
+    check_combination,
+    count_parameters,
+    resolve_method,
+    resolve_method_args,
+)
 from harness.models import ModelSpec, count_module_parameters, load_model, resolve_model
 from harness.result import Result, now_iso, write_result
 from harness.tasks import Formatter, TaskSpec, class_weights, head_for, load_split, resolve_task
@@ -66,6 +73,8 @@ def prepare_cell(config: CellConfig) -> CellPlan:
     head = head_for(task, model.family, config.model)
     args = resolve_method_args(method, model.family, config.method_args)
     check_combination(config, method, model.family, head, args)
+    if method.peft_config is not None:
+        count_parameters(config)  # the method on the model's skeleton: target modules it lacks are refused here
     data = config.data
     train_rows = load_split(task, data, data.train_split, data.max_train_samples, config.seed) if method.trains else []
     eval_rows = load_split(task, data, data.eval_split, data.max_eval_samples, config.seed)

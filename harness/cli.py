@@ -21,17 +21,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from harness.config import ConfigError, load_cell_config, parse_cell_config, set_dotted
 
 
 def _parse_value(text: str) -> Any:
-    """`--set key=value` values are YAML scalars/lists: 8 -> int, 1e-3 -> float, [q,v] -> list."""
+    """`--set key=value` values are YAML scalars/lists: 8 -> int, 1e-3 -> float, [q,v] -> list
+    (within the limits of cell files: no aliases, no duplicate keys)."""
+    from harness.safeyaml import YamlMalformed, YamlRefused, load_yaml_text
+
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
+        return load_yaml_text(text)
+    except YamlMalformed:
+        return text  # not YAML: the plain string
+    except YamlRefused as error:
+        raise ConfigError(f"--set value {text[:40]!r}: {error}") from None
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import unicodedata
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 METHODS: tuple[str, ...] = (
     "lora",
@@ -34,6 +35,32 @@ TASKS: tuple[str, ...] = ("billsum", "emotion")
 
 class ConfigError(ValueError):
     """A configuration problem, reported as one line that names it."""
+
+
+def single_line(value: str) -> str:
+    """Refuse control characters (newline, carriage return, NUL, ...) in a value that reaches a
+    job script: a newline there would end an ``#SBATCH`` line and run the rest as a command."""
+    for index, char in enumerate(value):
+        if unicodedata.category(char) == "Cc" or char in "\u2028\u2029":
+            raise ValueError(f"control character {char!r} at position {index} in {value[:40]!r}: values that reach "
+                             "a job script must be one line of printable text")
+    return value
+
+
+# A string that ends up in a job script (#SBATCH lines, paths, the job's shell lines).
+Line = Annotated[str, AfterValidator(single_line)]
+
+SBATCH_KEY = re.compile(r"[a-z][a-z0-9-]*")
+
+
+def sbatch_key(value: str) -> str:
+    if not SBATCH_KEY.fullmatch(value):
+        raise ValueError(f"sbatch_extra key {value[:40]!r}: write an sbatch long option without its dashes, "
+                         "lowercase letters, digits and '-' (e.g. mail-type, exclusive)")
+    return value
+
+
+SbatchKey = Annotated[str, AfterValidator(sbatch_key)]
 
 
 class StrictModel(BaseModel):
@@ -79,12 +106,12 @@ class DataConfig(StrictModel):
     source: DataSource | None = None  # None: the bundled offline copy
     train_split: str = "train"
     eval_split: str = "test"
-    max_train_samples: int | None = None
-    max_eval_samples: int | None = None
-    max_source_tokens: int = 512  # study: 1,400 for BillSum
-    max_target_tokens: int = 128  # study: 256 for BillSum
-    num_beams: int = 1
-    max_new_tokens: int | None = None  # default: max_target_tokens
+    max_train_samples: int | None = Field(None, ge=1)
+    max_eval_samples: int | None = Field(None, ge=1)
+    max_source_tokens: int = Field(512, ge=1)  # study: 1,400 for BillSum
+    max_target_tokens: int = Field(128, ge=1)  # study: 256 for BillSum
+    num_beams: int = Field(1, ge=1)
+    max_new_tokens: int | None = Field(None, ge=1)  # default: max_target_tokens
     class_weighted_loss: bool = False  # w_c = N / (C * n_c)
 
 
@@ -92,22 +119,22 @@ class TrainConfig(StrictModel):
     """The training loop's settings. Defaults suit a quick CPU run."""
 
     max_steps: int | None = None  # overrides epochs when set
-    epochs: float = 1.0
+    epochs: float = Field(1.0, gt=0)
     batch_size: int = 8
     eval_batch_size: int = 16
     grad_accum: int = 1
-    learning_rate: float | None = None  # None: the method's default
-    weight_decay: float = 0.0
-    adam_betas: tuple[float, float] = (0.9, 0.999)
-    warmup_ratio: float = 0.06
+    learning_rate: float | None = Field(None, gt=0)  # None: the method's default
+    weight_decay: float = Field(0.0, ge=0)
+    adam_betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (0.9, 0.999)
+    warmup_ratio: float = Field(0.06, ge=0, lt=1)
     scheduler: Literal["cosine", "linear", "constant"] = "cosine"
-    max_grad_norm: float | None = 1.0
+    max_grad_norm: float | None = Field(1.0, gt=0)  # None: no clipping
     optimizer: Literal["auto", "adamw", "paged_adamw_8bit"] = "auto"
     gradient_checkpointing: bool = False
     group_by_length: bool = True
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
-    checkpoint_every: int = 0  # optimizer steps; 0 disables periodic checkpoints
-    log_every: int = 10
+    checkpoint_every: int = Field(0, ge=0)  # optimizer steps; 0 disables periodic checkpoints
+    log_every: int = Field(10, ge=0)
     progress_bar: bool = True
 
     @model_validator(mode="after")
@@ -132,7 +159,7 @@ class TrackingConfig(StrictModel):
 class TelemetryConfig(StrictModel):
     enabled: bool = True
     backend: Literal["auto", "nvml", "host"] = "auto"
-    interval_s: float = 0.2
+    interval_s: float = Field(0.2, gt=0)
 
 
 class CellConfig(StrictModel):
@@ -141,7 +168,7 @@ class CellConfig(StrictModel):
     model: str
     method: str
     task: str
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     # overrides of any field of the method's PEFT config (r, lora_alpha, target_modules, ...)
     method_args: dict[str, Any] = Field(default_factory=dict)
     # overrides of model loading (dtype, ...)
@@ -175,21 +202,90 @@ class CellConfig(StrictModel):
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+_UNION_TAG = re.compile(r"[\w-]+\[.*\]")  # pydantic's name of a union branch, e.g. function-after[single_line(), str]
+_SCALAR_TAGS = frozenset({"str", "int", "float", "bool", "[key]"})
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The BaseModel classes an annotation can hold (``DataSource | None`` -> [DataSource])."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    import typing
+
+    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
+
+
+def _walk(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[list[str], type[BaseModel] | None]:
+    """(the location as a user wrote it, the model that owns its last part).
+
+    Union branch tags are dropped from the location; a part that is not plain printable text
+    (a key with a newline) is shown quoted so the message stays one line."""
+    shown: list[str] = []
+    owner: type[BaseModel] | None = model
+    for part in loc:
+        text = str(part)
+        if isinstance(part, str) and (text in _SCALAR_TAGS or _UNION_TAG.fullmatch(text)):
+            continue
+        if owner is not None and isinstance(part, str) and part not in owner.model_fields:
+            tagged = [m for m in _strict_models() if m.__name__ == part]
+            if tagged:  # a union branch named by its class (AxisEntry): the owner from here on
+                owner = tagged[0]
+                continue
+        shown.append(text if text.isprintable() and text else repr(text))
+        field = owner.model_fields.get(text) if owner is not None and isinstance(part, str) else None
+        if field is not None:
+            nested = _models_in(field.annotation)
+            owner = nested[0] if nested else None
+        elif not isinstance(part, int):
+            owner = None
+    return shown, owner
+
+
+def _strict_models() -> list[type[BaseModel]]:
+    found, todo = [], list(StrictModel.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        found.append(cls)
+        todo += cls.__subclasses__()
+    return found
+
+
+_MAPPING_ERRORS = frozenset({"model_type", "model_attributes_type", "dict_type"})
+
+
+def _preferred(errors: list[Any]) -> Any:
+    """Of the errors pydantic reports for a ``str | Model`` union, the one of the branch the
+    user meant: the mapping's own problem for a mapping, the string's for a string."""
+    def wrong_branch(error: Any) -> bool:
+        last = str(error["loc"][-1]) if error["loc"] else ""
+        scalar_branch = last in _SCALAR_TAGS or bool(_UNION_TAG.fullmatch(last))
+        given_mapping = isinstance(error.get("input"), dict)
+        return (scalar_branch and given_mapping) or (error["type"] in _MAPPING_ERRORS and not given_mapping
+                                                     and len(errors) > 1)
+
+    return next((e for e in errors if not wrong_branch(e)), errors[0])
+
+
+def _describe(owner: type[BaseModel]) -> str:
+    return owner.describe_fields() if issubclass(owner, StrictModel) else ", ".join(owner.model_fields)
+
+
 def format_validation_error(error: ValidationError, model: type[BaseModel], where: str) -> str:
-    """Turn pydantic's multi-line report into one line that names the problem."""
-    first = error.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"])
+    """Turn pydantic's multi-line report into one line that names the problem and, for a
+    wrong key or a value where a mapping belongs, the valid keys of the mapping it is in."""
+    first = _preferred(error.errors())
+    loc = tuple(first["loc"])
     if first["type"] == "extra_forbidden":
-        owner: type[BaseModel] = model
-        for part in first["loc"][:-1]:
-            field = owner.model_fields.get(str(part))
-            annotation = getattr(field, "annotation", None) if field else None
-            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-                owner = annotation
-        valid = owner.describe_fields() if issubclass(owner, StrictModel) else ", ".join(owner.model_fields)
-        return f"{where}: unknown key {loc!r}; valid keys: {valid}"
+        shown, _ = _walk(model, loc)
+        _, owner = _walk(model, loc[:-1])
+        valid = _describe(owner or model)
+        return f"{where}: unknown key {'.'.join(shown)!r}; valid keys: {valid}"
+    shown, owner = _walk(model, loc)
     message = first["msg"].removeprefix("Value error, ")
-    return f"{where}: {loc + ': ' if loc else ''}{message}"
+    if first["type"] in _MAPPING_ERRORS and owner is not None:
+        message += f" (a mapping; valid keys: {_describe(owner)})"
+    text = f"{where}: {'.'.join(shown) + ': ' if shown else ''}{message}"
+    return " ".join(text.split()) if "\n" in text else text
 
 
 def parse_cell_config(data: dict[str, Any], where: str = "cell config") -> CellConfig:
@@ -200,15 +296,20 @@ def parse_cell_config(data: dict[str, Any], where: str = "cell config") -> CellC
 
 
 def read_yaml_mapping(path: Path, kind: str) -> dict[str, Any]:
-    """A YAML file whose top level is a mapping, or a one-line ConfigError naming the problem."""
+    """A YAML file whose top level is a mapping, or a one-line ConfigError naming the problem.
+
+    Read within the limits of :mod:`harness.safeyaml` (no aliases, no duplicate keys, size
+    and depth caps, UTF-8), so a hostile file is refused before anything walks it."""
+    from harness.safeyaml import YamlRefused, load_yaml_bytes
+
     if not path.is_file():
         raise ConfigError(f"{kind} not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = f" (line {mark.line + 1})" if mark else ""
-        raise ConfigError(f"{path}: malformed YAML{line}: {getattr(error, 'problem', error)}") from None
+        data = load_yaml_bytes(path.read_bytes()) or {}
+    except YamlRefused as error:
+        raise ConfigError(f"{path}: {error}") from None
+    except OSError as error:
+        raise ConfigError(f"{kind} {path}: cannot read it ({error.strerror or error})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     return data

@@ -23,6 +23,7 @@ from harness.dispatch.sacct import Runner
 from harness.dispatch.status import StatusReport, cell_states
 from harness.dispatch.submit import SubmitReport, submit_matrix
 from harness.matrix import Matrix, ParamCounter, load_matrix, parse_filter
+from harness.matrix.checks import check_cells
 
 
 @dataclass
@@ -55,14 +56,18 @@ def plan(
     with_status: bool = True,
     runner: Runner | None = None,
 ) -> PlanReport:
-    """Dry run: validate, expand, count parameters, look up status; submit nothing."""
+    """Dry run: validate, expand, check every cell (as ``submit`` does), count parameters,
+    look up status; submit nothing. ``params=False`` skips the counts and the checks that need
+    them (a quick look at the expansion only). Raises ConfigError for a refused cell."""
     matrix = load_matrix(path, output_dir=output_dir)
     selection = parse_filter(only)
     kind, notice = resolve_kind(matrix, executor)
     cells = [c for c in matrix.cells if selection.matches(c)]
+    counter = ParamCounter()
+    if params:
+        check_cells(matrix, cells, counter)
     report_status = cell_states(matrix, cells, runner=runner) if with_status else None
     status_of = {s.cell.cell_id: s for s in report_status.states} if report_status else {}
-    counter = ParamCounter()
     groups = group_cells([c for c in cells if c.excluded is None])
     group_of = {c.cell_id: g.index for g in groups for c in g.cells}
     rows = []

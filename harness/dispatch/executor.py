@@ -106,7 +106,7 @@ def slurm_parameters(matrix: Matrix, group: ResourceGroup) -> dict[str, Any]:
     for key in ("partition", "account", "qos", "constraint"):
         if getattr(r, key):
             params[key] = getattr(r, key)
-    extra = {k.lstrip("-"): v for k, v in r.sbatch_extra.items() if v is not False}
+    extra = {k: v for k, v in r.sbatch_extra.items() if v is not False}
     if extra:
         params["additional_parameters"] = extra
     return params

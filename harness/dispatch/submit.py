@@ -20,6 +20,7 @@ from harness.dispatch.job import CellJob, write_final
 from harness.dispatch.ledger import JobRecord, append_ledger, archive_previous, now_iso, write_job
 from harness.dispatch.status import ACTIVE, FINAL, CellState, StatusReport, cell_states
 from harness.matrix import Cell, Matrix, parse_filter
+from harness.matrix.checks import check_cells
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ def submit_matrix(
         report.notices.append(notice)
     if not chosen:
         return report
+    check_cells(matrix, chosen)  # a refused cell is a ConfigError here: nothing submitted, no folder written
 
     by_id: dict[str, CellState] = {s.cell.cell_id: s for s in states.states}
     for cell in chosen:

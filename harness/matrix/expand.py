@@ -114,42 +114,7 @@ def matrix_from_dict(data: dict[str, Any], *, path: Path | None = None, output_d
 
 
 def _format_spec_error(error: ValidationError, where: str) -> str:
-    # Axis entries are ``str | AxisEntry``: pydantic reports both union branches; the
-    # AxisEntry one (a dict was given) is the one that explains the problem.
-    branches = ("str", "AxisEntry", "list[str]", "int", "list[int]")
-    errors = error.errors()
-    # drop the "should be a string" branch when the dict branch says more
-    informative = [e for e in errors if not (e["loc"] and e["loc"][-1] in branches)]
-    first = (informative or errors)[0]
-    loc = [str(p) for p in first["loc"] if p not in branches]
-    if first["type"] == "extra_forbidden":
-        owner = _owner_model(first["loc"])
-        return f"{where}: unknown key {'.'.join(loc)!r}; valid keys: {owner.describe_fields()}"
-    message = first["msg"].removeprefix("Value error, ")
-    return f"{where}: {'.'.join(loc) + ': ' if loc else ''}{message}"
-
-
-def _owner_model(loc: tuple[Any, ...]) -> Any:
-    from harness.matrix import schema
-
-    names = [str(p) for p in loc[:-1]]
-    if not names:
-        return schema.MatrixSpec
-    if "AxisEntry" in names:
-        return schema.AxisEntry
-    if names[0] == "grids":
-        return schema.Grid
-    if names[:2] == ["executor", "container"]:
-        return schema.ContainerSpec
-    if names[0] in ("overrides", "exclude"):
-        if "match" in names:
-            return schema.Match
-        return schema.Override if names[0] == "overrides" else schema.Exclusion
-    return {
-        "tracking": schema.TrackingSpec,
-        "executor": schema.ExecutorSpec,
-        "resources": schema.Resources,
-    }.get(names[0], schema.MatrixSpec)
+    return format_validation_error(error, MatrixSpec, where)
 
 
 # --------------------------------------------------------------------------- names

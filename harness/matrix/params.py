@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
 from harness.config import CellConfig
+from harness.result import write_json_atomic
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,10 @@ class ParamCount:
     trainable: int | None = None
     total: int | None = None
     error: str | None = None
+    # the cell cannot run as configured (bad method_args, target modules the model lacks, ...):
+    # a ConfigError from the same checks the cell runs. Other errors (a Hub config that is not
+    # cached on this machine) only leave the count unknown.
+    refused: bool = False
 
 
 def _versions() -> str:
@@ -78,11 +82,8 @@ class ParamCounter:
             return
         self._disk[disk_key] = [count.trainable, count.total]  # type: ignore[list-item]
         try:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile("w", dir=self._path.parent, delete=False, suffix=".tmp") as handle:
-                json.dump(self._disk, handle)
-            os.replace(handle.name, self._path)
-        except OSError:  # a read-only cache only costs speed
+            write_json_atomic(self._path, self._disk)
+        except OSError:  # a read-only or full cache only costs speed (the temp file is removed)
             pass
 
     @staticmethod
@@ -91,8 +92,12 @@ class ParamCounter:
             from harness.methods import count_parameters
         except ImportError as error:
             return ParamCount(error=f"parameter counting unavailable ({error})")
+        from harness.config import ConfigError
+
         try:
             trainable, total = count_parameters(config)
+        except ConfigError as error:
+            return ParamCount(error=str(error), refused=True)
         except Exception as error:  # noqa: BLE001 - shown in the plan's error column
             message = str(error).strip().splitlines()[0] if str(error).strip() else ""
             return ParamCount(error=f"{type(error).__name__}: {message}"[:200])

@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from harness.config import StrictModel
+from harness.config import Line, SbatchKey, StrictModel
 
 # CellConfig keys a matrix may not set through ``defaults``/``set``: they are the axes
 # or are derived by the expansion (output_dir is the cell's folder).
@@ -51,14 +51,14 @@ class Resources(StrictModel):
     cpus: int = 2  # --cpus-per-task
     mem_gb: float | None = None  # --mem; None: the partition's default
     time_min: int = 60  # --time; also the local executor's per-cell time limit
-    partition: str | None = None
-    account: str | None = None
-    qos: str | None = None
-    constraint: str | None = None
+    partition: Line | None = None
+    account: Line | None = None
+    qos: Line | None = None
+    constraint: Line | None = None
     # extra sbatch flags without the leading dashes, e.g. {"mail-type": "END", "hold": true}
-    sbatch_extra: dict[str, str | int | bool] = Field(default_factory=dict)
+    sbatch_extra: dict[SbatchKey, Line | int | bool] = Field(default_factory=dict)
     # shell lines run before the cell (module load ..., export ...)
-    setup: list[str] = Field(default_factory=list)
+    setup: list[Line] = Field(default_factory=list)
     # seconds between the warning signal (checkpoint + requeue) and the kill at the time limit
     signal_delay_s: int = 120
 
@@ -81,15 +81,15 @@ class ContainerSpec(StrictModel):
 
     runtime: Literal["none", "apptainer", "docker"] = "none"
     # apptainer: a .sif path ($VARS and ~ expand); docker: an image reference (harness:gpu)
-    image: str | None = None
+    image: Line | None = None
     # extra bind mounts, ``SRC[:DST[:ro]]`` (both runtimes accept this form); the output
     # folder, submitit folder and model/data caches are bound at their own paths already
-    binds: list[str] = Field(default_factory=list)
+    binds: list[Line] = Field(default_factory=list)
     # extra flags for ``apptainer exec`` / ``docker run``, e.g. [--shm-size=8g]
-    options: list[str] = Field(default_factory=list)
-    env: dict[str, str] = Field(default_factory=dict)
+    options: list[Line] = Field(default_factory=list)
+    env: dict[str, Line] = Field(default_factory=dict)
     # the runtime's command; default: apptainer (or singularity) / docker from the PATH
-    executable: str | None = None
+    executable: Line | None = None
 
     @model_validator(mode="after")
     def _image(self) -> "ContainerSpec":
@@ -114,10 +114,10 @@ class ExecutorSpec(StrictModel):
     # requeues after preemption (not the cell's fault, so counted separately)
     max_preemptions: int = 10
     # submitit's folder (pickles, sbatch scripts, logs); default <output_dir>/.submitit
-    folder: str | None = None
+    folder: Line | None = None
     # command that starts python in the job; default: this interpreter
-    python: str | None = None
-    job_name: str | None = None  # default: harness-<name>
+    python: Line | None = None
+    job_name: Line | None = None  # default: harness-<name>
     use_srun: bool = True
     # without sbatch on the PATH, run a slurm matrix with the local executor
     fallback_to_local: bool = True
@@ -135,8 +135,8 @@ class ExecutorSpec(StrictModel):
 
 class TrackingSpec(StrictModel):
     # None: $MLFLOW_TRACKING_URI, else sqlite:///<output_dir>/mlflow.db
-    uri: str | None = None
-    experiment: str | None = None  # default: the matrix name
+    uri: Line | None = None
+    experiment: Line | None = None  # default: the matrix name
     # jobs log live to a tracking server: auto = only when the URI is http(s)
     # (many jobs writing one SQLite file lock each other); collect fills in the rest
     live: Literal["auto", "on", "off"] = "auto"
@@ -145,7 +145,7 @@ class TrackingSpec(StrictModel):
 class AxisEntry(StrictModel):
     """An axis value with its own settings: ``{name: ia3, set: {...}, resources: {...}}``."""
 
-    name: str
+    name: Line
     set: dict[str, Any] = Field(default_factory=dict)
     resources: dict[str, Any] = Field(default_factory=dict)
 
@@ -206,15 +206,15 @@ class Grid(StrictModel):
 class MatrixSpec(StrictModel):
     """A matrix file as written (before expansion)."""
 
-    name: str | None = None
+    name: Line | None = None
     description: str | None = None
-    output_dir: str = "outputs/matrix"
+    output_dir: Line = "outputs/matrix"
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
     resources: Resources = Field(default_factory=Resources)
-    models: list[str | AxisEntry]
-    methods: list[str | AxisEntry]
-    tasks: list[str | AxisEntry]
+    models: list[Line | AxisEntry]
+    methods: list[Line | AxisEntry]
+    tasks: list[Line | AxisEntry]
     seeds: list[int] = Field(default_factory=lambda: [0])
     # Without grids the matrix is the full product of the axes; with grids, the union of
     # these sub-products (so a demo need not exclude most of a product)

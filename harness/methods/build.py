@@ -36,6 +36,12 @@ def resolve_method_args(spec: MethodSpec, family: str, overrides: dict[str, Any]
         if overrides:
             raise ConfigError(f"method {spec.name!r} takes no method_args (got {', '.join(sorted(overrides))})")
         return {}
+    managed = sorted(set(overrides) & MANAGED_FIELDS)
+    if managed:
+        raise ConfigError(
+            f"method {spec.name!r}: method_args {', '.join(managed)} are set by the harness (from the model, the "
+            f"task's head and the run), not by a cell; remove them (harness-set: {', '.join(sorted(MANAGED_FIELDS))})"
+        )
     valid = {f.name for f in dataclasses.fields(peft_config_class(spec))} - MANAGED_FIELDS
     unknown = sorted(set(overrides) - valid)
     if unknown:
@@ -138,8 +144,14 @@ def apply_method(
     try:
         return get_peft_model(model, peft_config)
     except ValueError as error:
-        # e.g. target modules that do not exist in this architecture
-        raise ConfigError(f"method {spec.name!r}: {str(error).splitlines()[0]}") from None
+        # e.g. target modules that do not exist in this architecture: name the ones that do
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if "target" in reason.lower():
+            names = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                            if name and not list(module.children())})
+            reason = (f"target_modules {args.get('target_modules')!r} match no layer of this model; "
+                      f"its layer names: {', '.join(names)}")
+        raise ConfigError(f"method {spec.name!r}: {reason}") from None
 
 
 def after_optimizer_step(model: torch.nn.Module, spec: MethodSpec, step: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 from functools import lru_cache
 from pathlib import Path
@@ -29,6 +30,16 @@ def load_split(task: TaskSpec, data: DataConfig, split: str, limit: int | None, 
     if not rows:
         raise ConfigError(f"task {task.name!r}: split {split!r} is empty")
     return rows
+
+
+def check_source(task: TaskSpec, data: DataConfig, splits: tuple[str, ...]) -> None:
+    """Read and map every row of a user's local source (``data.source`` without ``hub_id``)
+    for these splits, so that a missing file, a wrong field name or a bad row is refused at
+    plan time rather than when the cell runs. Bundled and Hub data are not read here."""
+    if data.source is None or data.source.hub_id:
+        return
+    for split in dict.fromkeys(splits):
+        load_split(task, data, split, None)
 
 
 def _read_rows(task: TaskSpec, source: DataSource, split: str) -> list[Row]:
@@ -59,17 +70,37 @@ def _read_table_cached(name: str, _mtime_ns: int) -> list[Row]:
         if suffix in (".jsonl", ".json"):
             text = path.read_text(encoding="utf-8")
             if suffix == ".json" and text.lstrip().startswith("["):
-                return list(json.loads(text))
-            return [json.loads(line) for line in text.splitlines() if line.strip()]
+                return _objects(json.loads(text), path)
+            return _objects((_json_line(line, path, number) for number, line in enumerate(text.splitlines(), 1)
+                             if line.strip()), path)
         import pandas as pd
 
         if suffix == ".csv":
             return pd.read_csv(path).to_dict("records")
         if suffix == ".parquet":
             return pd.read_parquet(path).to_dict("records")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"data file {path}: not UTF-8 text (byte {error.start})") from None
     except (ValueError, OSError) as error:
-        raise ConfigError(f"cannot read data file {path}: {error}") from None
+        raise ConfigError(f"cannot read data file {path}: {str(error).splitlines()[0] if str(error) else error}") from None
     raise ConfigError(f"data file {path}: unsupported format {suffix!r}; use .jsonl, .json, .csv or .parquet")
+
+
+def _json_line(line: str, path: Path, number: int) -> Any:
+    try:
+        return json.loads(line)
+    except ValueError as error:
+        raise ConfigError(f"data file {path} line {number}: not JSON ({error})") from None
+
+
+def _objects(rows: Any, path: Path) -> list[Row]:
+    out = []
+    for number, row in enumerate(rows, 1):
+        if not isinstance(row, dict):
+            raise ConfigError(f"data file {path} record {number}: expected a JSON object with named fields, "
+                              f"got {type(row).__name__}")
+        out.append(row)
+    return out
 
 
 def _read_hub(hub_id: str, revision: str | None, split: str) -> list[Row]:
@@ -83,6 +114,10 @@ def _read_hub(hub_id: str, revision: str | None, split: str) -> list[Row]:
 
 
 def _canonical(task: TaskSpec, source: DataSource, row: Row, split: str, index: int) -> Row:
+    unknown = set(source.fields) - set(task.fields)
+    if unknown:
+        raise ConfigError(f"data.source.fields: unknown field(s) {', '.join(sorted(unknown))} for task {task.name!r}; "
+                          f"valid: {', '.join(task.fields)}")
     out: Row = {}
     for name in task.fields:
         column = source.fields.get(name, name)
@@ -92,26 +127,47 @@ def _canonical(task: TaskSpec, source: DataSource, row: Row, split: str, index: 
                 f"columns: {', '.join(map(str, row))}"
             )
         out[name] = row[column]
-    unknown = set(source.fields) - set(task.fields)
-    if unknown:
-        raise ConfigError(f"field mapping: unknown field(s) {', '.join(sorted(unknown))} for task {task.name!r}; "
-                          f"valid: {', '.join(task.fields)}")
     if task.kind == "classification":
+        out["text"] = _text(out["text"], "text", split, index)
         out["label"] = _label_id(task, source, out["label"], split, index)
     else:
-        out["text"], out["summary"] = str(out["text"]), str(out["summary"])
+        out["text"] = _text(out["text"], "text", split, index)
+        out["summary"] = _text(out["summary"], "summary", split, index)
     return out
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _text(value: Any, name: str, split: str, index: int) -> str:
+    """A row's text: a non-empty string (numbers are taken as their text, as CSV readers make them)."""
+    if _missing(value) or isinstance(value, (bool, dict, list)):
+        raise ConfigError(f"split {split!r} row {index}: field {name!r} is {'empty' if _missing(value) else type(value).__name__}; "
+                          "every row needs a non-empty text")
+    text = str(value)
+    if not text.strip():
+        raise ConfigError(f"split {split!r} row {index}: field {name!r} is empty; every row needs a non-empty text")
+    return text
 
 
 def _label_id(task: TaskSpec, source: DataSource, value: Any, split: str, index: int) -> int:
     names = list(source.label_names or task.label_names)
-    if isinstance(value, str) and not value.lstrip("-").isdigit():
+    where = f"split {split!r} row {index}"
+    if _missing(value):
+        raise ConfigError(f"{where}: the label is empty; valid: {', '.join(names)} or 0..{len(names) - 1}")
+    if isinstance(value, str) and not value.strip().lstrip("-").isdigit():
         if value not in names:
-            raise ConfigError(f"split {split!r} row {index}: label {value!r} is not one of {', '.join(names)}")
+            raise ConfigError(f"{where}: label {value!r} is not one of {', '.join(names)}")
         return names.index(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(f"{where}: label {value!r} is not a class id or name; valid: {', '.join(names)}")
+    if isinstance(value, float) and not value.is_integer():
+        # CSV readers make whole labels floats (2.0) when a column has gaps; 2.7 is no class
+        raise ConfigError(f"{where}: label {value!r} is not a whole class id; valid: 0..{len(names) - 1}")
     label = int(value)
     if not 0 <= label < len(names):
-        raise ConfigError(f"split {split!r} row {index}: label {label} outside 0..{len(names) - 1}")
+        raise ConfigError(f"{where}: label {label} outside 0..{len(names) - 1}")
     return label
 
 

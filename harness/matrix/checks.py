@@ -1,0 +1,61 @@
+"""Plan-time checks of expanded cells: everything a cell would refuse when it starts.
+
+The schema catches wrong keys and values; these catch what needs the registries: method
+arguments against the peft config class, target modules against the model's skeleton (on
+the meta device, through the parameter count), and a user's data files row by row. Both
+``harness plan`` and ``harness matrix`` call :func:`check_cells` before anything is
+submitted or any cell folder is written, so a bad cell is a one-line error, not a failed job.
+"""
+
+from __future__ import annotations
+
+import json
+
+from harness.config import ConfigError
+from harness.matrix.expand import Cell, Matrix
+from harness.matrix.params import ParamCount, ParamCounter
+
+
+def check_cells(matrix: Matrix, cells: list[Cell], counter: ParamCounter | None = None) -> dict[str, ParamCount]:
+    """Counts per cell id for the cells that run; raises ConfigError naming the first refused cell."""
+    counter = counter or ParamCounter()
+    where = str(matrix.path) if matrix.path else "matrix"
+    counts: dict[str, ParamCount] = {}
+    refused: list[tuple[Cell, str]] = []
+    for cell in cells:
+        if cell.excluded is not None:
+            continue
+        count = counter(cell.config)
+        counts[cell.cell_id] = count
+        if count.refused:
+            refused.append((cell, str(count.error)))
+    refused += _data_refusals(cells)
+    if refused:
+        cell, reason = refused[0]
+        more = f" ({len(refused) - 1} more cells refused)" if len(refused) > 1 else ""
+        raise ConfigError(f"{where}: cell {cell.label()}: {reason}{more}")
+    return counts
+
+
+def _data_refusals(cells: list[Cell]) -> list[tuple[Cell, str]]:
+    from harness.methods import resolve_method
+    from harness.tasks import check_source, resolve_task
+
+    refused: list[tuple[Cell, str]] = []
+    checked: dict[str, str | None] = {}
+    for cell in cells:
+        data = cell.config.data
+        if cell.excluded is not None or data.source is None:
+            continue
+        trains = resolve_method(cell.method).trains
+        splits = (data.train_split, data.eval_split) if trains else (data.eval_split,)
+        key = json.dumps([cell.task, data.source.model_dump(mode="json"), splits])
+        if key not in checked:
+            try:
+                check_source(resolve_task(cell.task), data, splits)
+                checked[key] = None
+            except ConfigError as error:
+                checked[key] = str(error)
+        if checked[key]:
+            refused.append((cell, checked[key]))  # type: ignore[arg-type]
+    return refused
