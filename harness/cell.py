@@ -32,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from harness import folder_lock
 from harness.config import CellConfig, ConfigError
 from harness.environment import environment
 from harness.methods import (
@@ -49,6 +50,8 @@ from harness.tasks import Formatter, TaskSpec, class_weights, head_for, load_spl
 log = logging.getLogger("harness.cell")
 
 CHECKPOINT_DIR = "checkpoints"
+SPACE_RESERVE = ".space-reserve"  # freed for the final result.json when the disk is full
+SPACE_RESERVE_BYTES = 1 << 20
 
 
 @dataclass
@@ -108,20 +111,65 @@ def run_cell(config: CellConfig) -> Result:
     """
     plan = prepare_cell(config)
     cell_dir = Path(config.output_dir)
-    cell_dir.mkdir(parents=True, exist_ok=True)
-    handler = _attach_log(cell_dir / "log.txt")
     try:
-        return _run(plan, cell_dir)
+        acquired = folder_lock.acquire(cell_dir)  # before any write: one live writer per folder
+    except OSError as error:
+        raise ConfigError(f"output folder {cell_dir}: cannot write there ({error.strerror or error})") from None
+    try:
+        _reserve_space(cell_dir)
+        handler = _attach_log(cell_dir / "log.txt")
+        try:
+            return _run(plan, cell_dir)
+        finally:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
     finally:
-        logging.getLogger().removeHandler(handler)
-        handler.close()
+        (cell_dir / SPACE_RESERVE).unlink(missing_ok=True)
+        if acquired:
+            folder_lock.release(cell_dir)
+
+
+def _reserve_space(cell_dir: Path) -> None:
+    """Set aside room for the final result.json: if the disk fills while the cell runs, the
+    reserve is freed and the result still says what happened (instead of staying "running")."""
+    try:
+        with (cell_dir / SPACE_RESERVE).open("wb") as handle:
+            handle.write(b"\0" * SPACE_RESERVE_BYTES)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as error:
+        (cell_dir / SPACE_RESERVE).unlink(missing_ok=True)
+        raise ConfigError(f"output folder {cell_dir}: cannot write there ({error.strerror or error})") from None
+
+
+def _write_final(cell_dir: Path, result: Result) -> None:
+    """The last write of result.json; on a full disk, free the reserve, record why, write again."""
+    try:
+        write_result(cell_dir, result)
+        return
+    except OSError as error:
+        (cell_dir / SPACE_RESERVE).unlink(missing_ok=True)
+        log.error("could not write result.json (%s); freed the space reserve", error)
+        if result.status in ("success", "running"):
+            result.status = "failed"
+        result.error = result.error or f"{type(error).__name__}: {error}"
+    write_result(cell_dir, result)
+
+
+class _LogFile(logging.FileHandler):
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        """A line that cannot be written (a full disk) is dropped: the cell's result says what
+        happened; logging's default would print a traceback to stderr for every line."""
 
 
 def _attach_log(path: Path) -> logging.Handler:
     """log.txt gets the harness's own INFO lines and every library's warnings (on the root
     logger, so records that libraries keep off stderr, see ``harness/__init__``, land here)."""
-    handler = logging.FileHandler(path)
+    from harness.redact import RedactingFilter
+
+    handler = _LogFile(path)
     handler.setLevel(logging.INFO)
+    handler.addFilter(RedactingFilter())
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)
     logging.getLogger("harness").setLevel(logging.INFO)
@@ -133,10 +181,15 @@ def _run(plan: CellPlan, cell_dir: Path) -> Result:
 
     config = plan.config
     _quiet_libraries()
-    (cell_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
-    result = Result(cell_id=config.cell_id, status="running", config=config.model_dump(mode="json"),
+    result = Result(cell_id=config.cell_id, status="running", config=config.public_dump(),
                     environment=environment())
-    write_result(cell_dir, result)
+    try:
+        (cell_dir / "config.yaml").write_text(yaml.safe_dump(config.public_dump(), sort_keys=False))
+        write_result(cell_dir, result)
+    except OSError as error:
+        result.status, result.error, result.finished_at = "failed", f"{type(error).__name__}: {error}", now_iso()
+        _write_final(cell_dir, result)
+        return result
     log.info("cell %s: %s / %s / %s / seed %d", config.cell_id, config.model, config.method, config.task, config.seed)
 
     device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
@@ -160,7 +213,7 @@ def _run(plan: CellPlan, cell_dir: Path) -> Result:
         result.efficiency.phases = meter.phases
         _stop_sampler(sampler, result, cell_dir)
         result.finished_at = now_iso()
-        write_result(cell_dir, result)
+        _write_final(cell_dir, result)
     if result.status == "success":
         shutil.rmtree(cell_dir / CHECKPOINT_DIR, ignore_errors=True)
     _track(config, cell_dir, result)
@@ -296,7 +349,7 @@ def _track(config: CellConfig, cell_dir: Path, result: Result) -> None:
 
     if not config.tracking.enabled:
         result.tracking.status = "disabled"
-        write_result(cell_dir, result)
+        _write_quietly(cell_dir, result)
         return
     uri = config.tracking.uri or default_tracking_uri(cell_dir)
     result.tracking.uri = uri
@@ -307,7 +360,15 @@ def _track(config: CellConfig, cell_dir: Path, result: Result) -> None:
         result.tracking.status = "failed"
         result.tracking.error = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
         log.warning("MLflow logging failed (%s); result.json is intact", result.tracking.error)
-    write_result(cell_dir, result)
+    _write_quietly(cell_dir, result)
+
+
+def _write_quietly(cell_dir: Path, result: Result) -> None:
+    """Rewrite result.json with the tracking outcome; the final one is on disk already."""
+    try:
+        write_result(cell_dir, result)
+    except OSError as error:
+        log.warning("could not record the tracking outcome in result.json: %s", error)
 
 
 def load_trained(cell_dir: Path) -> tuple[Any, Formatter, list[Any], CellPlan]:

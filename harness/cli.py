@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import ConfigError, load_cell_config, parse_cell_config, set_dotted
+from harness.redact import redact
 
 
 def _parse_value(text: str) -> Any:
@@ -98,7 +99,7 @@ def render_result(result: Any, cell_dir: Path) -> str:
         lines.append(f"  {phase + ' phase':<24} {stats.wall_s:.1f} s, peak {peak / 2**20:.0f} MiB")
     lines.append(f"  tracking: {result.tracking.status}" + (f" ({result.tracking.error})" if result.tracking.error else ""))
     lines.append(f"  folder: {cell_dir}")
-    return "\n".join(lines)
+    return redact("\n".join(lines))
 
 
 def cmd_stage(args: argparse.Namespace) -> int:
@@ -126,9 +127,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     report = commands.plan(args.matrix)
     if args.json:
-        print(json.dumps(report.as_json(), indent=2))
+        print(redact(json.dumps(report.as_json(), indent=2)))
     else:
-        print(commands.render_plan(report, scripts=not args.no_scripts))
+        print(redact(commands.render_plan(report, scripts=not args.no_scripts)))
     return 0
 
 
@@ -158,7 +159,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     from harness.tracking.collect import collect, render_collect
 
     report = collect(args.matrix, tracking_uri=args.tracking_uri)
-    print(render_collect(report))
+    print(redact(render_collect(report)))
     return 0 if report.ok else 1
 
 
@@ -247,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except ConfigError as error:
-        print(f"harness: error: {error}", file=sys.stderr)
+        print(f"harness: error: {redact(str(error))}", file=sys.stderr)
         return 2
 
 

@@ -196,6 +196,13 @@ class CellConfig(StrictModel):
         data["train"].pop("checkpoint_every", None)
         return data
 
+    def public_dump(self) -> dict[str, Any]:
+        """The config as files and logs keep it (config.yaml, result.json): credentials in
+        the tracking URI redacted. The job itself gets the full ``model_dump``."""
+        from harness.redact import redact_values
+
+        return redact_values(self.model_dump(mode="json"))
+
     @property
     def cell_id(self) -> str:
         blob = json.dumps(self.identity(), sort_keys=True, default=str)

@@ -91,6 +91,15 @@ class Result(BaseModel):
         return int(self.config.get("seed", 0))
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -99,6 +108,7 @@ def write_json_atomic(path: Path, payload: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are shared like any file
         with os.fdopen(fd, "w") as handle:
             json.dump(payload, handle, indent=2, sort_keys=False, default=str)
             handle.write("\n")
@@ -109,8 +119,12 @@ def write_json_atomic(path: Path, payload: Any) -> None:
 
 
 def write_result(cell_dir: Path, result: Result) -> Path:
+    """The one writer of result.json: atomic, and with credentials in URIs redacted
+    (a tracking URI's password never reaches the file, whichever field carries it)."""
+    from harness.redact import redact_values
+
     path = cell_dir / RESULT_FILE
-    write_json_atomic(path, result.model_dump(mode="json"))
+    write_json_atomic(path, redact_values(result.model_dump(mode="json")))
     return path
 
 

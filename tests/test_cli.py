@@ -71,11 +71,37 @@ BASE = ["run", "--local", "--model", "tiny-bert", "--method", "lora", "--task", 
         (BASE + ["--set", "train.batchsize=4"], {}, "unknown key 'train.batchsize'; valid keys: max_steps=None"),
         (BASE + ["--set", "method_args.rank=4"], {}, "unknown method_args rank; valid LoraConfig fields"),
         (["run", "--local", "--config", "nope.yaml"], {}, "config file not found: nope.yaml"),
+        # hostile or careless files
+        (["run", "--local", "--config", "cell.yaml"], {"cell.yaml": b"model: tiny-bert\nmethod: lora\ntask: caf\xe9\n"},
+         "not UTF-8 text"),
+        (["run", "--local", "--config", "cell.yaml"],
+         {"cell.yaml": "t: &t [query, value]\nmodel: tiny-bert\nmethod: lora\ntask: emotion\nmethod_args: {target_modules: *t}\n"},
+         "YAML aliases (*t) are not allowed"),
+        (["run", "--local", "--config", "cell.yaml"], {"cell.yaml": "model: tiny-bert\nmethod: lora\nmethod: ia3\ntask: emotion\n"},
+         "duplicate key 'method'"),
+        (BASE + ["--set", "method_args.task_type=SEQ_CLS"], {}, "method_args task_type are set by the harness"),
+        (BASE + ["--set", "method_args.target_modules=[nope]"], {}, "target_modules ['nope'] match no layer of this model; its layer names: "),
+        (BASE + ["--set", "train.learning_rate=-1e-3"], {}, "train.learning_rate: Input should be greater than 0"),
+        (BASE + ["--set", "data.source.fields={txt: text}"], {}, "data.source.fields: unknown field(s) txt for task 'emotion'; valid: text, label"),
+        (BASE + ["--set", "data.source=train.csv"], {}, "data.source: Input should be a valid dictionary or instance of DataSource (a mapping; valid keys: hub_id"),
+        (BASE + ["--set", "data.source.fieldz={}"], {}, "unknown key 'data.source.fieldz'; valid keys: hub_id=None, revision=None, files={}"),
+        (BASE + ["--set", "data.source.files={train: d.csv, test: d.csv}"], {"d.csv": "text,label\nhello,1\nworld,\n"},
+         "split 'train' row 1: the label is empty"),
+        (BASE + ["--set", "data.source.files={train: d.jsonl, test: d.jsonl}"], {"d.jsonl": '{"text": "a", "label": 1}\n[1, 2]\n'},
+         "d.jsonl record 2: expected a JSON object with named fields, got list"),
+        (BASE + ["--set", "data.source.files={train: d.jsonl, test: d.jsonl}"], {"d.jsonl": '{"text": "a", "label": 2.7}\n'},
+         "label 2.7 is not a whole class id"),
+        (BASE + ["--set", "data.source.files={train: d.jsonl, test: d.jsonl}"], {"d.jsonl": '{"text": "", "label": 1}\n'},
+         "split 'train' row 0: field 'text' is empty"),
+        (BASE + ["--set", "data.source.files={train: d.jsonl, test: d.jsonl}"], {"d.jsonl": '{"text": null, "label": 1}\n'},
+         "field 'text' is empty"),
+        (BASE + ["--set", "data.source.files={train: d.jsonl, test: d.jsonl}"], {"d.jsonl": '{"text": "a", "label": 1}\n{oops\n'},
+         "d.jsonl line 2: not JSON"),
     ],
 )
-def test_bad_input_is_one_clear_line(tmp_path: Path, args: list[str], files: dict[str, str], message: str) -> None:
+def test_bad_input_is_one_clear_line(tmp_path: Path, args: list[str], files: dict[str, str | bytes], message: str) -> None:
     for name, text in files.items():
-        (tmp_path / name).write_text(text)
+        (tmp_path / name).write_bytes(text if isinstance(text, bytes) else text.encode())
     before = set(tmp_path.rglob("*"))
     done = run(args, tmp_path)
     assert done.returncode == 2

@@ -27,8 +27,9 @@ from typing import Any, Callable
 
 import submitit
 
+from harness import folder_lock
 from harness.config import CellConfig, parse_cell_config
-from harness.dispatch.ledger import update_run
+from harness.dispatch.ledger import read_run, update_run
 from harness.result import RESULT_FILE, Result, load_result, now_iso, write_result
 
 log = logging.getLogger(__name__)
@@ -87,16 +88,24 @@ class CellJob(submitit.helpers.Checkpointable):
     def __call__(self, config_json: dict[str, Any]) -> dict[str, Any]:
         config = parse_cell_config(config_json, where="cell job")
         cell_dir = Path(config.output_dir)
-        cell_dir.mkdir(parents=True, exist_ok=True)
         if self.cpus:
             # Nothing pins local cells to cores: without this each of P cells starts one
             # BLAS/OpenMP thread per core of the machine and they spin against each other.
             for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
                 os.environ.setdefault(name, str(self.cpus))
+        slot = _acquire_slot(self.local_slots, self.parallelism) if self.local_slots else None
+        try:
+            acquired = folder_lock.acquire(cell_dir)  # held while this cell runs; nothing is written before
+        except folder_lock.CellBusy as busy:
+            # another live process (an orphaned worker of an earlier job) still writes this cell:
+            # leave its files alone; status keeps reporting it as running
+            log.error("%s", busy)
+            return {"cell_id": config.cell_id, "status": "busy", "output_dir": str(cell_dir), "error": str(busy)}
         timer = None
         try:
-            slot = _acquire_slot(self.local_slots, self.parallelism) if self.local_slots else None
-            self.attempts += 1
+            # counted on from run.json, which a --retry-failed carries over (see submit)
+            previous = read_run(cell_dir)
+            self.attempts = max(self.attempts, previous.attempts if previous else 0) + 1
             self.started = time.time()
             self._local_deadline = False
             timer = self._arm_local_time_limit() if self.local_slots else None
@@ -123,7 +132,11 @@ class CellJob(submitit.helpers.Checkpointable):
                 timer.cancel()
             if self._nag is not None:
                 self._nag.set()
-        update_run(cell_dir, finished_at=now_iso(), status=status)
+        try:
+            update_run(cell_dir, finished_at=now_iso(), status=status)
+        finally:
+            if acquired:
+                folder_lock.release(cell_dir)
         return {"cell_id": config.cell_id, "status": status, "output_dir": str(cell_dir)}
 
     def _run(self, config: CellConfig) -> str:
@@ -244,7 +257,7 @@ def write_final(config: CellConfig, status: str, error: str | None, trace: str |
     if existing is not None:
         result = existing.model_copy(update={"status": status, "error": error, "traceback": trace, "finished_at": now_iso()})
     else:
-        result = Result(cell_id=config.cell_id, status=status, error=error, traceback=trace, config=config.model_dump(mode="json"), finished_at=now_iso())
+        result = Result(cell_id=config.cell_id, status=status, error=error, traceback=trace, config=config.public_dump(), finished_at=now_iso())
     write_result(cell_dir, result)
 
 

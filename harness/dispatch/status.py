@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable
 
+from harness import folder_lock
 from harness.dispatch import sacct
 from harness.dispatch.ledger import JobRecord, RunRecord, read_job, read_run
 from harness.matrix import Cell, Matrix
@@ -96,7 +97,10 @@ def cell_states(matrix: Matrix, cells: Iterable[Cell] | None = None, *, runner: 
             continue
         state = _from_files(cell)
         states.append(state)
-        if state.status not in FINAL and state.job is not None:
+        writer = folder_lock.holder(cell.folder) if state.status not in FINAL else None
+        if writer is not None:  # a live process writes the folder, whatever its job record says
+            state.status = "running"
+        elif state.status not in FINAL and state.job is not None:
             waiting.append(state)
 
     report = StatusReport(matrix=matrix, states=states)

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import copy
 import logging
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import yaml
 
+from harness.config import ConfigError
 from harness.dispatch.executor import ResourceGroup, group_cells, make_executor, resolve_kind
 from harness.dispatch.job import CellJob, write_final
-from harness.dispatch.ledger import JobRecord, append_ledger, archive_previous, now_iso, write_job
+from harness.dispatch.ledger import JobRecord, append_ledger, archive_previous, now_iso, read_run, update_run, write_job
 from harness.dispatch.status import ACTIVE, FINAL, CellState, StatusReport, cell_states
 from harness.matrix import Cell, Matrix, parse_filter
 from harness.matrix.checks import check_cells
@@ -88,6 +91,8 @@ def submit_matrix(
     if not chosen:
         return report
     check_cells(matrix, chosen)  # a refused cell is a ConfigError here: nothing submitted, no folder written
+    for folder in (matrix.output_dir, matrix.submitit_folder):
+        _check_writable(folder)
 
     by_id: dict[str, CellState] = {s.cell.cell_id: s for s in states.states}
     for cell in chosen:
@@ -110,13 +115,26 @@ def submit_matrix(
     return report
 
 
+def _check_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check."):
+            pass
+    except OSError as error:
+        raise ConfigError(f"output folder {folder}: cannot write there ({error.strerror or error})") from None
+
+
 def _prepare_folder(cell: Cell, state: CellState, *, force: bool) -> None:
     folder = cell.folder
     if state.status in FINAL or state.status == "unknown" or state.job is not None:
         # keep checkpoints on a retry (a timed-out cell resumes); start afresh on --force
-        archive_previous(folder, everything=force and state.status == "success")
+        afresh = force and state.status == "success"
+        previous = read_run(folder)
+        archive_previous(folder, everything=afresh)
+        if previous is not None and not afresh:  # a retry keeps counting attempts (time-outs restart)
+            update_run(folder, attempts=previous.attempts)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / CONFIG_FILE).write_text(yaml.safe_dump(cell.config.model_dump(mode="json"), sort_keys=False))
+    (folder / CONFIG_FILE).write_text(yaml.safe_dump(cell.config.public_dump(), sort_keys=False))
 
 
 def _submit_group(

@@ -26,9 +26,9 @@ from harness.config import (
     parse_cell_config,
     read_yaml_mapping,
 )
+from harness.names import MATRIX_KEY_TAG, MATRIX_TAG, matrix_key
 from harness.matrix.schema import RESERVED_KEYS, AxisEntry, Grid, MatrixSpec, Resources
 
-MATRIX_TAG = "harness.matrix"
 
 
 @dataclass
@@ -273,7 +273,7 @@ def expand(spec: MatrixSpec, *, path: Path | None = None, output_dir: Path | str
         else:
             tracking["enabled"] = False  # ``collect`` logs these cells afterwards
         data["tracking"] = tracking
-        data["tags"] = {**(data.get("tags") or {}), MATRIX_TAG: name}
+        data["tags"] = {**(data.get("tags") or {}), MATRIX_TAG: name, MATRIX_KEY_TAG: matrix_key(name)}
         label = f"{task.name}/{model.name}/{method.name}/seed{seed}"
         config = parse_cell_config(data, where=f"{where}: cell {label}")
         cell_id = config.cell_id

@@ -16,10 +16,10 @@ from typing import Any
 import yaml
 
 from harness.config import ConfigError
+from harness.names import CELL_TAG
 from harness.report.load import MISSING, UNREADABLE, CellRow, placeholder_row, row_from_flat, row_from_result
 from harness.result import RESULT_FILE, load_result
 
-CELL_TAG = "harness.cell_id"
 _RUN_STATUS = {"FINISHED": "success", "FAILED": "failed", "KILLED": "cancelled", "RUNNING": "running", "SCHEDULED": "running"}
 
 

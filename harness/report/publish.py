@@ -6,12 +6,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from harness.names import CELL_TAG, PARENT_TAG, ROLE_TAG, matrix_filter
+
 log = logging.getLogger(__name__)
 
-MATRIX_TAG = "harness.matrix"
-ROLE_TAG = "harness.role"
-CELL_TAG = "harness.cell_id"
-PARENT_TAG = "mlflow.parentRunId"
 ARTIFACT_PATH = "report"
 
 
@@ -29,8 +27,7 @@ def find_parent_run(client: Any, experiment: str, matrix_name: str) -> str | Non
     found = client.get_experiment_by_name(experiment)
     if found is None:
         return None
-    quoted = matrix_name.replace("'", "\\'")
-    runs = client.search_runs([found.experiment_id], filter_string=f"tags.`{MATRIX_TAG}` = '{quoted}'", max_results=1000)
+    runs = client.search_runs([found.experiment_id], filter_string=matrix_filter(matrix_name), max_results=1000)
     candidates = [r for r in runs if PARENT_TAG not in r.data.tags and CELL_TAG not in r.data.tags]
     # collect marks its parent run with harness.role=matrix; prefer that one
     candidates.sort(key=lambda r: (r.data.tags.get(ROLE_TAG) != "matrix", -(r.info.start_time or 0)))

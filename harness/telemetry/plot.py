@@ -7,6 +7,7 @@ lazily because the sampler child must stay light.
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable
@@ -114,5 +115,12 @@ def plot_timeline(
     if not rows:
         top.text(0.5, 0.5, "no samples", transform=top.transAxes, ha="center", va="center")
     fig.suptitle(title or f"telemetry ({backend})")
-    fig.savefig(out_path, dpi=100)
+    # written beside and renamed, so a full disk leaves no truncated timeline.png behind
+    out_path = Path(out_path)
+    partial = out_path.with_name(f".{out_path.name}.partial")
+    try:
+        fig.savefig(partial, dpi=100, format="png")
+        os.replace(partial, out_path)
+    finally:
+        partial.unlink(missing_ok=True)
     return out_path

@@ -9,22 +9,20 @@ Fails open per cell: one cell's tracking error is reported, the others go on.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from harness.matrix import Matrix, load_matrix, parse_filter
+from harness.names import CELL_TAG, COLLECTED_TAG, MATRIX_KEY_TAG, MATRIX_TAG, PARENT_TAG, ROLE_TAG, matrix_filter, matrix_key
 from harness.result import RESULT_FILE, Result, load_result, write_result
 
 log = logging.getLogger(__name__)
 
-MATRIX_TAG = "harness.matrix"
-ROLE_TAG = "harness.role"  # "matrix" on the parent
-CELL_TAG = "harness.cell_id"
-COLLECTED_TAG = "harness.collected"
-PARENT_TAG = "mlflow.parentRunId"
 FINAL = ("success", "failed", "oom", "timeout", "cancelled")
 
 
@@ -67,15 +65,35 @@ def collect_matrix(
 ) -> CollectReport:
     from mlflow.tracking import MlflowClient
 
-    from harness.tracking import log_result
-
     uri = tracking_uri or matrix.tracking_uri
     experiment = experiment or matrix.experiment
     report = CollectReport(matrix=matrix, uri=uri, experiment=experiment)
-    selection = parse_filter(only)
-    client = MlflowClient(tracking_uri=uri)
+    with _collect_lock(matrix, uri):
+        _collect_locked(report, MlflowClient(tracking_uri=uri), parse_filter(only))
+    return report
+
+
+@contextlib.contextmanager
+def _collect_lock(matrix: Matrix, uri: str) -> Iterator[None]:
+    """One collect at a time per store: two at once would both miss the parent run (or a
+    child) in their search and both create it, or race to initialise a new SQLite file.
+    The lock lives beside a SQLite database, else in the matrix's output folder."""
+    if uri.startswith("sqlite:///"):
+        path = Path(uri.removeprefix("sqlite:///") + ".collect.lock")
+    else:
+        path = matrix.output_dir / ".collect.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+        yield
+
+
+def _collect_locked(report: CollectReport, client: Any, selection: Any) -> None:
+    from harness.tracking.mlflow_log import create_experiment, log_result
+
+    matrix, uri, experiment = report.matrix, report.uri, report.experiment
     found = client.get_experiment_by_name(experiment)
-    experiment_id = found.experiment_id if found else client.create_experiment(experiment, artifact_location=_artifact_location(uri))
+    experiment_id = found.experiment_id if found else create_experiment(client, experiment, uri)
 
     runs = _runs_of(client, experiment_id, matrix.name)
     parent = next((r for r in runs if r.data.tags.get(ROLE_TAG) == "matrix"), None)
@@ -101,7 +119,8 @@ def collect_matrix(
         try:
             run_id = log_result(cell.folder, result, uri=uri, experiment=experiment, parent_run_id=parent_id,
                                 run_id=existing.info.run_id if existing else None)
-            for key, value in ((CELL_TAG, cell.cell_id), (MATRIX_TAG, matrix.name), (PARENT_TAG, parent_id), (COLLECTED_TAG, digest)):
+            for key, value in ((CELL_TAG, cell.cell_id), (MATRIX_TAG, matrix.name), (MATRIX_KEY_TAG, matrix_key(matrix.name)),
+                               (PARENT_TAG, parent_id), (COLLECTED_TAG, digest)):
                 client.set_tag(run_id, key, value)
         except Exception as error:  # noqa: BLE001 - tracking fails open, per cell
             report.errors.append(f"{cell.label()} ({cell.cell_id[:8]}): {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
@@ -115,15 +134,6 @@ def collect_matrix(
         client.set_terminated(parent_id, status="FINISHED" if done else "RUNNING")
     except Exception as error:  # noqa: BLE001
         report.errors.append(f"parent run: {type(error).__name__}: {error}")
-    return report
-
-
-def _artifact_location(uri: str) -> str | None:
-    # With a SQLite store MLflow would put artifacts in ./mlruns of whatever the working
-    # directory is; keep them next to the database instead.
-    if uri.startswith("sqlite:///"):
-        return (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").absolute().as_uri()
-    return None
 
 
 def result_digest(result: Result) -> str:
@@ -143,11 +153,11 @@ def _final_result(folder: Path) -> Result | None:
 
 
 def _runs_of(client: Any, experiment_id: str, name: str) -> list[Any]:
-    quoted = name.replace("'", "\\'")
     runs: list[Any] = []
     token = None
     while True:
-        page = client.search_runs([experiment_id], filter_string=f"tags.`{MATRIX_TAG}` = '{quoted}'", max_results=1000, page_token=token)
+        page = client.search_runs([experiment_id], filter_string=matrix_filter(name),
+                                  max_results=1000, page_token=token)
         runs += list(page)
         token = page.token
         if not token:
@@ -155,7 +165,7 @@ def _runs_of(client: Any, experiment_id: str, name: str) -> list[Any]:
 
 
 def _create_parent(client: Any, experiment_id: str, matrix: Matrix) -> str:
-    tags = {MATRIX_TAG: matrix.name, ROLE_TAG: "matrix"}
+    tags = {MATRIX_TAG: matrix.name, MATRIX_KEY_TAG: matrix_key(matrix.name), ROLE_TAG: "matrix"}
     if matrix.spec.description:
         tags["mlflow.note.content"] = matrix.spec.description
     run = client.create_run(experiment_id, run_name=f"matrix {matrix.name}", tags=tags)

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from harness.names import CELL_TAG, PARENT_TAG
 from harness.result import Result
 
 # An unreachable server must fail in seconds, not after MLflow's minutes of retries.
@@ -18,11 +19,29 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
 
 MAX_PARAM_LENGTH = 6000
-CELL_TAG = "harness.cell_id"
 
 
 def default_tracking_uri(cell_dir: Path) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(cell_dir / 'mlflow.db').resolve()}"
+
+
+def artifact_location(uri: str) -> str | None:
+    """Where a new experiment keeps its artifacts: next to a SQLite store's database (MLflow
+    would use ./mlruns of whatever folder the command runs in); the server's choice otherwise."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").absolute().as_uri()
+    return None
+
+
+def create_experiment(client: Any, name: str, uri: str) -> str:
+    """Create the experiment, or find it when another process created it first."""
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location(uri))
+    except Exception:  # noqa: BLE001 - RESOURCE_ALREADY_EXISTS from a concurrent creator
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -87,11 +106,11 @@ def log_result(
 
     client = MlflowClient(tracking_uri=uri)
     found = client.get_experiment_by_name(experiment)
-    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+    experiment_id = found.experiment_id if found else create_experiment(client, experiment, uri)
     run_id = run_id or find_run(client, experiment_id, result.cell_id)
     tags = result_tags(result)
     if parent_run_id:
-        tags["mlflow.parentRunId"] = parent_run_id
+        tags[PARENT_TAG] = parent_run_id
     if run_id is None:
         run_name = f"{result.task}/{result.model}/{result.method}/seed{result.seed}"
         run_id = client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 from dispatch_helpers import calls, smoke_dict, write_matrix
 
 from harness.config import ConfigError
@@ -126,3 +127,29 @@ def test_sbatch_refusal_is_reported(matrix_file, stub_slurm):
     assert not report.ok and len(report.errors) == 2
     assert "invalid partition specified: gpu" in report.errors[0]
     assert status(matrix_file).counts() == {"pending": 5, "excluded": 1}
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"method_args": {"rank": 4}}, "unknown method_args rank; valid LoraConfig fields"),
+        ({"method_args": {"inference_mode": True}}, "method_args inference_mode are set by the harness"),
+        ({"method_args": {"target_modules": ["q_proj"]}}, "target_modules ['q_proj'] match no layer of this model"),
+        ({"data": {"source": {"files": {"train": "missing.jsonl", "test": "missing.jsonl"}}}}, "data file not found: missing.jsonl"),
+        ({"data": {"source": {"files": {"train": "BAD", "test": "BAD"}}}}, "row 1: label 9 outside 0..5"),
+        ({"data": {"source": {"fields": {"tweet": "text"}}}}, "unknown field(s) tweet for task 'emotion'"),
+    ],
+)
+def test_cells_that_would_fail_at_start_are_refused_before_submission(tmp_path, stub_slurm, settings, message):
+    bad_rows = tmp_path / "bad.jsonl"
+    bad_rows.write_text('{"text": "fine", "label": 1}\n{"text": "not fine", "label": 9}\n')
+    text = yaml.safe_dump(settings).replace("BAD", str(bad_rows))
+    data = smoke_dict(tmp_path / "out", models=["tiny-bert"], methods=["lora"], exclude=[])
+    data["overrides"].append({"match": {"method": "lora"}, "set": yaml.safe_load(text)})
+    path = write_matrix(tmp_path / "m.yaml", data)
+    for command in (plan, submit):
+        with pytest.raises(ConfigError) as info:
+            command(path)
+        assert f"cell emotion/tiny-bert/lora/seed0: " in str(info.value) and message in str(info.value)
+        assert "\n" not in str(info.value)
+    assert calls(stub_slurm, "sbatch") == [] and not (tmp_path / "out").exists()
