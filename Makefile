@@ -16,7 +16,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test test-fast bench matrix plan status collect report ui slurm-up slurm-down gpu-check device-wheels clean
+.PHONY: install demo test test-fast bench matrix plan status collect report ui slurm-up slurm-down gpu-check gpu-bench device-wheels clean
 
 install: $(VENV)/.installed
 
@@ -83,6 +83,10 @@ ui:
 # One prepared script for a machine with a GPU (see scripts/gpu_check.py).
 gpu-check: install
 	$(PY) scripts/gpu_check.py
+
+# Memory and speed of LoRA, QLoRA and full fine-tuning on Llama-3.2-3B's shape (scripts/gpu_bench.py).
+gpu-bench: install
+	mkdir -p bench/results && $(PY) scripts/gpu_bench.py --out bench/results/gpu-bench-$$(date +%Y%m%d).json
 
 # Wheels for a GPU machine that reaches no package index (scripts/device/gpu-check.sh runs there).
 device-wheels: install

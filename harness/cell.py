@@ -222,10 +222,12 @@ def _run(plan: CellPlan, cell_dir: Path) -> Result:
 
 def _execute(plan: CellPlan, cell_dir: Path, device: Any, meter: Any, sampler: Any, result: Result) -> None:
     import accelerate
+    import torch
     import transformers
 
     from harness.tasks.evaluate import evaluate
     from harness.train import Trainer
+    from harness.train.mfu import mfu, model_flops_per_token
 
     config, method = plan.config, plan.method
     precision, dtype = _resolve_precision(config, device)
@@ -274,6 +276,10 @@ def _execute(plan: CellPlan, cell_dir: Path, device: Any, meter: Any, sampler: A
         eff.train_steps, eff.train_samples = outcome.steps, outcome.samples_this_run
         eff.train_samples_per_s = outcome.samples_this_run / seconds
         eff.train_tokens_per_s = outcome.real_tokens_this_run / seconds
+        eff.compile_s = outcome.compile_s
+        eff.model_flops_per_token = model_flops_per_token(total, trainable)
+        device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+        eff.mfu = mfu(eff.train_tokens_per_s, total, trainable, device_name)
         eff.padding_fraction = outcome.padding_fraction
         eff.final_train_loss = outcome.final_loss
         eff.resumed_from_step = outcome.resumed_from_step

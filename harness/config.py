@@ -132,6 +132,13 @@ class TrainConfig(StrictModel):
     optimizer: Literal["auto", "adamw", "paged_adamw_8bit"] = "auto"
     gradient_checkpointing: bool = False
     group_by_length: bool = True
+    # padding-free batches for decoder-only heads: the batch's examples are concatenated into one
+    # row with restarting position ids (transformers' DataCollatorWithFlattening); attention stays
+    # within each example (SDPA and flash-attention varlen read the position ids)
+    packing: bool = False
+    # torch.compile the model (GPU only: a CPU run warns and trains uncompiled); the first step,
+    # which compiles, is kept out of the throughput figures
+    compile: bool = False
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     checkpoint_every: int = Field(0, ge=0)  # optimizer steps; 0 disables periodic checkpoints
     log_every: int = Field(10, ge=0)

@@ -43,6 +43,11 @@ class Efficiency(BaseModel):
     train_samples: int = 0
     train_samples_per_s: float | None = None
     train_tokens_per_s: float | None = None  # non-padding tokens
+    # 4N + 2T per token (6N for full fine-tuning), see harness.train.mfu
+    model_flops_per_token: float | None = None
+    # train_tokens_per_s x model_flops_per_token / the device's dense bf16 peak (None: CPU or a GPU not in the table)
+    mfu: float | None = None
+    compile_s: float | None = None  # the compiling first step (train.compile), kept out of the throughput
     padding_fraction: float | None = None
     adapter_bytes: int | None = None
     final_train_loss: float | None = None

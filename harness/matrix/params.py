@@ -100,5 +100,5 @@ class ParamCounter:
             return ParamCount(error=str(error), refused=True)
         except Exception as error:  # noqa: BLE001 - shown in the plan's error column
             message = str(error).strip().splitlines()[0] if str(error).strip() else ""
-            return ParamCount(error=f"{type(error).__name__}: {message}"[:200])
+            return ParamCount(error=f"{type(error).__name__}: {message}")
         return ParamCount(trainable=int(trainable), total=int(total))

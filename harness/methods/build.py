@@ -76,8 +76,30 @@ def check_combination(config: CellConfig, spec: MethodSpec, family: str, head: s
         init_r, target_r = args.get("init_r", 12), args.get("target_r", 8)
         if target_r > init_r:
             raise ConfigError(f"method 'adalora': target_r ({target_r}) must not exceed init_r ({init_r})")
+    if config.train.packing:
+        reason = _packing_refusal(spec, head)
+        if reason:
+            raise ConfigError(f"train.packing: cannot pack {config.method!r} on a {head} head: {reason}; "
+                              "set train.packing: false (packing applies to decoder-only models with weight-space methods)")
     if config.train.precision == "fp16" and spec.quantize_4bit:
         raise ConfigError("method 'qlora' with fp16: use bf16 (the 4-bit compute dtype) or fp32")
+
+
+# Why padding-free packing (one flattened row per batch) cannot apply, per head.
+PACKING_REFUSALS = {
+    "seq2seq": "an encoder-decoder example is two sequences (encoder input, decoder target), which one flattened "
+               "row cannot hold",
+    "seqcls": "a classification head pools one position per padded row (the last token, or [CLS]), which a row of "
+              "several examples does not have",
+}
+
+
+def _packing_refusal(spec: MethodSpec, head: str) -> str | None:
+    if not spec.trains:
+        return "a method that does not train has no training batches to pack"
+    if spec.prompt_based:
+        return "its virtual tokens or prefixes are prepended to each row, and a flattened row holds several examples"
+    return PACKING_REFUSALS.get(head)
 
 
 def build_peft_config(

@@ -63,6 +63,7 @@ class CellRow:
     eval_energy_j: float | None = None
     train_samples_per_s: float | None = None
     train_tokens_per_s: float | None = None
+    mfu: float | None = None  # model FLOPs utilisation (GPU runs on a device with a known bf16 peak)
     train_wall_s: float | None = None
     eval_wall_s: float | None = None
 
@@ -186,6 +187,7 @@ def row_from_flat(
         eval_energy_j=_number(flat, "gpu/eval/energy_j"),
         train_samples_per_s=_number(flat, "eff/train_samples_per_s"),
         train_tokens_per_s=_number(flat, "eff/train_tokens_per_s"),
+        mfu=_number(flat, "eff/mfu"),
         train_wall_s=_number(flat, "eff/train/wall_s"),
         eval_wall_s=_number(flat, "eff/eval/wall_s"),
     )

@@ -201,6 +201,7 @@ def efficiency_table(groups: list[Group], kind: str) -> Table | None:
             "train_memory_vs_lora": memory_vs_lora,
             "train_energy_j": train_energy, "eval_energy_j": eval_energy, "train_energy_vs_lora": energy_vs_lora,
             "train_samples_per_s": group.mean("train_samples_per_s"), "train_tokens_per_s": group.mean("train_tokens_per_s"),
+            "mfu": group.mean("mfu"),
             "train_wall_s": group.mean("train_wall_s"), "eval_wall_s": group.mean("eval_wall_s"),
             "seeds_finished": len(group.ok), "seeds_planned": len(group.rows),
             "not_finished": group.note.removeprefix(f"{NOT_FINISHED_MARK} "),
@@ -216,6 +217,7 @@ def efficiency_table(groups: list[Group], kind: str) -> Table | None:
             "Eval energy (kJ)": fmt_num(None if eval_energy is None else eval_energy / 1e3, 1),
             "Train energy vs LoRA": fmt_ratio(energy_vs_lora),
             "Samples/s": fmt_num(raw["train_samples_per_s"]), "Tokens/s": fmt_num(raw["train_tokens_per_s"], 0),
+            "MFU": DASH if raw["mfu"] is None else f"{100 * float(raw['mfu']):.1f} %",
             "Seeds": f"{len(group.ok)}/{len(group.rows)}", "Status": group.note or "ok",
         }
         data.append(raw)
@@ -224,14 +226,15 @@ def efficiency_table(groups: list[Group], kind: str) -> Table | None:
     note = ("Means over finished seeds. Peak memory per phase, kept apart: on a GPU the torch allocator's peak "
             "(allocated bytes), on a CPU the process's peak RSS (see \"Memory measure\"). \"vs LoRA\": ratio to LoRA on "
             "the same model and task (train phase). Energy from NVML telemetry (GPU only). Share: trainable / total "
-            "parameters, 4-bit weights counted at full size. Throughput: training samples and non-padding tokens per second.")
+            "parameters, 4-bit weights counted at full size. Throughput: training samples and non-padding tokens per second. MFU: tokens/s x (4N + 2T, "
+            "6N for full fine-tuning) / the GPU's dense bf16 peak (harness/train/mfu.py).")
     return Table(f"{kind}_efficiency", f"{KIND_TITLES[kind]}: efficiency", note, pd.DataFrame(data), pd.DataFrame(display), flagged)
 
 
 CELL_COLUMNS = ("task", "model", "method", "seed", "status", "cell_id", "rank", "learning_rate", "trainable_params",
                 "total_params", "trainable_share", "train_peak_bytes", "train_peak_kind", "eval_peak_bytes",
                 "eval_peak_kind", "gpu_mem_used_peak_bytes", "train_energy_j", "eval_energy_j", "train_samples_per_s",
-                "train_tokens_per_s", "train_wall_s", "eval_wall_s", "error", "folder", "source")
+                "train_tokens_per_s", "mfu", "train_wall_s", "eval_wall_s", "error", "folder", "source")
 
 
 def cells_table(groups: list[Group]) -> Table:

@@ -115,8 +115,24 @@ def collate_train(examples: list[Example], head: Head, pad: int) -> dict[str, to
     return batch
 
 
+def collate_packed(examples: list[Example], *, flash_attention: bool = False) -> dict[str, torch.Tensor]:
+    """A padding-free batch for a decoder-only head: the examples concatenated into one row,
+    position ids restarting at each example, and the first label of each example ignored (it
+    would be predicted from the previous example's last token). The loss over the row is the
+    padded batch's loss: the same targets, each seen only by its own example's tokens (SDPA
+    and eager attention read the boundaries from the position ids, flash-attention varlen
+    from the ``cu_seq_lens`` it is given). Call the model with ``use_cache=False``: with a
+    KV cache transformers does not look for packed sequences and attends across them."""
+    from transformers import DataCollatorWithFlattening
+
+    collator = DataCollatorWithFlattening(return_flash_attn_kwargs=flash_attention, return_tensors="pt")
+    return collator([{"input_ids": e.input_ids, "labels": e.labels} for e in examples])
+
+
 def count_tokens(batch: dict[str, torch.Tensor]) -> tuple[int, int]:
     """(non-padding tokens, all token slots) of a batch, inputs and generative labels together."""
+    if "attention_mask" not in batch:  # a packed row has no padding
+        return int(batch["input_ids"].numel()), int(batch["input_ids"].numel())
     real = int(batch["attention_mask"].sum())
     slots = batch["attention_mask"].numel()
     labels = batch.get("labels")

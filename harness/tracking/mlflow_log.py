@@ -59,7 +59,8 @@ def result_metrics(result: Result) -> dict[str, float]:
     metrics = {k: float(v) for k, v in result.metrics.items()}
     eff = result.efficiency
     for key in ("trainable_params", "total_params", "trainable_share", "train_steps", "train_samples",
-                "train_samples_per_s", "train_tokens_per_s", "padding_fraction", "adapter_bytes", "final_train_loss"):
+                "train_samples_per_s", "train_tokens_per_s", "padding_fraction", "adapter_bytes", "final_train_loss",
+                "model_flops_per_token", "mfu", "compile_s"):
         value = getattr(eff, key)
         if value is not None:
             metrics[f"eff/{key}"] = float(value)

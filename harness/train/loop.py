@@ -4,7 +4,9 @@ Features: accelerate for device placement and mixed precision (bf16 on GPU, fp32
 on CPU); gradient accumulation; AdamW (paged 8-bit AdamW for 4-bit bases on GPU)
 with a cosine/linear/constant schedule and warmup; gradient clipping; the method's
 per-step hook (AdaLoRA's rank allocation after ``optimizer.step()``, before
-``zero_grad()``); optional class-weighted loss; length-grouped batches; periodic
+``zero_grad()``); optional class-weighted loss; length-grouped batches, or padding-free
+packed rows for decoder-only heads (``train.packing``); ``torch.compile`` on GPU with the
+compiling first step kept out of the throughput (``train.compile``); periodic
 checkpoints and exact resume (weights, optimizer, scheduler, step, data position,
 RNG); a progress bar with steps, loss and throughput.
 
@@ -31,7 +33,7 @@ import torch.nn.functional as F
 
 from harness.config import TrainConfig
 from harness.methods import MethodSpec, after_optimizer_step
-from harness.tasks import Example, collate_train, count_tokens
+from harness.tasks import Example, collate_packed, collate_train, count_tokens
 from harness.train import checkpoint as ckpt
 from harness.train.batching import batch_order, padding_fraction
 
@@ -78,6 +80,9 @@ class TrainOutcome:
     final_loss: float | None
     losses: list[tuple[int, float]]
     resumed_from_step: int | None
+    # with train.compile: the first optimizer step of this run (it compiles), kept out of the
+    # samples/seconds above; None when the model was not compiled
+    compile_s: float | None = None
 
 
 def total_optimizer_steps(num_examples: int, config: TrainConfig) -> int:
@@ -125,6 +130,14 @@ class Trainer:
         )
         self.model, self.optimizer = accelerator.prepare(self.model, self.optimizer)
         self.unwrapped = accelerator.unwrap_model(self.model)  # once: unwrapping walks every module
+        self.compiled = config.compile and self.device.type == "cuda"
+        if config.compile and not self.compiled:
+            log.warning("train.compile: skipped, torch.compile is for GPU runs; this one trains on %s uncompiled",
+                        self.device.type)
+        if self.compiled:
+            self.model = torch.compile(self.model)
+        attention = getattr(getattr(self.unwrapped, "config", None), "_attn_implementation", "") or ""
+        self.flash_attention = attention.startswith("flash")
         self.progress = Progress()
         self._in_step = False
         self._rng_at_boundary = ckpt.rng_state()
@@ -222,6 +235,7 @@ class Trainer:
         self.model.train()
         bar = self._progress_bar()
         started = time.perf_counter()
+        compile_s: float | None = None
         try:
             while progress.step < self.total_steps:
                 order = batch_order(self.lengths, cfg.batch_size, self.seed, progress.epoch, cfg.group_by_length)
@@ -229,15 +243,22 @@ class Trainer:
                     micro = order[progress.batch_in_epoch : progress.batch_in_epoch + cfg.grad_accum]
                     loss_sum = 0.0
                     for indices in micro:
-                        batch = collate_train([self.examples[i] for i in indices], self.head, self.pad_id)
+                        batch = self._collate([self.examples[i] for i in indices])
                         real, slots = count_tokens(batch)
                         progress.real_tokens += real
                         progress.token_slots += slots
                         batch = {k: v.to(self.device) for k, v in batch.items()}
+                        if self.config.packing:
+                            # transformers finds the examples of a packed row from its position ids only
+                            # when no KV cache is passed; with the default use_cache it attends across them
+                            batch["use_cache"] = False
                         loss = self._loss(batch) / len(micro)
                         self.accelerator.backward(loss)
                         loss_sum += float(loss.detach())
                     self._optimizer_step(len(micro), sum(len(b) for b in micro))
+                    if self.compiled and compile_s is None:  # the first step compiled: time from here
+                        compile_s = time.perf_counter() - started
+                        started, start_samples, start_tokens = time.perf_counter(), progress.samples, progress.real_tokens
                     progress.losses.append((progress.step, loss_sum))
                     self._report(bar, loss_sum, started, start_samples)
                     if cfg.checkpoint_every and progress.step % cfg.checkpoint_every == 0:
@@ -260,7 +281,13 @@ class Trainer:
             final_loss=progress.losses[-1][1] if progress.losses else None,
             losses=progress.losses,
             resumed_from_step=resumed,
+            compile_s=compile_s,
         )
+
+    def _collate(self, examples: list[Example]) -> dict[str, torch.Tensor]:
+        if self.config.packing:  # plan-time checks allow it only for decoder-only heads
+            return collate_packed(examples, flash_attention=self.flash_attention)
+        return collate_train(examples, self.head, self.pad_id)
 
     def _optimizer_step(self, micro_batches: int, samples: int) -> None:
         cfg, progress = self.config, self.progress

@@ -48,7 +48,8 @@ def test_two_collects_at_once_then_a_third(tmp_path: Path, store: str, request: 
     outputs = [p.communicate(timeout=300) for p in first]
     assert [p.returncode for p in first] == [0, 0], outputs
     created = sorted(out.split(" runs created")[0].rsplit(" ", 1)[-1] for out, _ in outputs)
-    assert created == ["0", "3"], outputs  # one made them, the other found them all
+    listing = sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "out").rglob("result.json"))
+    assert created == ["0", "3"], (outputs, listing)  # one made them, the other found them all
     third = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert third.returncode == 0 and "0 runs created, 0 updated, 3 unchanged" in third.stdout, third.stdout + third.stderr
 
