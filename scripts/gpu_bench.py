@@ -217,6 +217,7 @@ def main() -> int:
         Path(args.out).write_text(json.dumps(document, indent=2, default=str) + "\n")
         return document
 
+    document = write()
     for name in names:
         t0 = time.perf_counter()
         runs[name] = run_one(RUNS[name], model_dir, data, work / "cells", steps=args.steps, rehearse=args.rehearse)
