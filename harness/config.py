@@ -169,6 +169,10 @@ class TelemetryConfig(StrictModel):
     interval_s: float = Field(0.2, gt=0)
 
 
+# section -> {setting: its default}: see CellConfig.identity
+ADDED_LATER: dict[str, dict[str, Any]] = {"train": {"packing": False, "compile": False}}
+
+
 class CellConfig(StrictModel):
     """One cell, fully resolved. ``cell_id`` hashes everything that changes results."""
 
@@ -201,6 +205,12 @@ class CellConfig(StrictModel):
         data["train"].pop("progress_bar", None)
         data["train"].pop("log_every", None)
         data["train"].pop("checkpoint_every", None)
+        # Settings added after cells were first run enter the id only when set, so a matrix
+        # planned before they existed keeps its cell ids (and its finished cells).
+        for section, defaults in ADDED_LATER.items():
+            for key, default in defaults.items():
+                if data[section].get(key) == default:
+                    data[section].pop(key)
         return data
 
     def public_dump(self) -> dict[str, Any]:

@@ -13,13 +13,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
-out=${OUT:-/tmp/gpu-bench-out}
-site=/tmp/harness-site
-mkdir -p "$out"
-ls .whl/*.whl >/dev/null 2>&1 || { echo "gpu-bench.sh: no wheels in .whl/ (make device-wheels, then carry .whl)" >&2; exit 3; }
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" .whl/*.whl ||
-  exit 3
-export PYTHONPATH="$site:$PWD" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HARNESS_CACHE=/tmp/harness-cache
+# shellcheck source=scripts/device/lib.sh
+source scripts/device/lib.sh
+device_setup /tmp/gpu-bench-out
 
 collect=$(mktemp -d)
 {

@@ -51,11 +51,15 @@ def test_unreachable_server_leaves_the_result_intact(make_cell, unused_port: int
     assert on_disk.tracking.uri == uri
 
 
-def test_default_store_is_sqlite_in_the_cell_folder(make_cell) -> None:
+def test_default_store_is_sqlite_in_the_cell_folder(make_cell, tmp_path, monkeypatch) -> None:
+    elsewhere = tmp_path / "working-folder"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # artifacts go beside the store, not to ./mlruns of wherever this runs
     config = make_cell("tiny-bert", "lora", "emotion", tracking={"enabled": True})
     result = run_cell(config)
     assert result.tracking.status == "logged"
     assert result.tracking.uri == f"sqlite:///{(Path(config.output_dir) / 'mlflow.db').resolve()}"
+    assert list(elsewhere.iterdir()) == [] and (Path(config.output_dir) / "mlartifacts").is_dir()
     # logging the same cell again updates its run rather than adding one
     from harness.tracking import log_result
 
