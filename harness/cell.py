@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from harness import folder_lock
+from harness import folder_lock, preemption
 from harness.config import CellConfig, ConfigError
 from harness.environment import environment
 from harness.methods import (
@@ -269,7 +269,7 @@ def _execute(plan: CellPlan, cell_dir: Path, device: Any, meter: Any, sampler: A
             class_weights=weights,
         )
         _set_phase(sampler, "train")
-        with meter.phase("train"):
+        with meter.phase("train"), preemption.checkpoint_callback(trainer.checkpoint_now):
             outcome = trainer.train()
         model = accelerator.unwrap_model(trainer.model)
         seconds = max(outcome.train_seconds, 1e-9)

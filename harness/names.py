@@ -1,12 +1,32 @@
-"""Names shared across layers, defined once: MLflow tags.
+"""Names and default paths shared across layers, defined once.
 
-Every module that writes or searches MLflow runs imports these, so a run logged by a job,
-collected by ``harness collect`` and found by ``harness report`` carries the same tags.
+- MLflow tags: every module that writes or searches runs imports these, so a run logged by
+  a job, collected by ``harness collect`` and found by ``harness report`` carries the same tags;
+- the cache folder (``$HARNESS_CACHE``) and the default tracking store (``$MLFLOW_TRACKING_URI``,
+  else a SQLite file in the folder at hand).
+
+Light to import: no torch, no MLflow.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+from pathlib import Path
+
+CACHE_ENV = "HARNESS_CACHE"
+TRACKING_ENV = "MLFLOW_TRACKING_URI"
+TRACKING_DB = "mlflow.db"
+
+
+def cache_dir() -> Path:
+    """Staged and materialised models, tokenizers, parameter counts (``$HARNESS_CACHE``)."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "harness")
+
+
+def default_tracking_uri(folder: Path) -> str:
+    """``$MLFLOW_TRACKING_URI``, else a SQLite store in ``folder`` (a cell's, or a matrix's output)."""
+    return os.environ.get(TRACKING_ENV) or f"sqlite:///{(Path(folder) / TRACKING_DB).absolute()}"
 
 MATRIX_TAG = "harness.matrix"  # the matrix name, on the parent run and every cell's run
 # sha256 of the matrix name: what searches filter on, since a name may hold quotes that an

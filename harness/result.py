@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import typing
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +21,8 @@ SCHEMA_VERSION = 1
 RESULT_FILE = "result.json"
 
 Status = Literal["success", "failed", "oom", "timeout", "cancelled", "running"]
+# the statuses a cell ends with (every status but "running"): status, collect and the job read these
+FINAL_STATUSES: frozenset[str] = frozenset(typing.get_args(Status)) - {"running"}
 
 
 class PhaseStats(BaseModel):

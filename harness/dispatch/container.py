@@ -70,6 +70,7 @@ from pathlib import Path
 from harness.config import ConfigError
 from harness.matrix import Matrix
 from harness.matrix.schema import ContainerSpec
+from harness.names import cache_dir
 
 RUNTIMES = ("none", "apptainer", "docker")
 # passed from the job's environment into the image (the launcher checks each name at run time)
@@ -181,7 +182,7 @@ def default_binds(matrix: Matrix) -> list[str]:
     """Host paths every cell needs, bound at the same path (created when missing)."""
     home = Path.home()
     paths = [matrix.output_dir, matrix.submitit_folder,
-             _host_cache("HARNESS_CACHE", home / ".cache" / "harness"),
+             cache_dir().absolute(),
              _host_cache("HF_HOME", home / ".cache" / "huggingface")]
     binds: list[str] = []
     for path in paths:

@@ -3,7 +3,7 @@
 ``CellJob.__call__`` runs ``harness.cell.run_cell`` (which writes result.json and
 resumes from the cell folder's checkpoint by itself). On SLURM's warning signal
 before the time limit, or on preemption, submitit calls ``checkpoint``: it saves
-the live trainer (``harness.train.checkpoint_active_trainer``), counts the event,
+the live trainer (through the callback the cell registers, ``harness.preemption``), counts the event,
 and requeues, or, once the bound is reached, writes the final result (``timeout``)
 so the cell's state is never left to guesswork.
 
@@ -27,16 +27,16 @@ from typing import Any, Callable
 
 import submitit
 
-from harness import folder_lock
+from harness import folder_lock, preemption
 from harness.config import CellConfig, parse_cell_config
 from harness.dispatch.ledger import read_run, update_run
-from harness.result import RESULT_FILE, Result, load_result, now_iso, write_result
+from harness.result import FINAL_STATUSES, RESULT_FILE, Result, load_result, now_iso, write_result
 
 log = logging.getLogger(__name__)
 
 ENV_RUNNER = "HARNESS_CELL_RUNNER"  # "module:function"; tests point it at a stand-in
 DEFAULT_RUNNER = "harness.cell:run_cell"
-FINAL = frozenset({"success", "failed", "oom", "timeout", "cancelled"})
+FINAL = FINAL_STATUSES
 
 _slot_handle: int | None = None  # the open lock file of a local slot (never pickled)
 
@@ -230,15 +230,11 @@ def load_runner() -> Callable[[CellConfig], Any]:
 
 
 def checkpoint_trainer() -> int | None:
-    """Save the live trainer's state to its cell folder; the saved step, or None."""
+    """Have the running cell save its state (the callback it registered); the saved step, or None."""
     try:
-        from harness.train import checkpoint_active_trainer
-    except ImportError:
-        return None
-    try:
-        step = checkpoint_active_trainer()
+        step = preemption.checkpoint_now()
     except Exception:  # noqa: BLE001 - a failed checkpoint must not block the requeue
-        log.exception("checkpoint_active_trainer failed")
+        log.exception("the cell's checkpoint callback failed")
         return None
     return int(step) if step is not None else None
 

@@ -18,10 +18,10 @@ from harness import folder_lock
 from harness.dispatch import sacct
 from harness.dispatch.ledger import JobRecord, RunRecord, read_job, read_run
 from harness.matrix import Cell, Matrix
-from harness.result import RESULT_FILE, Result, load_result
+from harness.result import FINAL_STATUSES, RESULT_FILE, Result, load_result
 
 STATUSES = ("pending", "queued", "running", "success", "failed", "oom", "timeout", "cancelled", "unknown", "excluded")
-FINAL = frozenset({"success", "failed", "oom", "timeout", "cancelled"})
+FINAL = FINAL_STATUSES
 ACTIVE = frozenset({"queued", "running"})
 # how long a fresh SLURM job may be missing from sacct before we call it unknown
 SACCT_GRACE_S = 600
@@ -179,20 +179,17 @@ def _apply_local(state: CellState) -> None:
 
 def _alive(pid: str) -> bool:
     """A live (not zombie) process of ours: a submitit controller or a cell worker."""
+    import psutil
+
     if not pid.isdigit():
         return False
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        try:  # no /proc (macOS): the best we can do
-            os.kill(int(pid), 0)
-        except OSError:
+        process = psutil.Process(int(pid))
+        if process.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
             return False
-        return True
-    if stat.rpartition(")")[2].split()[0] in ("Z", "X"):
+        return "submitit" in " ".join(process.cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied):  # gone, or another user's process reusing the pid
         return False
-    return "submitit" in cmdline
 
 
 def _age_s(iso: str | None) -> float | None:

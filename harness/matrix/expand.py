@@ -26,7 +26,7 @@ from harness.config import (
     parse_cell_config,
     read_yaml_mapping,
 )
-from harness.names import MATRIX_KEY_TAG, MATRIX_TAG, matrix_key
+from harness.names import MATRIX_KEY_TAG, MATRIX_TAG, default_tracking_uri, matrix_key
 from harness.matrix.schema import RESERVED_KEYS, AxisEntry, Grid, MatrixSpec, Resources
 
 
@@ -203,10 +203,6 @@ def deep_merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
 
 def expand_path(value: str) -> str:
     return os.path.expanduser(os.path.expandvars(value))
-
-
-def default_tracking_uri(output_dir: Path) -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{output_dir / 'mlflow.db'}"
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")

@@ -10,12 +10,12 @@ planning the same matrix again then needs neither torch nor a model skeleton.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
 from harness.config import CellConfig
+from harness.names import cache_dir
 from harness.result import write_json_atomic
 
 
@@ -41,8 +41,7 @@ def _versions() -> str:
 
 
 def _disk_cache_path() -> Path:
-    root = os.environ.get("HARNESS_CACHE") or str(Path.home() / ".cache" / "harness")
-    return Path(root) / "param-counts.json"
+    return cache_dir() / "param-counts.json"
 
 
 class ParamCounter:

@@ -8,13 +8,13 @@ entry here.
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from harness.config import ConfigError
+from harness.names import cache_dir  # noqa: F401 - re-exported: models import it from here
 
 Family = Literal["t5", "llama", "bert"]
 Origin = Literal["hub", "tiny", "pip_package", "local"]
@@ -93,11 +93,6 @@ MODEL_TYPE_FAMILY: dict[str, Family] = {
     "llama": "llama", "mistral": "llama", "qwen2": "llama", "qwen3": "llama", "gemma": "llama", "gemma2": "llama",
     "bert": "bert", "roberta": "bert", "distilbert": "bert", "xlm-roberta": "bert", "deberta-v2": "bert",
 }
-
-
-def cache_dir() -> Path:
-    """Where staged and materialised models live (``$HARNESS_CACHE``)."""
-    return Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache" / "harness"))
 
 
 def valid_model_names() -> str:

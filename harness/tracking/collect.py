@@ -19,11 +19,10 @@ from typing import Any, Iterator
 
 from harness.matrix import Matrix, load_matrix, parse_filter
 from harness.names import CELL_TAG, COLLECTED_TAG, MATRIX_KEY_TAG, MATRIX_TAG, PARENT_TAG, ROLE_TAG, matrix_filter, matrix_key
-from harness.result import RESULT_FILE, Result, load_result, write_result
+from harness.result import FINAL_STATUSES, RESULT_FILE, Result, load_result, write_result
 
 log = logging.getLogger(__name__)
 
-FINAL = ("success", "failed", "oom", "timeout", "cancelled")
 
 
 @dataclass
@@ -149,7 +148,7 @@ def _final_result(folder: Path) -> Result | None:
         result = load_result(folder)
     except Exception:  # noqa: BLE001 - status reports unreadable results
         return None
-    return result if result.status in FINAL else None
+    return result if result.status in FINAL_STATUSES else None
 
 
 def _runs_of(client: Any, experiment_id: str, name: str) -> list[Any]:

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from harness.names import CELL_TAG, PARENT_TAG
+from harness.names import CELL_TAG, PARENT_TAG, default_tracking_uri  # noqa: F401 - re-exported
 from harness.result import Result
 
 # An unreachable server must fail in seconds, not after MLflow's minutes of retries.
@@ -19,10 +19,6 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
 
 MAX_PARAM_LENGTH = 6000
-
-
-def default_tracking_uri(cell_dir: Path) -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(cell_dir / 'mlflow.db').resolve()}"
 
 
 def artifact_location(uri: str) -> str | None:

@@ -39,23 +39,6 @@ from harness.train.batching import batch_order, padding_fraction
 
 log = logging.getLogger("harness.train")
 
-_ACTIVE_TRAINER: "Trainer | None" = None
-
-
-def checkpoint_active_trainer() -> int | None:
-    """Save the live trainer's state now (called from a preemption/time-out signal handler).
-
-    Returns the step of the checkpoint that a requeued job will resume from, or None
-    when there is none. Python runs signal handlers between bytecodes; inside the
-    optimizer-step critical section weights and optimizer may disagree, so then the
-    last periodic checkpoint on disk is kept instead of writing a torn one.
-    """
-    trainer = _ACTIVE_TRAINER
-    if trainer is None:
-        return None
-    return trainer.checkpoint_now()
-
-
 @dataclass
 class Progress:
     """Where training stands; saved in every checkpoint."""
@@ -140,6 +123,7 @@ class Trainer:
         self.flash_attention = attention.startswith("flash")
         self.progress = Progress()
         self._in_step = False
+        self._live = False  # between resume and the end of train(): checkpoint_now may save
         self._rng_at_boundary = ckpt.rng_state()
         self._last_saved_step: int | None = None
 
@@ -190,6 +174,13 @@ class Trainer:
         return path
 
     def checkpoint_now(self) -> int | None:
+        """Save the state now (from a preemption/time-out signal handler, through the callback
+        the cell registers: harness.preemption). Returns the step a requeued job resumes from,
+        or None before the loop has started (or resumed). Python runs signal handlers between
+        bytecodes; inside the optimizer-step critical section weights and optimizer may
+        disagree, so then the last periodic checkpoint on disk is kept instead of a torn one."""
+        if not self._live:
+            return None
         if self._in_step:
             return self._last_saved_step
         if self._last_saved_step != self.progress.step:
@@ -227,9 +218,8 @@ class Trainer:
         return (per_example * weights).sum() / weights.sum()
 
     def train(self) -> TrainOutcome:
-        global _ACTIVE_TRAINER
         resumed = self.resume_if_possible()
-        _ACTIVE_TRAINER = self
+        self._live = True
         cfg, progress = self.config, self.progress
         start_samples, start_tokens = progress.samples, progress.real_tokens
         self.model.train()
@@ -267,7 +257,7 @@ class Trainer:
                     progress.epoch += 1
                     progress.batch_in_epoch = 0
         finally:
-            _ACTIVE_TRAINER = None
+            self._live = False
             if bar is not None:
                 bar.close()
         seconds = time.perf_counter() - started
