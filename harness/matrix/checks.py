@@ -38,15 +38,16 @@ def check_cells(matrix: Matrix, cells: list[Cell], counter: ParamCounter | None 
 
 
 def _data_refusals(cells: list[Cell]) -> list[tuple[Cell, str]]:
+    local = [c for c in cells if c.excluded is None and c.config.data.source is not None and not c.config.data.source.hub_id]
+    if not local:  # bundled or Hub data only: nothing to read here (and no reason to import torch)
+        return []
     from harness.methods import resolve_method
     from harness.tasks import check_source, resolve_task
 
     refused: list[tuple[Cell, str]] = []
     checked: dict[str, str | None] = {}
-    for cell in cells:
+    for cell in local:
         data = cell.config.data
-        if cell.excluded is not None or data.source is None:
-            continue
         trains = resolve_method(cell.method).trains
         splits = (data.train_split, data.eval_split) if trains else (data.eval_split,)
         key = json.dumps([cell.task, data.source.model_dump(mode="json"), splits])
