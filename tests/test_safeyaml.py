@@ -18,7 +18,7 @@ from harness.matrix import Matrix, load_matrix
 from harness.safeyaml import MAX_BYTES, MAX_DEPTH
 
 BOMB = "\n".join(
-    [f'a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
     + [f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 9)]
     + ["name: bomb", "models: [tiny-bert]", "methods: [lora]", "tasks: [emotion]", "defaults: {method_args: {target_modules: *a8}}"]
 ) + "\n"

@@ -150,6 +150,6 @@ def test_cells_that_would_fail_at_start_are_refused_before_submission(tmp_path, 
     for command in (plan, submit):
         with pytest.raises(ConfigError) as info:
             command(path)
-        assert f"cell emotion/tiny-bert/lora/seed0: " in str(info.value) and message in str(info.value)
+        assert "cell emotion/tiny-bert/lora/seed0: " in str(info.value) and message in str(info.value)
         assert "\n" not in str(info.value)
     assert calls(stub_slurm, "sbatch") == [] and not (tmp_path / "out").exists()
