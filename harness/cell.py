@@ -35,16 +35,18 @@ import yaml
 from harness import folder_lock, preemption
 from harness.config import CellConfig, ConfigError
 from harness.environment import environment
-from harness.methods import (
-    MethodSpec,
+from harness.methods.build import (
     apply_method,
     check_combination,
+    CountUnavailable,
     count_parameters,
-    resolve_method,
+    default_learning_rate,
     resolve_method_args,
+    resolved_peft_config,
 )
+from harness.methods.registry import MethodSpec, resolve_method
 from harness.models import ModelSpec, count_module_parameters, load_model, resolve_model
-from harness.result import Result, now_iso, write_result
+from harness.result import Result, RunRecord, now_iso, write_result
 from harness.tasks import Formatter, TaskSpec, class_weights, head_for, load_split, resolve_task
 
 log = logging.getLogger("harness.cell")
@@ -76,8 +78,11 @@ def prepare_cell(config: CellConfig) -> CellPlan:
     head = head_for(task, model.family, config.model)
     args = resolve_method_args(method, model.family, config.method_args)
     check_combination(config, method, model.family, head, args)
-    if method.peft_config is not None:
-        count_parameters(config)  # the method on the model's skeleton: target modules it lacks are refused here
+    if method.peft_type is not None:
+        try:  # the method on the model's skeleton: target modules it lacks are refused here
+            count_parameters(config)
+        except CountUnavailable:
+            pass  # built from the base weights: checked when the model is loaded
     data = config.data
     train_rows = load_split(task, data, data.train_split, data.max_train_samples, config.seed) if method.trains else []
     eval_rows = load_split(task, data, data.eval_split, data.max_eval_samples, config.seed)
@@ -246,9 +251,15 @@ def _execute(plan: CellPlan, cell_dir: Path, device: Any, meter: Any, sampler: A
         from harness.train import total_optimizer_steps
 
         total_steps = total_optimizer_steps(len(train_examples), config.train) if method.trains else 0
-        model = apply_method(loaded.model, method, plan.head, plan.method_args, total_steps=total_steps,
-                             gradient_checkpointing=config.train.gradient_checkpointing, quantized=loaded.quantized_4bit)
+        model = apply_method(loaded.model, method, plan.head, plan.method_args, family=plan.model.family,
+                             total_steps=total_steps, gradient_checkpointing=config.train.gradient_checkpointing,
+                             quantized=loaded.quantized_4bit)
         trainable, total = count_module_parameters(model)
+    learning_rate = config.train.learning_rate or default_learning_rate(method)
+    result.run = RunRecord(head=plan.head, family=plan.model.family, peft_config=resolved_peft_config(model),
+                           learning_rate=learning_rate if method.trains else None,
+                           total_steps=total_steps if method.trains else 0,
+                           train_examples=len(train_examples), eval_examples=len(eval_examples))
     eff = result.efficiency
     eff.trainable_params, eff.total_params = trainable, total
     eff.trainable_share = trainable / total if total else 0.0
@@ -264,7 +275,7 @@ def _execute(plan: CellPlan, cell_dir: Path, device: Any, meter: Any, sampler: A
             weights = class_weights([int(r["label"]) for r in plan.train_rows], len(plan.task.label_names))
         trainer = Trainer(
             model, train_examples, head=plan.head, pad_id=formatter.pad, config=config.train, method=method,
-            learning_rate=config.train.learning_rate or method.learning_rate, seed=config.seed,
+            learning_rate=learning_rate, seed=config.seed,
             checkpoint_dir=cell_dir / CHECKPOINT_DIR, accelerator=accelerator, quantized=loaded.quantized_4bit,
             class_weights=weights,
         )
@@ -272,6 +283,9 @@ def _execute(plan: CellPlan, cell_dir: Path, device: Any, meter: Any, sampler: A
         with meter.phase("train"), preemption.checkpoint_callback(trainer.checkpoint_now):
             outcome = trainer.train()
         model = accelerator.unwrap_model(trainer.model)
+        # an optimizer hook may freeze parameters (LoRA-FA's A): count what trained
+        trainable, total = count_module_parameters(model)
+        eff.trainable_params, eff.trainable_share = trainable, trainable / total if total else 0.0
         seconds = max(outcome.train_seconds, 1e-9)
         eff.train_steps, eff.train_samples = outcome.steps, outcome.samples_this_run
         eff.train_samples_per_s = outcome.samples_this_run / seconds
@@ -283,7 +297,7 @@ def _execute(plan: CellPlan, cell_dir: Path, device: Any, meter: Any, sampler: A
         eff.padding_fraction = outcome.padding_fraction
         eff.final_train_loss = outcome.final_loss
         eff.resumed_from_step = outcome.resumed_from_step
-        eff.loss_history = outcome.losses  # type: ignore[attr-defined]
+        eff.loss_history = list(outcome.losses)
         saved = _save_weights(model, loaded.tokenizer, method, cell_dir)
         result.artifacts[saved.name] = saved.name
         eff.adapter_bytes = _dir_size(saved)
@@ -303,11 +317,11 @@ def _execute(plan: CellPlan, cell_dir: Path, device: Any, meter: Any, sampler: A
 
 def _save_weights(model: Any, tokenizer: Any, method: MethodSpec, cell_dir: Path) -> Path:
     """The adapter (PEFT methods) or the whole model (full fine-tuning)."""
-    name = "model" if method.peft_config is None else "adapter"
+    name = "model" if method.peft_type is None else "adapter"
     target = cell_dir / name
     shutil.rmtree(target, ignore_errors=True)
     model.save_pretrained(target)
-    if method.peft_config is None:
+    if method.peft_type is None:
         tokenizer.save_pretrained(target)
     return target
 
@@ -401,6 +415,6 @@ def load_trained(cell_dir: Path) -> tuple[Any, Formatter, list[Any], CellPlan]:
         from peft import PeftModel
 
         # AdaLoRA's reloaded adapter needs is_trainable=True for a forward pass with labels.
-        model = PeftModel.from_pretrained(model, cell_dir / "adapter", is_trainable=plan.method.rank_allocation)
+        model = PeftModel.from_pretrained(model, cell_dir / "adapter", is_trainable=plan.method.hooks.reload_trainable)
     formatter = Formatter(plan.task, plan.head, loaded.tokenizer, config.data)  # type: ignore[arg-type]
     return model, formatter, [formatter.encode(row) for row in plan.eval_rows], plan

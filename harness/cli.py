@@ -3,6 +3,7 @@
     harness run --local --model tiny-llama --method lora --task emotion --max-steps 30
     harness run --local --config cell.yaml
     harness stage --model minilm-l6 --model smollm2-135m
+    harness methods [--json]
     harness plan jobs/demo.yaml [--json]
     harness matrix jobs/demo.yaml [--retry-failed] [--force] [--only method=lora]
     harness status jobs/demo.yaml
@@ -180,6 +181,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_methods(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from harness.methods.catalog import method_rows, render_methods
+
+    rows = method_rows()
+    print(json.dumps([asdict(r) for r in rows], indent=2) if args.json else render_methods(rows))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description="PEFT benchmark harness")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -228,6 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("matrix")
     collect.add_argument("--tracking-uri")
     collect.set_defaults(func=cmd_collect)
+
+    methods = sub.add_parser("methods", help="every method (each PeftType of the installed peft) and where it runs")
+    methods.add_argument("--json", action="store_true")
+    methods.set_defaults(func=cmd_methods)
 
     uri = sub.add_parser("tracking-uri", help="print the MLflow tracking URI of a matrix")
     uri.add_argument("matrix")

@@ -16,21 +16,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-METHODS: tuple[str, ...] = (
-    "lora",
-    "qlora",
-    "adalora",
-    "loha",
-    "lokr",
-    "ia3",
-    "prefix",
-    "ptuning_v2",
-    "ptuning",
-    "prompt_tuning",
-    "full",
-    "zeroshot",
-)
-TASKS: tuple[str, ...] = ("billsum", "emotion")
 
 
 class ConfigError(ValueError):
@@ -191,12 +176,28 @@ class CellConfig(StrictModel):
     output_dir: Path = Path("outputs/local")
     tags: dict[str, str] = Field(default_factory=dict)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _adapter_config_file(cls, data: Any) -> Any:
+        """``method_args: {from: adapter_config.json}``: the file's fields, then the other keys."""
+        if isinstance(data, dict) and isinstance(data.get("method_args"), dict) and "from" in data["method_args"]:
+            from harness.methods.registry import read_adapter_config
+
+            args = dict(data["method_args"])
+            data = {**data, "method_args": {**read_adapter_config(args.pop("from"), str(data.get("method"))), **args}}
+        return data
+
     @model_validator(mode="after")
     def _known_names(self) -> "CellConfig":
-        if self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}; valid: {', '.join(METHODS)}")
-        if self.task not in TASKS:
-            raise ValueError(f"unknown task {self.task!r}; valid: {', '.join(TASKS)}")
+        # the names come from the registries (plain data, no torch): see harness.methods.registry
+        from harness.methods.registry import resolve_method
+        from harness.tasks.registry import resolve_task
+
+        for resolve, name in ((resolve_method, self.method), (resolve_task, self.task)):
+            try:
+                resolve(name)
+            except ConfigError as error:
+                raise ValueError(str(error)) from None
         return self
 
     def identity(self) -> dict[str, Any]:

@@ -37,7 +37,7 @@ class PhaseStats(BaseModel):
 
 
 class Efficiency(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="forbid")
     trainable_params: int = 0
     total_params: int = 0
     trainable_share: float = 0.0  # trainable / total, 4-bit weights counted at full size
@@ -54,7 +54,26 @@ class Efficiency(BaseModel):
     padding_fraction: float | None = None
     adapter_bytes: int | None = None
     final_train_loss: float | None = None
+    # (optimizer step, mean training loss of that step), every train.log_every steps
+    loss_history: list[tuple[int, float]] = Field(default_factory=list)
     resumed_from_step: int | None = None
+
+
+class RunRecord(BaseModel):
+    """What ran, as built: the resolved peft config and the settings the harness filled in.
+    Reports read these rather than merging registry defaults again, so a later change of a
+    default cannot rewrite an old result."""
+
+    model_config = ConfigDict(extra="forbid")
+    head: str  # seq2seq | causal | seqcls
+    family: str  # t5 | llama | bert
+    # peft_config.to_dict() of the model as built (target modules filled in, defaults included);
+    # None for full fine-tuning and zero-shot
+    peft_config: dict[str, Any] | None = None
+    learning_rate: float | None = None  # None: the method does not train
+    total_steps: int = 0
+    train_examples: int = 0
+    eval_examples: int = 0
 
 
 class TrackingStatus(BaseModel):
@@ -65,13 +84,14 @@ class TrackingStatus(BaseModel):
 
 
 class Result(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="forbid")
     schema_version: int = SCHEMA_VERSION
     cell_id: str
     status: Status
     error: str | None = None
     traceback: str | None = None
     config: dict[str, Any]
+    run: RunRecord | None = None  # None until the model is built
     metrics: dict[str, float] = Field(default_factory=dict)  # quality: rouge1, accuracy, f1_macro, ...
     reports: dict[str, Any] = Field(default_factory=dict)  # per-class report, confusion matrix
     efficiency: Efficiency = Field(default_factory=Efficiency)

@@ -18,8 +18,6 @@ from typing import Any, Iterable, Iterator
 from pydantic import ValidationError
 
 from harness.config import (
-    METHODS,
-    TASKS,
     CellConfig,
     ConfigError,
     format_validation_error,
@@ -121,16 +119,16 @@ def _format_spec_error(error: ValidationError, where: str) -> str:
 
 
 def _validate_model(name: str) -> None:
-    try:
-        from harness.models import validate_model_name  # provided by the models package
-    except ImportError:  # models package not there yet: accept any non-empty name
-        if not name.strip():
-            raise ConfigError("empty model name") from None
-        return
+    from harness.models.registry import validate_model_name
+
     validate_model_name(name)
 
 
 def _check_names(spec: MatrixSpec, where: str) -> None:
+    from harness.methods.registry import method_names
+    from harness.tasks.registry import TASKS as TASK_TABLE
+
+    METHODS, TASKS = method_names(), tuple(TASK_TABLE)  # noqa: N806 - the registries' name lists
     for entry in spec.axis("methods"):
         if entry.name not in METHODS:
             raise ConfigError(f"{where}: methods: unknown method {entry.name!r}; valid: {', '.join(METHODS)}")

@@ -1,18 +1,41 @@
-"""Method presets: which PEFT config, its defaults per model family, and what a method needs.
+"""Methods: every ``PeftType`` of the installed peft, the study's names, and what a method needs.
 
-Adding a method means adding one entry here (and its tests). The study's own
-hyperparameters (ranks, targets, learning rates) live in ``jobs/thesis.yaml``;
-these defaults only make every method runnable out of the box.
+A method is a peft config class plus, where it needs one, a registry entry here:
+
+- **Generated.** Each ``PeftType`` of the installed peft is a method under its lowercase
+  name (``vera``, ``oft``, ``boft``, ``hra``, ...), with peft's own defaults. A new peft
+  type becomes a method with no change here.
+- **Declared.** The study's names (``qlora``, ``prefix``, ``ptuning_v2``, ``ptuning``,
+  ``full``, ``zeroshot``), the variants of LoRA (``dora``, ``rslora``, ``lorafa``), and the
+  peft types that need more than a config: per-step hooks (AdaLoRA's and AdaMSS's
+  allocation), an optimizer (LoRA-FA), arguments from the model or tokenizer (trainable
+  tokens' indices, adaption prompt's layers), or a refusal with its reason where a cell
+  cannot run them (X-LoRA, Poly, multitask prompt tuning, CPT).
+
+The names are read from peft's source without importing peft (milliseconds), so config
+validation and ``harness plan`` stay fast; building a method imports peft.
+
+The study's hyperparameters (ranks, targets, learning rates) live in ``jobs/thesis.yaml``;
+the defaults here only make every method runnable out of the box.
 """
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from harness.config import ConfigError
+from harness.methods import hooks
 
-_ATTENTION_QV = {"t5": ["q", "v"], "llama": ["q_proj", "v_proj"], "bert": ["query", "value"]}
+FAMILIES: tuple[str, ...] = ("t5", "llama", "bert")
+HEADS: tuple[str, ...] = ("seq2seq", "causal", "seqcls")
+# When peft has no target modules for an architecture (a model type outside its tables),
+# these are used; for T5, Llama and BERT peft's own defaults apply (they are the same).
+ATTENTION_QV = {"t5": ["q", "v"], "llama": ["q_proj", "v_proj"], "bert": ["query", "value"]}
 
 
 def _per_family(**values_by_key: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -27,60 +50,187 @@ def _per_family(**values_by_key: dict[str, Any]) -> dict[str, dict[str, Any]]:
 @dataclass(frozen=True)
 class MethodSpec:
     name: str
-    # the peft config class name, None for full fine-tuning and zero-shot
-    peft_config: str | None
-    learning_rate: float
+    # the PeftType value ("LORA", "VERA", ...), None for full fine-tuning and zero-shot
+    peft_type: str | None
+    # None: 1e-2 for prompt learning (virtual tokens, prefixes), else 1e-3 (see build.default_learning_rate)
+    learning_rate: float | None = None
     defaults: dict[str, Any] = field(default_factory=dict)
+    # added only where peft has no default target modules for the architecture
     family_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
     trains: bool = True
-    prompt_based: bool = False  # virtual tokens or prefixes: no gradient checkpointing
     quantize_4bit: bool = False
-    # AdaLoRA reallocates ranks after every optimizer step; it needs the total step count
-    rank_allocation: bool = False
+    hooks: hooks.MethodHooks = field(default_factory=hooks.MethodHooks)
+    # why a cell cannot run this method: key "*" (anywhere), a family (t5, llama, bert) or a head
+    # (seq2seq, causal, seqcls); checked at plan time
+    refusals: dict[str, str] = field(default_factory=dict)
     description: str = ""
+    generated: bool = False  # an entry made from a PeftType with nothing declared
+
+    def refusal(self, family: str, head: str) -> str | None:
+        """Why this method cannot run on a family's head, known without building anything."""
+        declared = self.refusals.get("*") or self.refusals.get(family) or self.refusals.get(head)
+        if declared:
+            return declared
+        if not self.trains and head == "seqcls":
+            return ("a classification head is untrained (random) before fine-tuning, so zero-shot scores would be "
+                    "meaningless; use an encoder-decoder (text-to-text) model for zero-shot classification")
+        return None
 
 
-_LORA_FAMILY = _per_family(target_modules=_ATTENTION_QV)
+_QV = _per_family(target_modules=ATTENTION_QV)
+_LORA_STUDY = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.05}
+_NEEDS_TASK_IDS = ("needs a task id per example (it shares trained modules across several source tasks); a cell "
+                   "trains one task, and the harness's batches carry no task_ids")
 
-METHODS: dict[str, MethodSpec] = {
-    spec.name: spec
-    for spec in (
-        MethodSpec("lora", "LoraConfig", 1e-3, {"r": 8, "lora_alpha": 16, "lora_dropout": 0.05}, _LORA_FAMILY,
-                   description="LoRA: low-rank updates of the attention projections"),
-        MethodSpec("qlora", "LoraConfig", 1e-3, {"r": 8, "lora_alpha": 16, "lora_dropout": 0.05}, _LORA_FAMILY,
-                   quantize_4bit=True, description="QLoRA: LoRA on a 4-bit NF4 base with double quantization"),
-        MethodSpec("adalora", "AdaLoraConfig", 1e-3,
-                   {"init_r": 12, "target_r": 8, "lora_alpha": 16, "lora_dropout": 0.05, "tinit": 0, "tfinal": 0,
-                    "deltaT": 1},
-                   _LORA_FAMILY, rank_allocation=True, description="AdaLoRA: SVD-form LoRA with adaptive rank budget"),
-        MethodSpec("loha", "LoHaConfig", 1e-3, {"r": 8, "alpha": 16}, _LORA_FAMILY,
-                   description="LoHa: low-rank Hadamard product"),
-        MethodSpec("lokr", "LoKrConfig", 1e-3, {"r": 8, "alpha": 16}, _LORA_FAMILY,
-                   description="LoKr: low-rank Kronecker product"),
-        MethodSpec("ia3", "IA3Config", 3e-3, {},
-                   _per_family(
-                       target_modules={"t5": ["k", "v", "wo"], "llama": ["k_proj", "v_proj", "down_proj"],
-                                       "bert": ["key", "value", "output.dense"]},
-                       feedforward_modules={"t5": ["wo"], "llama": ["down_proj"], "bert": ["output.dense"]},
-                   ),
-                   description="IA3: learned rescaling of keys, values and feed-forward activations"),
-        MethodSpec("prefix", "PrefixTuningConfig", 1e-2, {"num_virtual_tokens": 20, "prefix_projection": True},
-                   prompt_based=True, description="Prefix tuning (Li & Liang): reparameterized key/value prefixes"),
-        MethodSpec("ptuning_v2", "PrefixTuningConfig", 1e-2, {"num_virtual_tokens": 20, "prefix_projection": False},
-                   prompt_based=True,
-                   description="P-Tuning v2: deep prompts at every layer (prefix tuning without reparameterization)"),
-        MethodSpec("ptuning", "PromptEncoderConfig", 1e-2,
-                   {"num_virtual_tokens": 20, "encoder_hidden_size": 128, "encoder_reparameterization_type": "MLP"},
-                   prompt_based=True, description="P-tuning: virtual tokens from a prompt encoder"),
-        MethodSpec("prompt_tuning", "PromptTuningConfig", 1e-2, {"num_virtual_tokens": 20},
-                   prompt_based=True, description="Prompt tuning: trainable input embeddings"),
-        MethodSpec("full", None, 5e-5, description="Full fine-tuning: every weight trains"),
-        MethodSpec("zeroshot", None, 0.0, trains=False, description="No training: evaluate the base model"),
-    )
-}
+DECLARED: tuple[MethodSpec, ...] = (
+    MethodSpec("lora", "LORA", 1e-3, _LORA_STUDY, _QV,
+               description="LoRA: low-rank updates of the attention projections"),
+    MethodSpec("qlora", "LORA", 1e-3, _LORA_STUDY, _QV, quantize_4bit=True,
+               description="QLoRA: LoRA on a 4-bit NF4 base with double quantization"),
+    MethodSpec("dora", "LORA", 1e-3, {**_LORA_STUDY, "use_dora": True}, _QV,
+               description="DoRA: LoRA with a learned magnitude per output (weight-decomposed)"),
+    MethodSpec("rslora", "LORA", 1e-3, {**_LORA_STUDY, "use_rslora": True}, _QV,
+               description="rsLoRA: LoRA scaled by alpha/sqrt(r), stable at high ranks"),
+    MethodSpec("lorafa", "LORA", 1e-3, _LORA_STUDY, _QV, hooks=hooks.LORA_FA,
+               description="LoRA-FA: LoRA with A frozen at init and B trained by the LoRA-FA optimizer"),
+    MethodSpec("adalora", "ADALORA", 1e-3,
+               {"init_r": 12, "target_r": 8, "lora_alpha": 16, "lora_dropout": 0.05, "tinit": 0, "tfinal": 0,
+                "deltaT": 1},
+               _QV, hooks=hooks.ADALORA, description="AdaLoRA: SVD-form LoRA with adaptive rank budget"),
+    MethodSpec("adamss", "ADAMSS", hooks=hooks.ADAMSS,
+               description="AdaMSS: adaptive multi-subspace adaptation, with its per-step subspace allocation"),
+    MethodSpec("loha", "LOHA", 1e-3, {"r": 8, "alpha": 16}, _QV, description="LoHa: low-rank Hadamard product"),
+    MethodSpec("lokr", "LOKR", 1e-3, {"r": 8, "alpha": 16}, _QV, description="LoKr: low-rank Kronecker product"),
+    MethodSpec("ia3", "IA3", 3e-3, {},
+               _per_family(
+                   target_modules={"t5": ["k", "v", "wo"], "llama": ["k_proj", "v_proj", "down_proj"],
+                                   "bert": ["key", "value", "output.dense"]},
+                   feedforward_modules={"t5": ["wo"], "llama": ["down_proj"], "bert": ["output.dense"]},
+               ),
+               description="IA3: learned rescaling of keys, values and feed-forward activations"),
+    MethodSpec("prefix", "PREFIX_TUNING", 1e-2, {"num_virtual_tokens": 20, "prefix_projection": True},
+               description="Prefix tuning (Li & Liang): reparameterized key/value prefixes"),
+    MethodSpec("ptuning_v2", "PREFIX_TUNING", 1e-2, {"num_virtual_tokens": 20, "prefix_projection": False},
+               description="P-Tuning v2: deep prompts at every layer (prefix tuning without reparameterization)"),
+    MethodSpec("ptuning", "P_TUNING", 1e-2,
+               {"num_virtual_tokens": 20, "encoder_hidden_size": 128, "encoder_reparameterization_type": "MLP"},
+               description="P-tuning: virtual tokens from a prompt encoder"),
+    MethodSpec("prompt_tuning", "PROMPT_TUNING", 1e-2, {"num_virtual_tokens": 20},
+               description="Prompt tuning: trainable input embeddings"),
+    MethodSpec("trainable_tokens", "TRAINABLE_TOKENS", hooks=hooks.TRAINABLE_TOKENS,
+               description="Trainable tokens: the embeddings of the tokens named in method_args.token_indices"),
+    MethodSpec("adaption_prompt", "ADAPTION_PROMPT", 1e-2, {"adapter_len": 10}, hooks=hooks.ADAPTION_PROMPT,
+               refusals={family: "adaption prompt (LLaMA-Adapter) supports decoder-only Llama-style models only"
+                         for family in ("t5", "bert")},
+               description="Adaption prompt (LLaMA-Adapter): gated prompts in the top layers"),
+    # peft has layer-norm targets for T5 and Llama but none for BERT
+    MethodSpec("ln_tuning", "LN_TUNING", family_defaults={"bert": {"target_modules": ["LayerNorm"]}},
+               description="LN tuning: trains the layer norms"),
+    MethodSpec("shadow", "SHADOW",
+               refusals={"t5": "peft's Shadow adapter passes inputs_embeds to an encoder-decoder model alongside "
+                               "input_ids, which T5 refuses",
+                         "bert": "peft's Shadow adapter fails on BERT models' forward pass (its carrier has no view)"},
+               description="Shadow: a parallel shadow network beside the frozen model"),
+    MethodSpec("multitask_prompt_tuning", "MULTITASK_PROMPT_TUNING", refusals={"*": _NEEDS_TASK_IDS}),
+    MethodSpec("poly", "POLY", refusals={"*": _NEEDS_TASK_IDS}),
+    MethodSpec("xlora", "XLORA",
+               refusals={"*": "X-LoRA mixes LoRA adapters that are already trained (its `adapters` paths); a cell "
+                              "that trains from a base model has none to mix"}),
+    MethodSpec("cpt", "CPT",
+               refusals={"*": "CPT needs its few-shot context masks per example (cpt_token_ids, cpt_mask, "
+                              "cpt_tokens_type_mask) built from its template; the harness's tasks do not produce them"}),
+    MethodSpec("full", None, 5e-5, description="Full fine-tuning: every weight trains"),
+    MethodSpec("zeroshot", None, 0.0, trains=False, description="No training: evaluate the base model"),
+)
+
+
+@lru_cache(maxsize=1)
+def peft_types() -> tuple[str, ...]:
+    """The ``PeftType`` values of the installed peft, in peft's order, read from its source
+    (``peft/utils/peft_types.py``) without importing peft, which takes seconds; if that file
+    moved, from the imported enum."""
+    spec = importlib.util.find_spec("peft")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("peft is not installed; install the harness with `make install`")
+    source = Path(next(iter(spec.submodule_search_locations))) / "utils" / "peft_types.py"
+    try:
+        tree = ast.parse(source.read_text(encoding="utf-8"))
+        enum = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "PeftType")
+        values = tuple(node.value.value for node in enum.body
+                       if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+                       and isinstance(node.value.value, str))
+        if values:
+            return values
+    except (OSError, SyntaxError, StopIteration):
+        pass
+    from peft import PeftType
+
+    return tuple(member.value for member in PeftType)
+
+
+@lru_cache(maxsize=1)
+def methods() -> dict[str, MethodSpec]:
+    """Every method by name: the declared entries first (the study's order), then one per
+    remaining ``PeftType`` of the installed peft."""
+    table = {spec.name: spec for spec in DECLARED}
+    for peft_type in peft_types():
+        name = peft_type.lower()
+        if name not in table:
+            table[name] = MethodSpec(name, peft_type, generated=True)
+    return table
+
+
+def method_names() -> tuple[str, ...]:
+    return tuple(methods())
 
 
 def resolve_method(name: str) -> MethodSpec:
-    if name not in METHODS:
-        raise ConfigError(f"unknown method {name!r}; valid: {', '.join(METHODS)}")
-    return METHODS[name]
+    table = methods()
+    if name not in table:
+        raise ConfigError(f"unknown method {name!r}; valid: {', '.join(table)}")
+    return table[name]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "METHODS":  # the table, built on first use (it reads peft's source)
+        return methods()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# Keys of an adapter_config.json that describe the saved adapter, not the method: the harness
+# sets them for each cell (see build.MANAGED_FIELDS) or peft writes them as bookkeeping.
+_ADAPTER_FILE_BOOKKEEPING = frozenset({"task_type", "peft_type", "base_model_name_or_path", "revision",
+                                       "inference_mode", "auto_mapping", "peft_version"})
+
+
+def read_adapter_config(path: Any, method: str) -> dict[str, Any]:
+    """The method arguments of a saved ``adapter_config.json`` (``method_args: {from: path}``).
+
+    Its ``peft_type`` must be the method's; the fields that describe the saved adapter rather
+    than the method (task type, base model, peft version, ...) are left to the harness. The
+    arguments go into the cell's config, so the cell id follows the file's content."""
+    import json
+
+    file = Path(str(path)).expanduser()
+    where = f"method_args.from {str(path)!r}"
+    if not file.is_file():
+        raise ConfigError(f"{where}: no such file (give the path of an adapter_config.json)")
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ConfigError(f"{where}: not a readable JSON file ({_one_line(error)})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a JSON object (an adapter_config.json), got {type(data).__name__}")
+    table = methods()
+    spec = table.get(method)
+    saved_type = data.get("peft_type")
+    if spec is not None and spec.peft_type is not None and saved_type not in (None, spec.peft_type):
+        matching = [name for name, entry in table.items() if entry.peft_type == saved_type]
+        raise ConfigError(f"{where}: a {saved_type} adapter config, but method {method!r} is {spec.peft_type}; "
+                          f"methods of that type: {', '.join(matching) or 'none'}")
+    return {key: value for key, value in data.items() if key not in _ADAPTER_FILE_BOOKKEEPING}
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

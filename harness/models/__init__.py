@@ -1,10 +1,15 @@
-"""Base models: presets (plain data), loading for three heads, parameter counts."""
+"""Base models: presets (plain data), loading for three heads, parameter counts.
 
-from harness.models.loading import Head, LoadedModel, load_model, materialise, package_dir
-from harness.models.params import count_module_parameters, build_meta_model
-from harness.models.registry import PRESETS, ModelSpec, cache_dir, resolve_model, valid_model_names, validate_model_name
+Names are imported on first use (:mod:`harness.lazy`): the registry needs no torch."""
 
-__all__ = [
-    "PRESETS", "Head", "LoadedModel", "ModelSpec", "build_meta_model", "cache_dir", "count_module_parameters",
-    "load_model", "materialise", "package_dir", "resolve_model", "valid_model_names", "validate_model_name",
-]
+from harness.lazy import lazy_exports
+
+_EXPORTS = {
+    "Head": "loading", "LoadedModel": "loading", "load_model": "loading", "materialise": "loading",
+    "package_dir": "loading",
+    "count_module_parameters": "params", "build_meta_model": "params",
+    "PRESETS": "registry", "ModelSpec": "registry", "cache_dir": "registry", "resolve_model": "registry",
+    "valid_model_names": "registry", "validate_model_name": "registry",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 
-from harness.config import METHODS
+from harness.methods.registry import method_names
 from harness.report.load import HEADLINE, LABELS, QUALITY, CellRow
 from harness.report.stats import Summary, difference, mean, summarize
 
@@ -74,12 +74,13 @@ class Table:
 
 
 def _method_order(method: str) -> tuple[int, str]:
-    return (METHODS.index(method) if method in METHODS else len(METHODS), method)
+    names = method_names()
+    return (names.index(method) if method in names else len(names), method)
 
 
 def group_rows(rows: list[CellRow]) -> list[Group]:
     """Groups in a stable order: task and model as they first appear, methods in registry order
-    (zero-shot last in METHODS, so it is moved first: it is every table's baseline)."""
+    (zero-shot after the others in the registry, so it is moved first: it is every table's baseline)."""
     groups: dict[tuple[str, str, str], Group] = {}
     tasks: list[str] = []
     models: list[str] = []

@@ -1,11 +1,15 @@
-"""Tasks: data (bundled, local files, Hub), formatting per head, metrics."""
+"""Tasks: data (bundled, local files, Hub), formatting per head, metrics.
 
-from harness.tasks.data import check_source, class_weights, load_split, read_table
-from harness.tasks.formatting import Example, Formatter, collate_packed, collate_train, count_tokens, pad_batch
-from harness.tasks.metrics import classification_scores, rouge_scores
-from harness.tasks.registry import TASKS, TaskSpec, head_for, resolve_task
+Names are imported on first use (:mod:`harness.lazy`): the registry needs no torch."""
 
-__all__ = [
-    "TASKS", "Example", "Formatter", "TaskSpec", "check_source", "class_weights", "classification_scores", "collate_packed", "collate_train",
-    "count_tokens", "head_for", "load_split", "pad_batch", "read_table", "resolve_task", "rouge_scores",
-]
+from harness.lazy import lazy_exports
+
+_EXPORTS = {
+    "check_source": "data", "class_weights": "data", "load_split": "data", "read_table": "data",
+    "Example": "formatting", "Formatter": "formatting", "collate_packed": "formatting", "collate_train": "formatting",
+    "count_tokens": "formatting", "pad_batch": "formatting",
+    "classification_scores": "metrics", "rouge_scores": "metrics",
+    "TASKS": "registry", "TaskSpec": "registry", "head_for": "registry", "resolve_task": "registry",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -15,6 +15,14 @@ Family = Literal["t5", "llama", "bert"]
 Head = Literal["seq2seq", "causal", "seqcls"]
 
 
+# The head each model family uses for a task kind; a family missing here has none (BERT cannot generate).
+KIND_HEADS: dict[str, dict[str, Head]] = {
+    # T5 as text-to-text (label words as targets); Llama and BERT with a classification head
+    "classification": {"t5": "seq2seq", "llama": "seqcls", "bert": "seqcls"},
+    "summarization": {"t5": "seq2seq", "llama": "causal"},
+}
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     name: str
@@ -39,8 +47,7 @@ TASKS: dict[str, TaskSpec] = {
         bundled={split: BUNDLED_DIR / "emotion" / f"{split}.jsonl" for split in ("train", "validation", "test")},
         # the Hub ClassLabel order
         label_names=("sadness", "joy", "love", "anger", "fear", "surprise"),
-        # T5 as text-to-text (label words as targets); Llama and BERT with a classification head
-        heads={"t5": "seq2seq", "llama": "seqcls", "bert": "seqcls"},
+        heads=KIND_HEADS["classification"],
         description="dair-ai/emotion, 6-class tweet emotion classification",
     ),
     "billsum": TaskSpec(
@@ -49,7 +56,7 @@ TASKS: dict[str, TaskSpec] = {
         fields=("text", "summary"),
         hub_id="FiscalNote/billsum",
         bundled={split: BUNDLED_DIR / "billsum" / f"{split}.jsonl" for split in ("train", "train_clean", "test", "ca_test")},
-        heads={"t5": "seq2seq", "llama": "causal"},
+        heads=KIND_HEADS["summarization"],
         description="BillSum, US Congressional bill summarization (278-bill bundled sample)",
     ),
 }

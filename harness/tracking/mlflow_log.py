@@ -115,8 +115,7 @@ def log_result(
     params = [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in sorted(flatten(result.config).items())
               if k not in existing_params]
     metrics = [Metric(k, v, 0, 0) for k, v in sorted(result_metrics(result).items())]
-    losses = result.efficiency.model_extra.get("loss_history") if result.efficiency.model_extra else None
-    for step, loss in losses or []:
+    for step, loss in result.efficiency.loss_history:
         metrics.append(Metric("train/loss", float(loss), 0, int(step)))
     run_tags = [RunTag(k, v) for k, v in tags.items()]
     for start in range(0, max(len(params), len(metrics), len(run_tags)), 100):

@@ -32,7 +32,8 @@ import torch
 import torch.nn.functional as F
 
 from harness.config import TrainConfig
-from harness.methods import MethodSpec, after_optimizer_step
+from harness.methods.build import after_optimizer_step
+from harness.methods.registry import MethodSpec
 from harness.tasks import Example, collate_packed, collate_train, count_tokens
 from harness.train import checkpoint as ckpt
 from harness.train.batching import batch_order, padding_fraction
@@ -136,6 +137,8 @@ class Trainer:
             {"params": no_decay, "weight_decay": 0.0},
         ]
         groups = [g for g in groups if g["params"]]
+        if self.method.hooks.optimizer is not None:  # the method's own (LoRA-FA)
+            return self.method.hooks.optimizer(self.model, groups, learning_rate, self.config)
         choice = self.config.optimizer
         if choice == "auto":
             choice = "paged_adamw_8bit" if quantized and self.device.type == "cuda" else "adamw"
@@ -147,16 +150,13 @@ class Trainer:
 
     # -- checkpoints ---------------------------------------------------------------------------
     def _extra_state(self) -> dict[str, Any]:
-        if not self.method.rank_allocation:
-            return {}
-        allocator = self.unwrapped.base_model.rankallocator
-        return {name: getattr(allocator, name) for name in ("ipt", "exp_avg_ipt", "exp_avg_unc")}
+        hook = self.method.hooks.checkpoint_state
+        return hook(self.unwrapped) if hook is not None else {}
 
     def _restore_extra(self, extra: dict[str, Any]) -> None:
-        if extra and self.method.rank_allocation:
-            allocator = self.unwrapped.base_model.rankallocator
-            for name, value in extra.items():
-                setattr(allocator, name, {k: v.to(self.device) for k, v in value.items()})
+        hook = self.method.hooks.restore_state
+        if extra and hook is not None:
+            hook(self.unwrapped, extra, self.device)
 
     def save_checkpoint(self) -> Path:
         path = ckpt.save_checkpoint(

@@ -118,7 +118,7 @@ def test_rules_that_match_nothing_are_warned_about(tmp_path):
         ({"resources": {"gpu": 1}}, "unknown key 'resources.gpu'; valid keys: gpus=0"),
         ({"executor": {"kind": "k8s"}}, "executor.kind: Input should be 'slurm', 'local' or 'debug'"),
         ({"methods": ["lora", "loraa"]}, "unknown method 'loraa'; valid: lora, qlora"),
-        ({"tasks": ["sst2"]}, "unknown task 'sst2'; valid: billsum, emotion"),
+        ({"tasks": ["sst2"]}, "unknown task 'sst2'; valid: emotion, billsum"),
         ({"methods": [{"name": "lora", "sett": {}}]}, "unknown key 'methods.0.sett'; valid keys: name (required), set={}"),
         ({"defaults": {"train": {"lr": 1e-3}}}, "defaults: unknown key 'train.lr'; valid keys: max_steps=None"),
         ({"defaults": {"model": "tiny-t5"}}, "defaults: 'model' cannot be set here"),

@@ -65,12 +65,12 @@ def test_a_packed_cell_trains_as_the_padded_one_without_padding(make_cell, tmp_p
     padded, result = run_cell(cell(False)), run_cell(cell(True))
     assert result.status == "success", result.error
     assert padded.efficiency.padding_fraction > 0.05
-    for (_, a), (_, b) in zip(padded.efficiency.model_extra["loss_history"], result.efficiency.model_extra["loss_history"]):
+    for (_, a), (_, b) in zip(padded.efficiency.loss_history, result.efficiency.loss_history):
         assert abs(a - b) < 1e-4, (a, b)
     assert result.efficiency.padding_fraction == 0.0
     assert result.efficiency.model_flops_per_token == 4 * result.efficiency.total_params + 2 * result.efficiency.trainable_params
     assert result.efficiency.mfu is None  # a CPU has no bf16 peak in the table
-    losses = [loss for _, loss in result.efficiency.model_extra["loss_history"]]
+    losses = [loss for _, loss in result.efficiency.loss_history]
     assert losses[-1] < losses[0]
 
 

@@ -26,7 +26,7 @@ def start(tmp_path: Path, name: str, method: str) -> subprocess.Popen[bytes]:
 
 
 def losses(cell: Path) -> list[tuple[int, float]]:
-    return [tuple(x) for x in load_result(cell).efficiency.model_extra["loss_history"]]
+    return [tuple(x) for x in load_result(cell).efficiency.loss_history]
 
 
 def kill_after_checkpoint_then_resume(tmp_path: Path, method: str) -> None:
