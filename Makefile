@@ -57,9 +57,11 @@ test: install slurm-up
 test-fast: install
 	$(PY) -m pytest -q -m "not slurm" $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
 
+# bench_plan: warm `harness plan` of the thesis grid and of 500 cells x 20 methods (target < 1 s)
 # bench_parity: the harness against bench/bare_loop.py, 3 seeds each (about 20 minutes on two cores)
 bench: install
 	$(PY) bench/bench_train.py
+	$(PY) bench/bench_plan.py
 	$(PY) bench/bench_matrix.py
 	$(PY) bench/bench_parity.py
 
