@@ -47,7 +47,7 @@ from harness.methods.build import (
 from harness.methods.registry import MethodSpec, resolve_method
 from harness.models import ModelSpec, count_module_parameters, load_model, resolve_model
 from harness.result import Result, RunRecord, now_iso, write_result
-from harness.tasks import Formatter, TaskSpec, class_weights, head_for, load_split, resolve_task
+from harness.tasks import Formatter, TaskSpec, class_weights, head_for, load_split, task_of
 
 log = logging.getLogger("harness.cell")
 
@@ -73,7 +73,7 @@ class CellPlan:
 def prepare_cell(config: CellConfig) -> CellPlan:
     """Resolve and check a cell. Raises ConfigError with a one-line reason."""
     model = resolve_model(config.model)
-    task = resolve_task(config.task)
+    task = task_of(config)
     method = resolve_method(config.method)
     head = head_for(task, model.family, config.model)
     args = resolve_method_args(method, model.family, config.method_args)

@@ -154,8 +154,43 @@ class TelemetryConfig(StrictModel):
     interval_s: float = Field(0.2, gt=0)
 
 
-# section -> {setting: its default}: see CellConfig.identity
-ADDED_LATER: dict[str, dict[str, Any]] = {"train": {"packing": False, "compile": False}}
+TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+class TaskDefinition(StrictModel):
+    """A task defined in a matrix or cell file, not bundled: its kind, labels and scoring.
+
+    Its rows come from ``data.source`` (local files or a Hub dataset), mapped onto the kind's
+    canonical fields: ``text`` and ``label`` for classification, ``text`` and ``target`` for
+    generation. Every part of a cell that depends on the task (the head's size, label words,
+    predictions, metrics, reports) reads it from here."""
+
+    kind: Literal["classification", "generation"]
+    # classification: the class names, in id order (a source's integer labels index them)
+    labels: list[Line] | None = None
+    # generation: how outputs are scored (default rouge)
+    metric: Literal["rouge", "exact_match"] | None = None
+    # the prompt's question (classification, text-to-text models) or instruction (generation)
+    instruction: str | None = None
+
+    @model_validator(mode="after")
+    def _fits_kind(self) -> "TaskDefinition":
+        if self.kind == "classification":
+            labels = self.labels or []
+            if len(labels) < 2 or len(set(labels)) != len(labels) or not all(label.strip() for label in labels):
+                raise ValueError("a classification task needs labels: at least two distinct, non-empty class names "
+                                 "in id order, e.g. labels: [negative, positive]")
+            if self.metric is not None:
+                raise ValueError("metric is for generation tasks; classification is scored with accuracy and "
+                                 "macro/weighted precision, recall and F1")
+        elif self.labels is not None:
+            raise ValueError("labels are for classification tasks; a generation task is scored on its target text "
+                             "(metric: rouge or exact_match)")
+        return self
+
+
+# section -> {setting: its default}: see CellConfig.identity ("" is the top level)
+ADDED_LATER: dict[str, dict[str, Any]] = {"train": {"packing": False, "compile": False}, "": {"task_definition": None}}
 
 
 class CellConfig(StrictModel):
@@ -164,6 +199,8 @@ class CellConfig(StrictModel):
     model: str
     method: str
     task: str
+    # a task defined in the matrix (kind, labels, metric); None: a bundled task
+    task_definition: TaskDefinition | None = None
     seed: int = Field(0, ge=0)
     # overrides of any field of the method's PEFT config (r, lora_alpha, target_modules, ...)
     method_args: dict[str, Any] = Field(default_factory=dict)
@@ -191,13 +228,16 @@ class CellConfig(StrictModel):
     def _known_names(self) -> "CellConfig":
         # the names come from the registries (plain data, no torch): see harness.methods.registry
         from harness.methods.registry import resolve_method
-        from harness.tasks.registry import resolve_task
+        from harness.tasks.registry import check_defined_task, resolve_task
 
-        for resolve, name in ((resolve_method, self.method), (resolve_task, self.task)):
-            try:
-                resolve(name)
-            except ConfigError as error:
-                raise ValueError(str(error)) from None
+        try:
+            resolve_method(self.method)
+            if self.task_definition is None:
+                resolve_task(self.task)
+            else:
+                check_defined_task(self.task, self.data.source)
+        except ConfigError as error:
+            raise ValueError(str(error)) from None
         return self
 
     def identity(self) -> dict[str, Any]:
@@ -209,9 +249,10 @@ class CellConfig(StrictModel):
         # Settings added after cells were first run enter the id only when set, so a matrix
         # planned before they existed keeps its cell ids (and its finished cells).
         for section, defaults in ADDED_LATER.items():
+            node = data[section] if section else data
             for key, default in defaults.items():
-                if data[section].get(key) == default:
-                    data[section].pop(key)
+                if node.get(key) == default:
+                    node.pop(key)
         return data
 
     def public_dump(self) -> dict[str, Any]:
@@ -283,7 +324,10 @@ def _preferred(errors: list[Any]) -> Any:
     user meant: the mapping's own problem for a mapping, the string's for a string."""
     def wrong_branch(error: Any) -> bool:
         last = str(error["loc"][-1]) if error["loc"] else ""
-        scalar_branch = last in _SCALAR_TAGS or bool(_UNION_TAG.fullmatch(last))
+        tagged = _UNION_TAG.fullmatch(last)
+        # function-after[single_line(), str] is a string branch; function-after[..., TaskEntry] a mapping's
+        scalar_branch = last in _SCALAR_TAGS or bool(tagged and last.rstrip("]").rsplit(",", 1)[-1].strip()
+                                                      in {"str", "int", "float", "bool"})
         given_mapping = isinstance(error.get("input"), dict)
         return (scalar_branch and given_mapping) or (error["type"] in _MAPPING_ERRORS and not given_mapping
                                                      and len(errors) > 1)

@@ -42,7 +42,7 @@ def _data_refusals(cells: list[Cell]) -> list[tuple[Cell, str]]:
     if not local:  # bundled or Hub data only: nothing to read here (and no reason to import torch)
         return []
     from harness.methods import resolve_method
-    from harness.tasks import check_source, resolve_task
+    from harness.tasks import check_source, task_of
 
     refused: list[tuple[Cell, str]] = []
     checked: dict[str, str | None] = {}
@@ -50,10 +50,12 @@ def _data_refusals(cells: list[Cell]) -> list[tuple[Cell, str]]:
         data = cell.config.data
         trains = resolve_method(cell.method).trains
         splits = (data.train_split, data.eval_split) if trains else (data.eval_split,)
-        key = json.dumps([cell.task, data.source.model_dump(mode="json"), splits])
+        definition = cell.config.task_definition
+        key = json.dumps([cell.task, definition.model_dump(mode="json") if definition else None,
+                          data.source.model_dump(mode="json"), splits])
         if key not in checked:
             try:
-                check_source(resolve_task(cell.task), data, splits)
+                check_source(task_of(cell.config), data, splits)
                 checked[key] = None
             except ConfigError as error:
                 checked[key] = str(error)

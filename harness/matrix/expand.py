@@ -128,7 +128,9 @@ def _check_names(spec: MatrixSpec, where: str) -> None:
     from harness.methods.registry import method_names
     from harness.tasks.registry import TASKS as TASK_TABLE
 
-    METHODS, TASKS = method_names(), tuple(TASK_TABLE)  # noqa: N806 - the registries' name lists
+    # the registries' name lists, and the tasks this matrix defines itself (checked with their cells)
+    METHODS = method_names()  # noqa: N806
+    TASKS = (*TASK_TABLE, *(e.name for e in spec.axis("tasks") if getattr(e, "kind", None)))  # noqa: N806
     for entry in spec.axis("methods"):
         if entry.name not in METHODS:
             raise ConfigError(f"{where}: methods: unknown method {entry.name!r}; valid: {', '.join(METHODS)}")
@@ -233,6 +235,12 @@ def expand(spec: MatrixSpec, *, path: Path | None = None, output_dir: Path | str
     # Validate each fragment once, against a probe cell, so that an error names the
     # fragment (``overrides[2].set``) rather than the first cell that uses it.
     probe = {"model": models[0].name, "method": methods[0].name, "task": tasks[0].name}
+    if getattr(tasks[0], "kind", None):  # a task the matrix defines: the probe needs its definition and data
+        first = expand_dotted(tasks[0].set)
+        defined = {"task_definition": first["task_definition"]}
+        if first.get("data", {}).get("source") is not None:
+            defined["data"] = {"source": first["data"]["source"]}
+        probe = deep_merge(defined, probe)
     fragments: list[tuple[str, dict[str, Any], dict[str, Any]]] = [("defaults", spec.defaults, {})]
     for axis, entries in (("models", models), ("methods", methods), ("tasks", tasks)):
         fragments += [(f"{axis}[{entry.name}]", entry.set, entry.resources) for entry in entries]
@@ -328,7 +336,7 @@ def _check_fragment(where: str, settings: dict[str, Any], probe: dict[str, Any])
     reserved = [k for k in settings if k in RESERVED_KEYS]
     if reserved:
         raise ConfigError(f"{where}: {reserved[0]!r} cannot be set here (it is an axis or derived); reserved: {', '.join(RESERVED_KEYS)}")
-    parse_cell_config({**settings, **probe}, where=where)
+    parse_cell_config(deep_merge(settings, probe), where=where)
 
 
 def _resolve_resources(where: str, base: dict[str, Any], patches: Iterable[dict[str, Any]]) -> Resources:

@@ -60,8 +60,11 @@ class ParamCounter:
     def key(config: CellConfig) -> tuple[str, ...]:
         dump = lambda d: json.dumps(d, sort_keys=True, default=str)  # noqa: E731
         # gradient checkpointing can make a combination refused (prompt methods), so it is part of the key
-        return (config.model, config.method, config.task, dump(config.method_args), dump(config.model_args),
-                str(config.train.gradient_checkpointing))
+        key = (config.model, config.method, config.task, dump(config.method_args), dump(config.model_args),
+               str(config.train.gradient_checkpointing))
+        # a defined task's labels size the head (appended only then: bundled tasks keep their keys)
+        definition = config.task_definition
+        return key + (dump(definition.model_dump(mode="json")),) if definition else key
 
     def __call__(self, config: CellConfig) -> ParamCount:
         key = self.key(config)

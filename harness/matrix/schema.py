@@ -35,9 +35,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from harness.config import Line, SbatchKey, StrictModel
+from harness.config import DataSource, Line, SbatchKey, StrictModel, TaskDefinition
 
 # CellConfig keys a matrix may not set through ``defaults``/``set``: they are the axes
 # or are derived by the expansion (output_dir is the cell's folder).
@@ -150,6 +150,44 @@ class AxisEntry(StrictModel):
     resources: dict[str, Any] = Field(default_factory=dict)
 
 
+class TaskEntry(AxisEntry):
+    """A tasks-axis value. A bundled task by name (``emotion``), or a task the matrix defines from
+    its own data, with no code::
+
+        {name: tweets, kind: classification, labels: [negative, positive],
+         source: {files: {train: tweets-train.csv, test: tweets-test.csv}, fields: {text: tweet, label: sentiment}}}
+
+    ``kind`` (classification | generation), ``labels`` (classification), ``metric`` (generation:
+    rouge | exact_match) and ``instruction`` make its ``task_definition``; ``source`` is its
+    ``data.source``. Both go into every cell of the task (and its id)."""
+
+    kind: Literal["classification", "generation"] | None = None
+    labels: list[Line] | None = None
+    metric: Literal["rouge", "exact_match"] | None = None
+    instruction: str | None = None
+    source: DataSource | None = None
+
+    @model_validator(mode="after")
+    def _defined_task(self) -> "TaskEntry":
+        given = [key for key in ("labels", "metric", "instruction", "source") if getattr(self, key) is not None]
+        if self.kind is None:
+            if given:
+                raise ValueError(f"task {self.name!r}: {', '.join(given)} define a task of your own, which also needs "
+                                 "kind: classification or generation")
+            return self
+        try:
+            definition = TaskDefinition(kind=self.kind, labels=self.labels, metric=self.metric,
+                                        instruction=self.instruction).model_dump(exclude_none=True)
+        except ValidationError as error:
+            raise ValueError(f"task {self.name!r}: {error.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+        # the same shape any cell's settings have: merged into every cell of this task (in place:
+        # assigning would validate this entry again)
+        self.set["task_definition"] = definition
+        if self.source is not None:
+            self.set["data.source"] = self.source.model_dump(exclude_defaults=True)
+        return self
+
+
 Selector = str | list[str] | None
 
 
@@ -214,7 +252,7 @@ class MatrixSpec(StrictModel):
     resources: Resources = Field(default_factory=Resources)
     models: list[Line | AxisEntry]
     methods: list[Line | AxisEntry]
-    tasks: list[Line | AxisEntry]
+    tasks: list[Line | TaskEntry]
     seeds: list[int] = Field(default_factory=lambda: [0])
     # Without grids the matrix is the full product of the axes; with grids, the union of
     # these sub-products (so a demo need not exclude most of a product)

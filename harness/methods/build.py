@@ -259,9 +259,9 @@ def count_parameters(config: CellConfig) -> tuple[int, int]:
     import torch
 
     from harness.models import build_meta_model, count_module_parameters, resolve_model
-    from harness.tasks import head_for, resolve_task
+    from harness.tasks import head_for, task_of
 
-    model_spec, task, spec = resolve_model(config.model), resolve_task(config.task), resolve_method(config.method)
+    model_spec, task, spec = resolve_model(config.model), task_of(config), resolve_method(config.method)
     head = head_for(task, model_spec.family, config.model)
     args = resolve_method_args(spec, model_spec.family, config.method_args)
     check_combination(config, spec, model_spec.family, head, args)

@@ -14,7 +14,7 @@ class MethodRow:
     config_class: str  # "-" for full fine-tuning and zero-shot
     description: str
     families: dict[str, bool]  # t5/llama/bert -> runs on at least one of its heads
-    kinds: dict[str, bool]  # classification/summarization -> runs on at least one family
+    kinds: dict[str, bool]  # classification/generation -> runs on at least one family
     why_not: dict[str, str] = field(default_factory=dict)  # "family/head" -> reason
 
 

@@ -72,8 +72,9 @@ def build_report(
     shutil.rmtree(folder / PLOTS_DIR, ignore_errors=True)  # plots of a previous report may no longer apply
 
     groups = group_rows(rows)
-    tables = [t for t in (quality_table(groups, "summarization"), efficiency_table(groups, "summarization"),
-                          quality_table(groups, "classification"), efficiency_table(groups, "classification")) if t]
+    from harness.tasks.kinds import SCORINGS
+
+    tables = [t for scoring in SCORINGS for t in (quality_table(groups, scoring), efficiency_table(groups, scoring)) if t]
     cells, unfinished = cells_table(groups), not_finished_table(groups)
     for table in (*tables, cells, unfinished):
         table.data.to_csv(folder / f"{table.name}.csv", index=False)

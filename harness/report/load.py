@@ -13,24 +13,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from harness.result import RESULT_FILE, Result, load_result
+from harness.result import RESULT_FILE, Result, RunRecord, load_result
+from harness.tasks.kinds import LABELS, SCORINGS  # noqa: F401 - LABELS re-exported for the tables
 from harness.tracking.mlflow_log import result_metrics
 
 # status of a cell that has no result.json / whose result.json cannot be read
 MISSING = "missing"
 UNREADABLE = "unreadable"
 
-# quality figures per task kind, in table order; classification is macro-averaged
-QUALITY: dict[str, tuple[str, ...]] = {
-    "summarization": ("rouge1", "rouge2", "rougeL"),
-    "classification": ("accuracy", "precision_macro", "recall_macro", "f1_macro"),
-}
-# the figure the Pareto plots and "improvement over zero-shot" use
-HEADLINE: dict[str, str] = {"summarization": "rougeL", "classification": "f1_macro"}
-LABELS: dict[str, str] = {
-    "rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "accuracy": "Accuracy",
-    "precision_macro": "Precision (macro)", "recall_macro": "Recall (macro)", "f1_macro": "F1 (macro)",
-}
+# quality figures per scoring, in table order (classification is macro-averaged), and the figure
+# the Pareto plots and "improvement over zero-shot" use: from the task kinds' registry
+QUALITY: dict[str, tuple[str, ...]] = {name: scoring.columns for name, scoring in SCORINGS.items()}
+HEADLINE: dict[str, str] = {name: scoring.headline for name, scoring in SCORINGS.items()}
 
 
 @dataclass
@@ -43,7 +37,8 @@ class CellRow:
     method: str
     seed: int
     status: str  # a Result status, or "missing" / "unreadable"
-    kind: str = "classification"  # the task's kind: summarization | classification
+    kind: str = "classification"  # the task's scoring (harness.tasks.kinds.SCORINGS): rouge | classification | ...
+    classes: int | None = None  # classification: the task's number of labels
     error: str | None = None
     folder: str | None = None
     source: str = "file"  # file | mlflow
@@ -76,13 +71,34 @@ class CellRow:
         return f"{self.task}/{self.model}/{self.method}/seed{self.seed}"
 
 
-def task_kind(task: str) -> str:
+def task_scoring(config: Mapping[str, Any]) -> tuple[str, int | None]:
+    """(scoring, number of classes) of a cell's task, bundled or defined in its matrix."""
     try:
-        from harness.tasks.registry import resolve_task
+        from harness.tasks.registry import task_of
 
-        return resolve_task(task).kind
+        task = task_of(dict(config))
+        return task.scoring, len(task.label_names) or None
     except Exception:  # noqa: BLE001 - an unknown task is still reported
-        return "classification"
+        return "classification", None
+
+
+def rank_from_peft_config(peft_config: Mapping[str, Any] | None, method: str) -> str | None:
+    """The rank of a resolved peft config as result.json records it (no registry defaults merged)."""
+    if method == "full":
+        return "all"
+    if not peft_config:
+        return None
+    return _rank(peft_config)
+
+
+def _rank(args: Mapping[str, Any]) -> str | None:
+    if "init_r" in args or "target_r" in args:
+        return f"{args.get('init_r', '?')}→{args.get('target_r', '?')}"
+    if "r" in args:
+        return str(args["r"])
+    if "num_virtual_tokens" in args:
+        return f"{args['num_virtual_tokens']} tokens"
+    return None
 
 
 def rank_of(config: Mapping[str, Any]) -> str | None:
@@ -103,13 +119,7 @@ def rank_of(config: Mapping[str, Any]) -> str | None:
         args = {**spec.defaults, **spec.family_defaults.get(family, {}), **overrides}
     except Exception:  # noqa: BLE001 - a model unknown here (e.g. a path on the cluster): overrides only
         pass
-    if "init_r" in args or "target_r" in args:
-        return f"{args.get('init_r', '?')}→{args.get('target_r', '?')}"
-    if "r" in args:
-        return str(args["r"])
-    if "num_virtual_tokens" in args:
-        return f"{args['num_virtual_tokens']} tokens"
-    return None
+    return _rank(args)
 
 
 def _learning_rate(config: Mapping[str, Any]) -> float | None:
@@ -150,10 +160,15 @@ def row_from_flat(
     error: str | None = None,
     folder: str | None = None,
     source: str = "file",
+    run: RunRecord | None = None,
 ) -> CellRow:
-    """Build a row from MLflow-style metric names (``eff/...``, ``gpu/<phase>/...``) and a config."""
+    """Build a row from MLflow-style metric names (``eff/...``, ``gpu/<phase>/...``) and a config.
+
+    With the cell's ``run`` record (result.json), rank and learning rate are what ran; without
+    it (an MLflow run, a result from before the record existed) they are derived from the config."""
     task = str(config.get("task"))
-    kind = task_kind(task)
+    kind, classes = task_scoring(config)
+    method = str(config.get("method"))
     trained = _number(flat, "eff/train/wall_s") is not None
     train_peak, train_kind = _peak(flat, "train")
     eval_peak, eval_kind = _peak(flat, "eval")
@@ -168,6 +183,7 @@ def row_from_flat(
         seed=int(config.get("seed") or 0),
         status=status,
         kind=kind,
+        classes=classes,
         error=error,
         folder=folder,
         source=source,
@@ -176,8 +192,8 @@ def row_from_flat(
         trainable_params=int(trainable) if trainable is not None and (total or 0) > 0 else None,
         total_params=int(total) if total else None,
         trainable_share=share if total else None,
-        rank=rank_of(config),
-        learning_rate=_learning_rate(config),
+        rank=rank_from_peft_config(run.peft_config, method) if run else rank_of(config),
+        learning_rate=(run.learning_rate if run else _learning_rate(config)),
         train_peak_bytes=train_peak if trained else None,
         train_peak_kind=train_kind if trained else None,
         eval_peak_bytes=eval_peak,
@@ -196,7 +212,8 @@ def row_from_flat(
 def row_from_result(result: Result, folder: Path | str | None = None, source: str = "file") -> CellRow:
     error = result.error.splitlines()[0] if result.error else None
     return row_from_flat(cell_id=result.cell_id, status=result.status, config=result.config,
-                         flat=result_metrics(result), error=error, folder=str(folder) if folder else None, source=source)
+                         flat=result_metrics(result), error=error, folder=str(folder) if folder else None, source=source,
+                         run=result.run)
 
 
 def placeholder_row(config: Any, cell_id: str, status: str, error: str | None = None) -> CellRow:

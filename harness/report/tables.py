@@ -17,11 +17,13 @@ import pandas as pd
 from harness.methods.registry import method_names
 from harness.report.load import HEADLINE, LABELS, QUALITY, CellRow
 from harness.report.stats import Summary, difference, mean, summarize
+from harness.tasks.kinds import SCORINGS
 
 GIB = 1024**3
 DASH = "—"
 NOT_FINISHED_MARK = "⚠"
-KIND_TITLES = {"summarization": "Summarization", "classification": "Classification"}
+KIND_TITLES = {name: scoring.title for name, scoring in SCORINGS.items()}
+TABLE_IDS = {name: scoring.table for name, scoring in SCORINGS.items()}
 PEAK_KINDS = {"gpu": "GPU allocator", "rss": "host RSS"}
 
 
@@ -169,11 +171,13 @@ def quality_table(groups: list[Group], kind: str) -> Table | None:
         data.append(raw)
         display.append(shown)
         flagged.append(bool(group.note))
-    averaging = " Precision, recall and F1 are macro-averaged over the six classes." if kind == "classification" else ""
+    classes = sorted({r.classes for g in chosen for r in g.rows if r.classes})
+    averaging = (f" Precision, recall and F1 are macro-averaged over the task's {'/'.join(map(str, classes))} classes."
+                 if kind == "classification" and classes else "")
     note = (f"Mean over finished seeds ± half-width of the 95 % confidence interval (Student t, n−1 degrees of "
             f"freedom), in points (×100). \"± {DASH}\": one seed, no interval. Δ vs zero-shot: same model and task; "
             f"Welch interval when both sides have several seeds.{averaging}")
-    return Table(f"{kind}_quality", f"{KIND_TITLES[kind]}: quality", note, pd.DataFrame(data), pd.DataFrame(display), flagged)
+    return Table(f"{TABLE_IDS[kind]}_quality", f"{KIND_TITLES[kind]}: quality", note, pd.DataFrame(data), pd.DataFrame(display), flagged)
 
 
 def efficiency_table(groups: list[Group], kind: str) -> Table | None:
@@ -229,7 +233,7 @@ def efficiency_table(groups: list[Group], kind: str) -> Table | None:
             "the same model and task (train phase). Energy from NVML telemetry (GPU only). Share: trainable / total "
             "parameters, 4-bit weights counted at full size. Throughput: training samples and non-padding tokens per second. MFU: tokens/s x (4N + 2T, "
             "6N for full fine-tuning) / the GPU's dense bf16 peak (harness/train/mfu.py).")
-    return Table(f"{kind}_efficiency", f"{KIND_TITLES[kind]}: efficiency", note, pd.DataFrame(data), pd.DataFrame(display), flagged)
+    return Table(f"{TABLE_IDS[kind]}_efficiency", f"{KIND_TITLES[kind]}: efficiency", note, pd.DataFrame(data), pd.DataFrame(display), flagged)
 
 
 CELL_COLUMNS = ("task", "model", "method", "seed", "status", "cell_id", "rank", "learning_rate", "trainable_params",

@@ -127,12 +127,12 @@ def _canonical(task: TaskSpec, source: DataSource, row: Row, split: str, index: 
                 f"columns: {', '.join(map(str, row))}"
             )
         out[name] = row[column]
+    source_field, target = task.fields
+    out[source_field] = _text(out[source_field], source_field, split, index)
     if task.kind == "classification":
-        out["text"] = _text(out["text"], "text", split, index)
-        out["label"] = _label_id(task, source, out["label"], split, index)
+        out[target] = _label_id(task, source, out[target], split, index)
     else:
-        out["text"] = _text(out["text"], "text", split, index)
-        out["summary"] = _text(out["summary"], "summary", split, index)
+        out[target] = _text(out[target], target, split, index)
     return out
 
 
@@ -152,7 +152,8 @@ def _text(value: Any, name: str, split: str, index: int) -> str:
 
 
 def _label_id(task: TaskSpec, source: DataSource, value: Any, split: str, index: int) -> int:
-    names = list(source.label_names or task.label_names)
+    # a defined task's labels are its classes; a bundled task's source may name them its own way
+    names = list(task.label_names if task.defined else (source.label_names or task.label_names))
     where = f"split {split!r} row {index}"
     if _missing(value):
         raise ConfigError(f"{where}: the label is empty; valid: {', '.join(names)} or 0..{len(names) - 1}")

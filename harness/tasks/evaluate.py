@@ -13,7 +13,7 @@ import torch
 
 from harness.config import DataConfig
 from harness.tasks.formatting import Example, Formatter, pad_batch
-from harness.tasks.metrics import classification_scores, rouge_scores
+from harness.tasks.kinds import SCORINGS
 from harness.tasks.registry import TaskSpec
 
 
@@ -68,12 +68,13 @@ def evaluate(
 
 def _score(task: TaskSpec, formatter: Formatter, examples: list[Example], outputs: dict[int, Any], generated: int) -> Evaluation:
     predictions: list[dict[str, Any]] = []
-    if task.kind == "summarization":
+    score = SCORINGS[task.scoring].score
+    if task.kind == "generation":
         texts = [outputs[i] for i in range(len(examples))]
         references = [str(e.reference) for e in examples]
-        metrics = rouge_scores(texts, references)
+        metrics, reports = score(texts, references, [])
         predictions = [{"index": i, "prediction": t, "reference": r} for i, (t, r) in enumerate(zip(texts, references))]
-        return Evaluation(metrics, {}, predictions, generated)
+        return Evaluation(metrics, reports, predictions, generated)
     labels = list(task.label_names)
     predicted: list[int] = []
     for i in range(len(examples)):
@@ -85,5 +86,5 @@ def _score(task: TaskSpec, formatter: Formatter, examples: list[Example], output
             record["generated"] = value
         predictions.append(record)
     references = [int(e.reference) for e in examples]
-    metrics, reports = classification_scores(predicted, references, labels)
+    metrics, reports = score(predicted, references, labels)
     return Evaluation(metrics, reports, predictions, generated)

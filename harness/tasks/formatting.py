@@ -1,8 +1,8 @@
 """Turn canonical rows into token ids for one head, and batches into padded tensors.
 
-Formulations (the study's):
-- summarization, T5: ``"summarize: " + text`` -> summary;
-- summarization, decoder-only: an instruction/response template, loss on the response only;
+Formulations (the study's), with each task's own prompt (:class:`harness.tasks.registry.Prompt`):
+- generation, T5: ``prompt.t5_prefix + text`` -> target (BillSum: ``"summarize: "``);
+- generation, decoder-only: an instruction/response template, loss on the response only;
 - classification, T5: text-to-text with the label word as target, decoded back to a label;
 - classification, Llama/BERT: a sequence-classification head over the text.
 """
@@ -18,13 +18,16 @@ from harness.config import DataConfig
 from harness.tasks.registry import Head, TaskSpec
 
 IGNORE_INDEX = -100
-T5_SUMMARY_PREFIX = "summarize: "
-CAUSAL_SUMMARY_PREFIX = "### Instruction:\nSummarize the following bill.\n\n### Bill:\n"
-CAUSAL_SUMMARY_SUFFIX = "\n\n### Summary:\n"
 
 
 def t5_classification_prompt(task: TaskSpec, text: str) -> str:
-    return f"Which emotion does this text express: {', '.join(task.label_names)}?\nText: {text}"
+    return f"{task.prompt.question}: {', '.join(task.label_names)}?\nText: {text}"
+
+
+def causal_template(task: TaskSpec) -> tuple[str, str]:
+    """(before the input, after it) of the decoder-only instruction/response template."""
+    prompt = task.prompt
+    return f"### Instruction:\n{prompt.instruction}\n\n### {prompt.input_name}:\n", f"\n\n### {prompt.output_name}:\n"
 
 
 @dataclass
@@ -62,9 +65,10 @@ class Formatter:
         if self.head == "seqcls":
             ids = self._ids(row["text"], special=True, limit=data.max_source_tokens)
             return Example(ids, int(row["label"]), None, int(row["label"]), int(row["label"]))
+        answer = task.target_field
         if self.head == "seq2seq":
-            if task.kind == "summarization":
-                source, target, reference, class_id = T5_SUMMARY_PREFIX + row["text"], row["summary"], row["summary"], None
+            if task.kind == "generation":
+                source, target, reference, class_id = task.prompt.t5_prefix + row["text"], row[answer], row[answer], None
             else:
                 label = int(row["label"])
                 source, target = t5_classification_prompt(task, row["text"]), task.label_names[label]
@@ -72,11 +76,12 @@ class Formatter:
             ids = self._with_eos(self._ids(source, special=True, limit=data.max_source_tokens + 1), data.max_source_tokens)
             target_ids = self._with_eos(self._ids(target, special=False), data.max_target_tokens)
             return Example(ids, target_ids, None, reference, class_id)
-        # decoder-only summarization: prompt (with the truncated bill) + response + EOS
+        # decoder-only generation: prompt (with the truncated input) + response + EOS
+        before, after = causal_template(task)
         text_ids = self._ids(row["text"], special=False)[: data.max_source_tokens]
-        prompt = self._ids(CAUSAL_SUMMARY_PREFIX, special=True) + text_ids + self._ids(CAUSAL_SUMMARY_SUFFIX, special=False)
-        response = self._with_eos(self._ids(row["summary"], special=False), data.max_target_tokens)
-        return Example(prompt + response, [IGNORE_INDEX] * len(prompt) + response, prompt, row["summary"])
+        prompt = self._ids(before, special=True) + text_ids + self._ids(after, special=False)
+        response = self._with_eos(self._ids(row[answer], special=False), data.max_target_tokens)
+        return Example(prompt + response, [IGNORE_INDEX] * len(prompt) + response, prompt, row[answer])
 
     def decode_label(self, text: str) -> int:
         """Map generated text back to a class id; -1 when it names no label."""

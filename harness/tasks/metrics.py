@@ -57,3 +57,14 @@ def classification_scores(
         },
     }
     return metrics, reports
+
+
+def normalise_answer(text: str) -> str:
+    """Lowercase, without surrounding punctuation and with single spaces: "Paris." == "paris"."""
+    return " ".join(text.lower().split()).strip(".!?,;:\"' ")
+
+
+def exact_match_scores(predictions: list[str], references: list[str]) -> dict[str, float]:
+    """The share of outputs equal to their reference after :func:`normalise_answer`."""
+    hits = sum(normalise_answer(p) == normalise_answer(r) for p, r in zip(predictions, references, strict=True))
+    return {"exact_match": hits / max(len(predictions), 1)}

@@ -118,7 +118,7 @@ def test_harness_methods_lists_every_method_and_why_not(tmp_path: Path) -> None:
     rows = {row["name"]: row for row in json.loads(done.stdout)}
     assert list(rows) == list(methods())
     assert rows["vera"]["config_class"] == "VeraConfig" and all(rows["vera"]["families"].values())
-    assert rows["xlora"]["kinds"] == {"classification": False, "summarization": False}
+    assert rows["xlora"]["kinds"] == {"classification": False, "generation": False}
     assert "already trained" in rows["xlora"]["why_not"]["llama/causal"]
     assert rows["adaption_prompt"]["families"] == {"t5": False, "llama": True, "bert": False}
     assert "modules_to_save" in rows["trainable_tokens"]["why_not"]["bert/seqcls"]
