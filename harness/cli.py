@@ -22,7 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.config import ConfigError, load_cell_config, parse_cell_config, set_dotted
+from harness.config import ConfigError, load_cell_config, parse_cell_config
+from harness.dotted import set_dotted
 from harness.redact import redact
 
 

@@ -386,15 +386,9 @@ def read_yaml_mapping(path: Path, kind: str) -> dict[str, Any]:
 
 def load_cell_config(path: Path, overrides: dict[str, Any] | None = None) -> CellConfig:
     """Read a cell YAML/JSON file, apply CLI overrides (dotted keys), validate."""
+    from harness.dotted import set_dotted
+
     data = read_yaml_mapping(path, kind="config file")
     for dotted, value in (overrides or {}).items():
         set_dotted(data, dotted, value)
     return parse_cell_config(data, where=str(path))
-
-
-def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
-    keys = dotted.split(".")
-    node = data
-    for key in keys[:-1]:
-        node = node.setdefault(key, {})
-    node[keys[-1]] = value

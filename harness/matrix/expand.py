@@ -8,7 +8,6 @@ An invalid file therefore never yields a partial list of cells to submit.
 
 from __future__ import annotations
 
-import copy
 import os
 import re
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from harness.config import (
     parse_cell_config,
     read_yaml_mapping,
 )
+from harness.dotted import deep_merge, expand_dotted
 from harness.names import MATRIX_KEY_TAG, MATRIX_TAG, default_tracking_uri, matrix_key
 from harness.matrix.schema import RESERVED_KEYS, AxisEntry, Grid, MatrixSpec, Resources
 
@@ -165,37 +165,6 @@ def _as_list(value: Any) -> list[Any]:
 
 
 # --------------------------------------------------------------------------- merging
-
-
-def expand_dotted(data: dict[str, Any]) -> dict[str, Any]:
-    """``{"train.learning_rate": 1e-3}`` -> ``{"train": {"learning_rate": 1e-3}}`` (recursively)."""
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        value = expand_dotted(value) if isinstance(value, dict) else value
-        parts = str(key).split(".")
-        node = out
-        for part in parts[:-1]:
-            existing = node.get(part)
-            if not isinstance(existing, dict):
-                existing = node[part] = {}
-            node = existing
-        last = parts[-1]
-        if isinstance(value, dict) and isinstance(node.get(last), dict):
-            node[last] = deep_merge(node[last], value)
-        else:
-            node[last] = value
-    return out
-
-
-def deep_merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """A new dict: ``patch`` on top of ``base``; mappings merge, everything else replaces."""
-    out = dict(base)
-    for key, value in patch.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 # --------------------------------------------------------------------------- expansion

@@ -1,8 +1,8 @@
 """Rows of a report: one per cell, from its ``result.json`` (or an MLflow run).
 
-Both sources are reduced to the same flat view first (the metric names that
-:func:`harness.tracking.result_metrics` logs to MLflow, plus the cell config), so a
-report built from files and one built from MLflow cannot disagree.
+A row is read from the typed :class:`~harness.result.Result` (``row_from_result``); an
+MLflow run is read through the same function from its logged ``result.json``, and only a run
+without one falls back to its flat metric names (``row_from_flat``).
 Cells that did not finish are rows too (status ``failed``/``oom``/...), and so are cells
 that never wrote a result (``missing``): the tables mark them instead of dropping them.
 """
@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from harness.result import RESULT_FILE, Result, RunRecord, load_result
-from harness.tasks.kinds import LABELS, SCORINGS  # noqa: F401 - LABELS re-exported for the tables
-from harness.tracking.mlflow_log import result_metrics
+from harness.result import RESULT_FILE, Result, load_result
+from harness.tasks.kinds import SCORINGS
 
 # status of a cell that has no result.json / whose result.json cannot be read
 MISSING = "missing"
@@ -160,15 +159,12 @@ def row_from_flat(
     error: str | None = None,
     folder: str | None = None,
     source: str = "file",
-    run: RunRecord | None = None,
 ) -> CellRow:
-    """Build a row from MLflow-style metric names (``eff/...``, ``gpu/<phase>/...``) and a config.
-
-    With the cell's ``run`` record (result.json), rank and learning rate are what ran; without
-    it (an MLflow run, a result from before the record existed) they are derived from the config."""
+    """Build a row from MLflow-style metric names (``eff/...``, ``gpu/<phase>/...``) and a config:
+    an MLflow run without its result.json, or a cell without a result (placeholder). Rank and
+    learning rate are derived from the config there, as no record of what ran is at hand."""
     task = str(config.get("task"))
     kind, classes = task_scoring(config)
-    method = str(config.get("method"))
     trained = _number(flat, "eff/train/wall_s") is not None
     train_peak, train_kind = _peak(flat, "train")
     eval_peak, eval_kind = _peak(flat, "eval")
@@ -192,8 +188,8 @@ def row_from_flat(
         trainable_params=int(trainable) if trainable is not None and (total or 0) > 0 else None,
         total_params=int(total) if total else None,
         trainable_share=share if total else None,
-        rank=rank_from_peft_config(run.peft_config, method) if run else rank_of(config),
-        learning_rate=(run.learning_rate if run else _learning_rate(config)),
+        rank=rank_of(config),
+        learning_rate=_learning_rate(config),
         train_peak_bytes=train_peak if trained else None,
         train_peak_kind=train_kind if trained else None,
         eval_peak_bytes=eval_peak,
@@ -210,10 +206,42 @@ def row_from_flat(
 
 
 def row_from_result(result: Result, folder: Path | str | None = None, source: str = "file") -> CellRow:
-    error = result.error.splitlines()[0] if result.error else None
-    return row_from_flat(cell_id=result.cell_id, status=result.status, config=result.config,
-                         flat=result_metrics(result), error=error, folder=str(folder) if folder else None, source=source,
-                         run=result.run)
+    """A row read from the typed result: its metrics, efficiency and telemetry fields, and its
+    ``run`` record (what ran: rank from the resolved peft config, the learning rate used)."""
+    kind, classes = task_scoring(result.config)
+    eff, run, method = result.efficiency, result.run, result.method
+    gpu = {k: float(v) for k, v in (result.telemetry.get("metrics") or {}).items() if isinstance(v, (int, float))}
+    train_peak, train_kind = _phase_peak(result, "train")
+    eval_peak, eval_kind = _phase_peak(result, "eval")
+    counted = eff.total_params > 0  # a failed cell may never have counted its parameters
+    return CellRow(
+        cell_id=result.cell_id, task=result.task, model=result.model, method=method, seed=result.seed,
+        status=result.status, kind=kind, classes=classes,
+        error=result.error.splitlines()[0] if result.error else None,
+        folder=str(folder) if folder else None, source=source,
+        metrics={k: float(result.metrics[k]) for k in QUALITY.get(kind, ()) if k in result.metrics},
+        trainable_params=eff.trainable_params if counted else None,
+        total_params=eff.total_params if counted else None,
+        trainable_share=eff.trainable_share if counted else None,
+        rank=rank_from_peft_config(run.peft_config, method) if run else rank_of(result.config),
+        learning_rate=run.learning_rate if run else _learning_rate(result.config),
+        train_peak_bytes=train_peak, train_peak_kind=train_kind, eval_peak_bytes=eval_peak, eval_peak_kind=eval_kind,
+        gpu_mem_used_peak_bytes=gpu.get("gpu/train/mem_used_peak_bytes"),
+        train_energy_j=gpu.get("gpu/train/energy_j"), eval_energy_j=gpu.get("gpu/eval/energy_j"),
+        train_samples_per_s=eff.train_samples_per_s, train_tokens_per_s=eff.train_tokens_per_s, mfu=eff.mfu,
+        train_wall_s=eff.phases["train"].wall_s if "train" in eff.phases else None,
+        eval_wall_s=eff.phases["eval"].wall_s if "eval" in eff.phases else None,
+    )
+
+
+def _phase_peak(result: Result, phase: str) -> tuple[float | None, str | None]:
+    """Peak memory of a phase: the torch allocator's on a GPU, else the process RSS."""
+    stats = result.efficiency.phases.get(phase)
+    if stats is None:
+        return None, None
+    if stats.peak_allocated_bytes is not None:
+        return float(stats.peak_allocated_bytes), "gpu"
+    return (float(stats.peak_rss_bytes), "rss") if stats.peak_rss_bytes is not None else (None, None)
 
 
 def placeholder_row(config: Any, cell_id: str, status: str, error: str | None = None) -> CellRow:

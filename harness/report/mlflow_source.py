@@ -49,18 +49,15 @@ def experiment_runs(client: Any, experiment: str) -> list[Any]:
 
 def _unflatten(params: dict[str, str]) -> dict[str, Any]:
     """``{"train.learning_rate": "0.001"}`` -> ``{"train": {"learning_rate": 0.001}}`` (values as YAML)."""
-    out: dict[str, Any] = {}
+    from harness.dotted import expand_dotted
+
+    values: dict[str, Any] = {}
     for key, text in params.items():
         try:
-            value = None if text == "None" else yaml.safe_load(text)
+            values[key] = None if text == "None" else yaml.safe_load(text)
         except yaml.YAMLError:
-            value = text
-        node = out
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {}) if isinstance(node.get(part, {}), dict) else {}
-        node[parts[-1]] = value
-    return out
+            values[key] = text
+    return expand_dotted(values)
 
 
 def row_from_run(client: Any, run: Any) -> CellRow:

@@ -11,7 +11,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.report.load import HEADLINE, LABELS
+from harness.report.load import HEADLINE
+from harness.tasks.kinds import LABELS
 from harness.report.tables import GIB, PEAK_KINDS, Group
 
 # axis name -> (x label, Group attribute, scale, log x)

@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass, field
 import pandas as pd
 
 from harness.methods.registry import method_names
-from harness.report.load import HEADLINE, LABELS, QUALITY, CellRow
+from harness.report.load import HEADLINE, QUALITY, CellRow
 from harness.report.stats import Summary, difference, mean, summarize
-from harness.tasks.kinds import SCORINGS
+from harness.tasks.kinds import LABELS, SCORINGS
 
 GIB = 1024**3
 DASH = "—"

@@ -1,5 +1,6 @@
 """Tracking: MLflow, and only MLflow. Logging a result, collecting a matrix. Fails open."""
 
-from harness.tracking.mlflow_log import default_tracking_uri, find_run, flatten, log_result, result_metrics
+from harness.dotted import flatten
+from harness.tracking.mlflow_log import default_tracking_uri, find_run, log_result, result_metrics
 
 __all__ = ["default_tracking_uri", "find_run", "flatten", "log_result", "result_metrics"]

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from harness.dotted import flatten
 from harness.names import CELL_TAG, PARENT_TAG, default_tracking_uri  # noqa: F401 - re-exported
 from harness.result import Result
 
@@ -38,16 +39,6 @@ def create_experiment(client: Any, name: str, uri: str) -> str:
         if found is None:
             raise
         return found.experiment_id
-
-
-def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if isinstance(data, dict):
-        for key, value in data.items():
-            out.update(flatten(value, f"{prefix}{key}."))
-    else:
-        out[prefix[:-1]] = data
-    return out
 
 
 def result_metrics(result: Result) -> dict[str, float]:
