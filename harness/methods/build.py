@@ -13,6 +13,7 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from harness.config import CellConfig, ConfigError
+from harness.heads import HEADS
 from harness.methods.hooks import BuildContext
 from harness.methods.registry import MethodSpec, resolve_method
 
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
 # peft 0.21 still reads transformers' deprecated `is_gradient_checkpointing`; harmless noise.
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
-TASK_TYPES = {"seq2seq": "SEQ_2_SEQ_LM", "causal": "CAUSAL_LM", "seqcls": "SEQ_CLS"}
 # Fields the harness sets itself; a user override of these would be silently wrong.
 MANAGED_FIELDS = frozenset({"task_type", "peft_type", "base_model_name_or_path", "revision", "inference_mode"})
 # peft has no default virtual-token count for prompt learning; the study used 20
@@ -92,7 +92,7 @@ def combination_refusal(spec: MethodSpec, family: str, head: str) -> str | None:
     declared = spec.refusal(family, head)
     if declared or spec.peft_type is None:
         return declared
-    if head == "seqcls" and "modules_to_save" not in {f.name for f in dataclasses.fields(peft_config_class(spec))}:
+    if HEADS[head].class_labels and "modules_to_save" not in {f.name for f in dataclasses.fields(peft_config_class(spec))}:
         # peft trains and saves a new classification head through modules_to_save
         return (f"{peft_config_class(spec).__name__} has no modules_to_save, so the new classification head would "
                 "neither train nor be saved with the adapter")
@@ -126,21 +126,12 @@ def check_combination(config: CellConfig, spec: MethodSpec, family: str, head: s
         raise ConfigError(f"method {spec.name!r} with fp16: use bf16 (the 4-bit compute dtype) or fp32")
 
 
-# Why padding-free packing (one flattened row per batch) cannot apply, per head.
-PACKING_REFUSALS = {
-    "seq2seq": "an encoder-decoder example is two sequences (encoder input, decoder target), which one flattened "
-               "row cannot hold",
-    "seqcls": "a classification head pools one position per padded row (the last token, or [CLS]), which a row of "
-              "several examples does not have",
-}
-
-
 def _packing_refusal(spec: MethodSpec, prompt_learning: bool, head: str) -> str | None:
     if not spec.trains:
         return "a method that does not train has no training batches to pack"
     if prompt_learning:
         return "its virtual tokens or prefixes are prepended to each row, and a flattened row holds several examples"
-    return PACKING_REFUSALS.get(head)
+    return HEADS[head].packing_refusal
 
 
 def build_peft_config(
@@ -151,7 +142,7 @@ def build_peft_config(
     kwargs = dict(args)
     if spec.hooks.args is not None:
         kwargs = spec.hooks.args(kwargs, BuildContext(spec.name, total_steps, model_config))
-    kwargs["task_type"] = TASK_TYPES[head]
+    kwargs["task_type"] = HEADS[head].peft_task_type
     if kwargs.get("prefix_projection") and "encoder_hidden_size" in config_fields(spec):
         # The reparameterization MLP needs a width; the model's hidden size is the usual choice.
         kwargs.setdefault("encoder_hidden_size", _hidden_size(model_config))

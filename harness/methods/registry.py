@@ -32,7 +32,6 @@ from harness.config import ConfigError
 from harness.methods import hooks
 
 FAMILIES: tuple[str, ...] = ("t5", "llama", "bert")
-HEADS: tuple[str, ...] = ("seq2seq", "causal", "seqcls")
 # When peft has no target modules for an architecture (a model type outside its tables),
 # these are used; for T5, Llama and BERT peft's own defaults apply (they are the same).
 ATTENTION_QV = {"t5": ["q", "v"], "llama": ["q_proj", "v_proj"], "bert": ["query", "value"]}
@@ -71,7 +70,9 @@ class MethodSpec:
         declared = self.refusals.get("*") or self.refusals.get(family) or self.refusals.get(head)
         if declared:
             return declared
-        if not self.trains and head == "seqcls":
+        from harness.heads import HEADS
+
+        if not self.trains and HEADS[head].class_labels:
             return ("a classification head is untrained (random) before fine-tuning, so zero-shot scores would be "
                     "meaningless; use an encoder-decoder (text-to-text) model for zero-shot classification")
         return None

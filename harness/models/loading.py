@@ -25,6 +25,7 @@ from typing import Any, Literal
 import torch
 
 from harness.config import ConfigError
+from harness.heads import HEADS, auto_class
 from harness.models.registry import ModelSpec, cache_dir
 from harness.models.tokenizer import SPECIAL_TOKENS, build_tiny_tokenizer
 
@@ -159,7 +160,7 @@ def load_model(
     extra_kwargs: dict[str, Any] | None = None,
 ) -> LoadedModel:
     """Load ``spec`` with the given head. Raises ConfigError for impossible requests."""
-    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
 
     source = materialise(spec)
     tokenizer = AutoTokenizer.from_pretrained(source)
@@ -173,20 +174,15 @@ def load_model(
         kwargs["quantization_config"] = bnb_4bit_config(dtype, ["lm_head", "score", "classifier", "pooler"])
         if device is not None and device.type == "cuda":
             kwargs["device_map"] = {"": device.index or 0}
-    if head == "seq2seq":
-        if spec.family != "t5":
-            raise ConfigError(f"model {spec.name!r} ({spec.family}) has no encoder-decoder head")
-        model = AutoModelForSeq2SeqLM.from_pretrained(source, **kwargs)
-    elif head == "causal":
-        if spec.family != "llama":
-            raise ConfigError(f"model {spec.name!r} ({spec.family}) is not a decoder-only model")
-        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-    else:
+    head_spec = HEADS[head]
+    if spec.family not in head_spec.families:
+        raise ConfigError(f"model {spec.name!r} ({spec.family}) {head_spec.missing}")
+    if head_spec.class_labels:  # a new classifier, sized by the task's labels
         assert num_labels
         id2label = {i: name for i, name in enumerate(label_names or [str(i) for i in range(num_labels)])}
-        model = AutoModelForSequenceClassification.from_pretrained(
-            source, num_labels=num_labels, id2label=id2label, label2id={v: k for k, v in id2label.items()}, **kwargs
-        )
+        kwargs.update(num_labels=num_labels, id2label=id2label, label2id={v: k for k, v in id2label.items()})
+    model = auto_class(head).from_pretrained(source, **kwargs)
+    if head_spec.class_labels:
         model.config.pad_token_id = tokenizer.pad_token_id
     if quantize_4bit:
         disable_cpu_inference_repack(model)

@@ -51,19 +51,15 @@ def model_config(spec: ModelSpec) -> Any:
 
 def build_meta_model(spec: ModelSpec, head: str, num_labels: int | None = None) -> torch.nn.Module:
     """Build the model on the meta device: exact shapes, no memory, no weights."""
-    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
+    from harness.heads import HEADS, auto_class
 
     config = model_config(spec)
+    if HEADS[head].class_labels:
+        config.num_labels = num_labels or 2
+        if config.pad_token_id is None:
+            config.pad_token_id = 0
     with torch.device("meta"):
-        if head == "seq2seq":
-            model = AutoModelForSeq2SeqLM.from_config(config)
-        elif head == "causal":
-            model = AutoModelForCausalLM.from_config(config)
-        else:
-            config.num_labels = num_labels or 2
-            if config.pad_token_id is None:
-                config.pad_token_id = 0
-            model = AutoModelForSequenceClassification.from_config(config)
+        model = auto_class(head).from_config(config)
     # An empty build does not tie embeddings on its own (Llama-3.2 ties input and output).
     model.tie_weights()
     if _declares_untied_embeddings(spec):

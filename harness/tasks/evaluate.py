@@ -13,6 +13,7 @@ import torch
 
 from harness.config import DataConfig
 from harness.tasks.formatting import Example, Formatter, pad_batch
+from harness.heads import HEADS
 from harness.tasks.kinds import SCORINGS
 from harness.tasks.registry import TaskSpec
 
@@ -43,13 +44,14 @@ def evaluate(
     for start in range(0, len(order), batch_size):
         indices = order[start : start + batch_size]
         batch = [examples[i] for i in indices]
-        if formatter.head == "seqcls":
+        head = HEADS[formatter.head]
+        if head.class_labels:
             ids, mask = pad_batch([e.input_ids for e in batch], formatter.pad)
             logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
             for i, pred in zip(indices, logits.argmax(-1).tolist()):
                 outputs[i] = pred
             continue
-        left = formatter.head == "causal"
+        left = head.prompt_padding == "left"
         prompts = [e.prompt_ids if left else e.input_ids for e in batch]
         ids, mask = pad_batch(prompts, formatter.pad, left=left)  # type: ignore[arg-type]
         max_new = data.max_new_tokens or data.max_target_tokens

@@ -17,7 +17,7 @@ import torch
 from harness.config import DataConfig
 from harness.tasks.registry import Head, TaskSpec
 
-IGNORE_INDEX = -100
+from harness.heads import HEADS, IGNORE_INDEX
 
 
 def t5_classification_prompt(task: TaskSpec, text: str) -> str:
@@ -110,7 +110,7 @@ def collate_train(examples: list[Example], head: Head, pad: int) -> dict[str, to
     """Right-padded training batch; padded label positions are ignored by the loss."""
     input_ids, attention_mask = pad_batch([e.input_ids for e in examples], pad)
     batch = {"input_ids": input_ids, "attention_mask": attention_mask}
-    if head == "seqcls":
+    if HEADS[head].class_labels:
         batch["labels"] = torch.tensor([e.labels for e in examples], dtype=torch.long)
     else:
         labels, _ = pad_batch([e.labels for e in examples], IGNORE_INDEX)  # type: ignore[misc]

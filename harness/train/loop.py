@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 
 from harness.config import TrainConfig
+from harness.heads import HEADS
 from harness.methods.build import after_optimizer_step
 from harness.methods.registry import MethodSpec
 from harness.tasks import Example, collate_packed, collate_train, count_tokens
@@ -205,17 +205,7 @@ class Trainer:
         class_ids = batch.pop("class_ids", None)
         if self.class_weights is None:
             return self.model(**batch).loss
-        labels = batch["labels"]
-        outputs = self.model(**{k: v for k, v in batch.items() if k != "labels"} | (
-            {"labels": labels} if self.head == "seq2seq" else {}))
-        logits = outputs.logits.float()
-        if self.head == "seqcls":
-            return F.cross_entropy(logits, labels, weight=self.class_weights)
-        # Text-to-text classification: weight each example's mean token loss by its class.
-        token_loss = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction="none")
-        per_example = token_loss.sum(1) / (labels != -100).sum(1).clamp(min=1)
-        weights = self.class_weights[class_ids]
-        return (per_example * weights).sum() / weights.sum()
+        return HEADS[self.head].weighted_loss(self.model, batch, self.class_weights, class_ids)
 
     def train(self) -> TrainOutcome:
         resumed = self.resume_if_possible()

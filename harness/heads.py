@@ -1,0 +1,90 @@
+"""Model heads as a registry of behaviour: what differs between a sequence-classification head,
+a causal language model and an encoder-decoder, in one entry each.
+
+A head supplies the transformers Auto class, the peft task type, the families that have it,
+how training batches hold their labels (class ids or token sequences), how it predicts (an
+argmax over class logits, or generation from left- or right-padded prompts), its class-weighted
+loss, and why padding-free packing cannot apply to it. Models, methods, tasks and the trainer
+read these fields and name no head.
+
+Plain data at import (torch is imported inside the loss functions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+HeadName = Literal["seq2seq", "causal", "seqcls"]
+IGNORE_INDEX = -100  # label positions the loss skips (prompt tokens, padding)
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    name: str
+    auto_class: str  # transformers class that builds it: AutoModelFor...
+    peft_task_type: str  # peft's TaskType value
+    families: tuple[str, ...]  # model families that have this head
+    missing: str  # why a model of another family cannot use it
+    # labels are one class id per example (a new, randomly initialised classifier); otherwise
+    # token sequences the language-model head already predicts
+    class_labels: bool
+    # generation: prompts padded on the left (decoder-only models continue each prompt) and the
+    # output repeats the prompt; None for a head that does not generate
+    prompt_padding: Literal["left", "right"] | None
+    # (model, batch without class ids, class weights, class ids) -> loss, for data.class_weighted_loss
+    weighted_loss: Callable[[Any, dict[str, Any], Any, Any], Any]
+    # why padding-free packing (one flattened row per batch) cannot apply; None: it can
+    packing_refusal: str | None = None
+
+    @property
+    def generates(self) -> bool:
+        return self.prompt_padding is not None
+
+
+def _class_loss(model: Any, batch: dict[str, Any], weights: Any, class_ids: Any) -> Any:
+    import torch.nn.functional as F  # noqa: N812
+
+    logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits.float()
+    return F.cross_entropy(logits, batch["labels"], weight=weights)
+
+
+def _text_to_text_loss(model: Any, batch: dict[str, Any], weights: Any, class_ids: Any) -> Any:
+    """Text-to-text classification: each example's mean token loss, weighted by its class."""
+    import torch.nn.functional as F  # noqa: N812
+
+    labels = batch["labels"]
+    logits = model(**batch).logits.float()
+    token_loss = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="none")
+    per_example = token_loss.sum(1) / (labels != IGNORE_INDEX).sum(1).clamp(min=1)
+    example_weights = weights[class_ids]
+    return (per_example * example_weights).sum() / example_weights.sum()
+
+
+def _no_class_weights(model: Any, batch: dict[str, Any], weights: Any, class_ids: Any) -> Any:
+    raise ValueError("a causal language-model head generates text; class weights apply to classification")
+
+
+HEADS: dict[str, HeadSpec] = {
+    head.name: head
+    for head in (
+        HeadSpec("seq2seq", "AutoModelForSeq2SeqLM", "SEQ_2_SEQ_LM", ("t5",), "has no encoder-decoder head",
+                 class_labels=False, prompt_padding="right", weighted_loss=_text_to_text_loss,
+                 packing_refusal="an encoder-decoder example is two sequences (encoder input, decoder target), which "
+                                 "one flattened row cannot hold"),
+        HeadSpec("causal", "AutoModelForCausalLM", "CAUSAL_LM", ("llama",), "is not a decoder-only model",
+                 class_labels=False, prompt_padding="left", weighted_loss=_no_class_weights),
+        HeadSpec("seqcls", "AutoModelForSequenceClassification", "SEQ_CLS", ("t5", "llama", "bert"),
+                 "has no sequence-classification head", class_labels=True, prompt_padding=None,
+                 weighted_loss=_class_loss,
+                 packing_refusal="a classification head pools one position per padded row (the last token, or "
+                                 "[CLS]), which a row of several examples does not have"),
+    )
+}
+
+
+def auto_class(head: str) -> Any:
+    import transformers
+
+    return getattr(transformers, HEADS[head].auto_class)
