@@ -16,7 +16,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test test-fast bench matrix plan status collect report ui slurm-up slurm-down gpu-check gpu-bench device-wheels clean
+.PHONY: install demo test browser test-fast bench matrix plan status collect report ui slurm-up slurm-down gpu-check gpu-bench device-wheels clean
 
 install: $(VENV)/.installed
 
@@ -44,7 +44,12 @@ slurm-down:
 # cold, under a minute with the caches in /var/cache/harness-docker) with their own time budget.
 # pytest exits 5 when it collects no test: that is not a failure.
 CONTAINER_TEST_BUDGET_S ?= 1500
-test: install slurm-up
+# Debian's headless Chromium, for the tests that render what a person looks at (report.html)
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+
+test: install slurm-up browser
 	set -a; source $${HARNESS_SLURM_DIR:-/tmp/harness-slurm}/env.sh; set +a; \
 	$(PY) -m pytest -q -p no:cacheprovider --durations=15 -m "not docker" $(PYTEST_ARGS); core=$$?; \
 	if [ $$core -eq 5 ]; then echo "pytest collected no tests"; core=0; fi; \

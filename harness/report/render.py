@@ -83,7 +83,9 @@ body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2e
        padding: 0 1em; color: #222; }
 h1 { font-size: 1.6em; } h2 { font-size: 1.25em; margin-top: 2em; border-bottom: 1px solid #ddd; }
 p.note { color: #555; font-size: 0.9em; max-width: 70em; }
-table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0 1em; }
+/* a table wider than the page scrolls inside its own box: no column is cut off, the page stays put */
+div.table-wrap { overflow-x: auto; max-width: 100%; margin: 0.5em 0 1em; }
+table { border-collapse: collapse; font-size: 0.85em; }
 th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; white-space: nowrap; }
 th { background: #f2f2f2; } td:first-child, td:nth-child(2) { text-align: left; }
 tr.flag td { background: #fff4d6; }
@@ -101,7 +103,8 @@ def html_table(table: Table) -> str:
     for i, row in enumerate(frame.itertuples(index=False)):
         css = ' class="flag"' if i < len(table.flagged) and table.flagged[i] else ""
         rows.append(f"<tr{css}>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    return (f"<div class=\"table-wrap\"><table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+            "</div>")
 
 
 def _image(path: Path) -> str:

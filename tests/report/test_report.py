@@ -257,3 +257,50 @@ def test_difference():
 def test_frontier():
     points = [Point("a", 10, 50), Point("b", 100, 40), Point("c", 1000, 60), Point("d", 5, 30), Point("e", 10, 45)]
     assert [p.method for p in frontier(points)] == ["d", "a", "c"]
+
+
+# Measures every table of a page where Chromium laid it out, and leaves the figures in the DOM
+# that --dump-dom prints (the report itself has no script).
+_MEASURE = """<script>
+const tables = [...document.querySelectorAll('table')].map(table => {
+  const box = table.parentElement, style = getComputedStyle(box);
+  return {columns: table.rows[0].cells.length, table_right: table.getBoundingClientRect().right,
+          box_right: box.getBoundingClientRect().right, scrolls: ['auto', 'scroll'].includes(style.overflowX)};
+});
+const figures = {tables, page_width: document.documentElement.scrollWidth, viewport: window.innerWidth};
+document.body.insertAdjacentHTML('beforeend', '<pre id="measure">' + JSON.stringify(figures) + '</pre>');
+</script>"""
+
+
+def _chromium_layout(page: Path, tmp_path: Path, width: int) -> dict[str, Any]:
+    import json
+    import shutil
+    import subprocess
+
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.fail("Debian's chromium is not installed: `make browser` (part of `make test`) installs it")
+    measured = tmp_path / "measured.html"
+    measured.write_text(page.read_text().replace("</body>", _MEASURE + "</body>"))
+    done = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'profile'}", f"--window-size={width},1000", "--virtual-time-budget=5000",
+         "--dump-dom", measured.as_uri()],
+        capture_output=True, text=True, timeout=120, check=True)
+    found = re.findall(r'<pre id="measure">(\{.*?\})</pre>', done.stdout, re.S)  # the script holds the tag too
+    assert found, f"no layout figures in Chromium's DOM: {done.stderr[-500:]}"
+    return json.loads(found[-1].replace("&quot;", '"'))
+
+
+@pytest.mark.parametrize("width", [1400, 800])
+def test_no_table_is_cut_off_in_a_real_browser(report: Path, tmp_path: Path, width: int) -> None:
+    """report.html in headless Chromium: a table either fits the window or scrolls in its own box."""
+    layout = _chromium_layout(report / "report.html", tmp_path, width)
+    viewport = layout["viewport"]
+    assert layout["tables"] and layout["page_width"] <= viewport, "the page itself must not overflow the window"
+    for table in layout["tables"]:
+        fits = table["table_right"] <= viewport + 1
+        assert fits or (table["scrolls"] and table["box_right"] <= viewport + 1), table
+    if width == 800:  # the efficiency tables are wider than that: the scrolling path is the one checked
+        assert any(t["table_right"] > viewport for t in layout["tables"])
