@@ -54,7 +54,7 @@ class Efficiency(BaseModel):
     padding_fraction: float | None = None
     adapter_bytes: int | None = None
     final_train_loss: float | None = None
-    # (optimizer step, mean training loss of that step), every train.log_every steps
+    # (optimizer step, training loss of that step: its micro-batches' losses summed), every step
     loss_history: list[tuple[int, float]] = Field(default_factory=list)
     resumed_from_step: int | None = None
 

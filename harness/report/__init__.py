@@ -17,6 +17,7 @@ from pathlib import Path
 
 from harness.config import ConfigError
 from harness.report.load import CellRow, rows_from_matrix
+from harness.report.curves import loss_curves
 from harness.report.pareto import pareto_plots
 from harness.report.render import ReportContent, html_page, markdown
 from harness.report.tables import cells_table, efficiency_table, group_rows, not_finished_table, quality_table
@@ -79,6 +80,7 @@ def build_report(
     for table in (*tables, cells, unfinished):
         table.data.to_csv(folder / f"{table.name}.csv", index=False)
     plots = pareto_plots(groups, folder / PLOTS_DIR)
+    curves = loss_curves(groups, folder / PLOTS_DIR)
 
     content = ReportContent(
         title=f"PEFT benchmark report: {loaded.name if loaded else experiment}",
@@ -88,6 +90,7 @@ def build_report(
         cells=cells,
         not_finished=unfinished,
         plots=plots,
+        curves=curves,
         excluded=[(c.label(), c.excluded) for c in loaded.cells if c.excluded] if loaded else [],
         notes=_notes(rows),
     )

@@ -60,6 +60,8 @@ class CellRow:
     mfu: float | None = None  # model FLOPs utilisation (GPU runs on a device with a known bf16 peak)
     train_wall_s: float | None = None
     eval_wall_s: float | None = None
+    # (optimizer step, training loss), from result.json; empty for an MLflow run without one
+    loss_history: list[tuple[int, float]] = field(default_factory=list)
 
     @property
     def finished(self) -> bool:
@@ -231,6 +233,7 @@ def row_from_result(result: Result, folder: Path | str | None = None, source: st
         train_samples_per_s=eff.train_samples_per_s, train_tokens_per_s=eff.train_tokens_per_s, mfu=eff.mfu,
         train_wall_s=eff.phases["train"].wall_s if "train" in eff.phases else None,
         eval_wall_s=eff.phases["eval"].wall_s if "eval" in eff.phases else None,
+        loss_history=[(int(step), float(loss)) for step, loss in eff.loss_history],
     )
 
 

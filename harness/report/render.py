@@ -24,6 +24,7 @@ class ReportContent:
     cells: Table
     not_finished: Table
     plots: list[Plot] = field(default_factory=list)
+    curves: list[Plot] = field(default_factory=list)  # training loss per (task, model)
     excluded: list[tuple[str, str]] = field(default_factory=list)  # (cell label, reason)
     notes: list[str] = field(default_factory=list)
 
@@ -66,6 +67,10 @@ def markdown(content: ReportContent, folder: Path) -> str:
                   "(no other method is both cheaper and better); dashed: zero-shot.", ""]
         lines += [f"![{plot.title}]({plot.path.relative_to(folder).as_posix()})" for plot in content.plots]
         lines.append("")
+    if content.curves:
+        lines += ["## Training loss", "", LOSS_NOTE, ""]
+        lines += [f"![{plot.title}]({plot.path.relative_to(folder).as_posix()})" for plot in content.curves]
+        lines.append("")
     lines += [f"## {content.not_finished.title}", "", content.not_finished.note, "",
               markdown_table(content.not_finished.display)]
     if content.excluded:
@@ -74,6 +79,10 @@ def markdown(content: ReportContent, folder: Path) -> str:
               *(f"- `{t.name}.csv`" for t in content.tables), f"- `{content.not_finished.name}.csv`",
               "- `report.html`: this report in one self-contained file", ""]
     return "\n".join(lines)
+
+
+LOSS_NOTE = ("Training loss of every optimizer step, per cell, one colour per method; each seed is its own line. "
+             "Methods of a model and seed see the same batches in the same order, so their curves compare step by step.")
 
 
 # --------------------------------------------------------------------------- HTML
@@ -124,6 +133,10 @@ def html_page(content: ReportContent) -> str:
                      "and better); dashed: zero-shot; error bars: 95 % CI over seeds.</p>")
         parts += [f"<figure><img alt=\"{esc(p.title)}\" src=\"{_image(p.path)}\"><figcaption>{esc(p.title)}</figcaption></figure>"
                   for p in content.plots]
+    if content.curves:
+        parts.append(f"<h2>Training loss</h2><p class=\"note\">{esc(LOSS_NOTE)}</p>")
+        parts += [f"<figure><img alt=\"{esc(p.title)}\" src=\"{_image(p.path)}\"><figcaption>{esc(p.title)}</figcaption></figure>"
+                  for p in content.curves]
     parts += [f"<h2>{esc(content.not_finished.title)}</h2>", f"<p class=\"note\">{esc(content.not_finished.note)}</p>",
               html_table(content.not_finished)]
     if content.excluded:

@@ -95,6 +95,16 @@ def test_report_files(report: Path, matrix_file: Path):
         assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_loss_curves_per_model_and_task(report: Path, results):
+    """Every trained (task, model) gets a training-loss plot, drawn from the results' loss histories."""
+    assert {"loss_emotion_tiny-bert.png", "loss_emotion_tiny-t5.png"} <= {p.name for p in (report / "plots").glob("loss_*")}
+    trained = [r for (model, method, seed), r in results.items() if method != "zeroshot" and r.status == "success"]
+    assert trained and all(len(r.efficiency.loss_history) == 3 for r in trained)  # one per step, 3 steps
+    markdown, page = (report / "report.md").read_text(), (report / "report.html").read_text()
+    assert "## Training loss" in markdown and "plots/loss_emotion_tiny-bert.png" in markdown
+    assert "<h2>Training loss</h2>" in page and page.count('alt="emotion / tiny-bert: training loss"') == 1
+
+
 def test_quality_values_are_the_results(report: Path, results):
     table = pd.read_csv(report / "classification_quality.csv")
     cells = pd.read_csv(report / "cells.csv")

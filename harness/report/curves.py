@@ -1,0 +1,42 @@
+"""Training-loss curves: one PNG per (task, model), a line per cell (colour per method), from
+each result's ``efficiency.loss_history`` (the training loss of every optimizer step). Matplotlib's object API with the Agg canvas, as for the Pareto plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.report.pareto import Plot, _slug
+from harness.report.tables import Group
+
+
+def loss_curves(groups: list[Group], folder: Path) -> list[Plot]:
+    """One plot per (task, model) whose finished cells logged a loss history."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    folder.mkdir(parents=True, exist_ok=True)
+    plots: list[Plot] = []
+    for task, model in dict.fromkeys((g.task, g.model) for g in groups):
+        members = [g for g in groups if (g.task, g.model) == (task, model) and any(r.loss_history for r in g.ok)]
+        if not members:
+            continue
+        figure = Figure(figsize=(6.4, 4.4), dpi=110)
+        FigureCanvasAgg(figure)
+        ax = figure.add_subplot()
+        for index, group in enumerate(members):
+            colour = f"C{index % 10}"
+            for n, row in enumerate(r for r in group.ok if r.loss_history):
+                steps, losses = zip(*row.loss_history)
+                ax.plot(steps, losses, color=colour, linewidth=1.2, alpha=0.85,
+                        label=group.method if n == 0 else None)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("training loss")
+        title = f"{task} / {model}: training loss"
+        ax.set_title(title, fontsize=10)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8, loc="best")
+        figure.tight_layout()
+        path = folder / f"loss_{_slug(task)}_{_slug(model)}.png"
+        figure.savefig(path)
+        plots.append(Plot(task, model, "loss", path, title))
+    return plots
