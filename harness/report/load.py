@@ -62,6 +62,8 @@ class CellRow:
     eval_wall_s: float | None = None
     # (optimizer step, training loss), from result.json; empty for an MLflow run without one
     loss_history: list[tuple[int, float]] = field(default_factory=list)
+    # classification: {class name: examples of it in the evaluation set}, from the confusion matrix
+    class_counts: dict[str, int] = field(default_factory=dict)
 
     @property
     def finished(self) -> bool:
@@ -234,7 +236,15 @@ def row_from_result(result: Result, folder: Path | str | None = None, source: st
         train_wall_s=eff.phases["train"].wall_s if "train" in eff.phases else None,
         eval_wall_s=eff.phases["eval"].wall_s if "eval" in eff.phases else None,
         loss_history=[(int(step), float(loss)) for step, loss in eff.loss_history],
+        class_counts=_class_counts(result.reports),
     )
+
+
+def _class_counts(reports: Mapping[str, Any]) -> dict[str, int]:
+    """Reference counts per class: the rows of the confusion matrix (true class x predicted)."""
+    confusion = reports.get("confusion_matrix") or {}
+    labels, matrix = confusion.get("labels") or [], confusion.get("matrix") or []
+    return {str(name): int(sum(row)) for name, row in zip(labels, matrix)}
 
 
 def _phase_peak(result: Result, phase: str) -> tuple[float | None, str | None]:

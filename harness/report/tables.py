@@ -171,12 +171,27 @@ def quality_table(groups: list[Group], kind: str) -> Table | None:
         data.append(raw)
         display.append(shown)
         flagged.append(bool(group.note))
+    baselines = SCORINGS[kind].baselines
+    for task in dict.fromkeys(g.task for g in chosen) if baselines else ():
+        counts = next((r.class_counts for g in chosen if g.task == task for r in g.ok if r.class_counts), None)
+        for name, figures in (baselines(counts) if counts else {}).items():  # type: ignore[misc]
+            raw = {"task": task, "model": DASH, "method": name, "baseline": True,
+                   **{f"{metric}_mean": figures.get(metric) for metric in metrics}}
+            shown = {"Model": DASH, "Method": name, "Seeds": DASH,
+                     **{LABELS[m]: f"{figures[m] * 100:.2f}" if m in figures else DASH for m in metrics},
+                     f"Δ {LABELS[headline]} vs zero-shot": DASH, "Status": "baseline"}
+            data.append(raw)
+            display.append(shown)
+            flagged.append(False)
     classes = sorted({r.classes for g in chosen for r in g.rows if r.classes})
     averaging = (f" Precision, recall and F1 are macro-averaged over the task's {'/'.join(map(str, classes))} classes."
                  if kind == "classification" and classes else "")
     note = (f"Mean over finished seeds ± half-width of the 95 % confidence interval (Student t, n−1 degrees of "
             f"freedom), in points (×100). \"± {DASH}\": one seed, no interval. Δ vs zero-shot: same model and task; "
-            f"Welch interval when both sides have several seeds.{averaging}")
+            f"Welch interval when both sides have several seeds.{averaging}"
+            + (" Baseline rows: what a model that learned nothing scores on the same evaluation set (majority class: "
+               "always its most frequent class; uniform chance: expected figures of a uniform random guess)."
+               if baselines else ""))
     return Table(f"{TABLE_IDS[kind]}_quality", f"{KIND_TITLES[kind]}: quality", note, pd.DataFrame(data), pd.DataFrame(display), flagged)
 
 

@@ -27,6 +27,9 @@ class Scoring:
     # (predicted, references, label names) -> (metrics, reports); classification predictions are
     # class ids (-1: names no label), generation predictions texts
     score: Callable[[list[Any], list[Any], list[str]], tuple[dict[str, float], dict[str, Any]]]
+    # {class name: count in the evaluation set} -> {baseline name: metrics}: the report's
+    # reference rows (what a model that learned nothing scores); None: no such baseline
+    baselines: Callable[[dict[str, int]], dict[str, dict[str, float]]] | None = None
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,8 @@ SCORINGS: dict[str, Scoring] = {
                 lambda predicted, references, labels: (metrics.rouge_scores(predicted, references), {})),
         Scoring("classification", "Classification", "classification",
                 ("accuracy", "precision_macro", "recall_macro", "f1_macro"), "f1_macro",
-                lambda predicted, references, labels: metrics.classification_scores(predicted, references, labels)),
+                lambda predicted, references, labels: metrics.classification_scores(predicted, references, labels),
+                baselines=metrics.classification_baselines),
         Scoring("exact_match", "Generation (exact match)", "exact_match", ("exact_match",), "exact_match",
                 lambda predicted, references, labels: (metrics.exact_match_scores(predicted, references), {})),
     )

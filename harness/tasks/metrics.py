@@ -68,3 +68,26 @@ def exact_match_scores(predictions: list[str], references: list[str]) -> dict[st
     """The share of outputs equal to their reference after :func:`normalise_answer`."""
     hits = sum(normalise_answer(p) == normalise_answer(r) for p, r in zip(predictions, references, strict=True))
     return {"exact_match": hits / max(len(predictions), 1)}
+
+
+def classification_baselines(counts: dict[str, int]) -> dict[str, dict[str, float]]:
+    """What a model that learned nothing scores on an evaluation set with these class counts.
+
+    - **majority class**: always predicts the most frequent class; its accuracy is that class's
+      share p, its macro-F1 2p/(1+p)/C (the other classes score 0);
+    - **uniform chance**: guesses each of the C classes with probability 1/C; expected accuracy
+      1/C, per class precision = its share and recall = 1/C (macro F1 from those per-class values).
+    """
+    total = sum(counts.values())
+    if not total or len(counts) < 2:
+        return {}
+    classes = len(counts)
+    shares = {name: n / total for name, n in counts.items()}
+    top = max(shares, key=shares.__getitem__)
+    p = shares[top]
+    majority = {"accuracy": p, "precision_macro": p / classes, "recall_macro": 1 / classes,
+                "f1_macro": 2 * p / (1 + p) / classes}
+    f1 = [2 * share / classes / (share + 1 / classes) for share in shares.values()]
+    uniform = {"accuracy": 1 / classes, "precision_macro": 1 / classes, "recall_macro": 1 / classes,
+               "f1_macro": sum(f1) / classes}
+    return {f"majority class ({top}, {100 * p:.1f} % of the evaluation set)": majority, "uniform chance": uniform}
