@@ -86,7 +86,9 @@ report:
 	$(HARNESS) report $(MATRIX)
 
 # The MLflow UI on localhost against the matrix's tracking store.
+# The matrix's runs view (metrics as columns) once `harness collect` has run; the URL is printed first
 ui:
+	@echo "MLflow UI: http://127.0.0.1:$${PORT:-5000}/$$($(HARNESS) ui-path $(MATRIX))"
 	$(VENV)/bin/mlflow ui --host 127.0.0.1 --port $${PORT:-5000} --backend-store-uri "$$($(HARNESS) tracking-uri $(MATRIX))"
 
 # One prepared script for a machine with a GPU (see scripts/gpu_check.py).

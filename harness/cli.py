@@ -165,6 +165,21 @@ def cmd_collect(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_ui_path(args: argparse.Namespace) -> int:
+    from mlflow.tracking import MlflowClient
+
+    from harness.matrix import load_matrix
+    from harness.tracking.ui import runs_view_path
+
+    matrix = load_matrix(args.matrix)
+    found = MlflowClient(tracking_uri=matrix.tracking_uri).get_experiment_by_name(matrix.experiment)
+    if found is None:
+        raise ConfigError(f"experiment {matrix.experiment!r} is not in {redact(matrix.tracking_uri)} yet; "
+                          f"run `harness collect {args.matrix}` first")
+    print(runs_view_path(found.experiment_id, matrix.name))
+    return 0
+
+
 def cmd_tracking_uri(args: argparse.Namespace) -> int:
     from harness.matrix import load_matrix
 
@@ -244,6 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
     methods = sub.add_parser("methods", help="every method (each PeftType of the installed peft) and where it runs")
     methods.add_argument("--json", action="store_true")
     methods.set_defaults(func=cmd_methods)
+
+    ui_path = sub.add_parser("ui-path", help="the MLflow UI path of a collected matrix's runs view")
+    ui_path.add_argument("matrix")
+    ui_path.set_defaults(func=cmd_ui_path)
 
     uri = sub.add_parser("tracking-uri", help="print the MLflow tracking URI of a matrix")
     uri.add_argument("matrix")

@@ -45,3 +45,8 @@ def matrix_key(name: str) -> str:
 def matrix_filter(name: str) -> str:
     """The MLflow filter string for every run of a matrix."""
     return f"tags.`{MATRIX_KEY_TAG}` = '{matrix_key(name)}'"
+# The MLflow UI opens an experiment with this kind on its model-training runs view, not its
+# GenAI overview (traces, latency, token usage)
+EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
+# An experiment tag holding a saved runs view (columns, sort) that a UI link opens by its key
+SHARED_VIEW_PREFIX, SHARED_VIEW_PARAM = "mlflow.sharedViewState.", "viewStateShareKey"

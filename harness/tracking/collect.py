@@ -31,6 +31,7 @@ class CollectReport:
     uri: str
     experiment: str
     parent_run_id: str | None = None
+    ui_path: str | None = None  # the matrix's runs view in the MLflow UI (harness.tracking.ui)
     created: list[str] = field(default_factory=list)  # cell ids
     updated: list[str] = field(default_factory=list)
     unchanged: int = 0
@@ -128,6 +129,12 @@ def _collect_locked(report: CollectReport, client: Any, selection: Any) -> None:
         _record_tracking(cell.folder, result, uri, run_id)
 
     try:
+        from harness.tracking.ui import publish_runs_view
+
+        report.ui_path = publish_runs_view(client, experiment_id, matrix)
+    except Exception as error:  # noqa: BLE001 - the runs are logged; only the saved view is missing
+        report.errors.append(f"runs view: {type(error).__name__}: {error}")
+    try:
         client.set_tag(parent_id, "harness.cells_finished", str(finished))
         done = report.not_finished == 0 and not report.errors
         client.set_terminated(parent_id, status="FINISHED" if done else "RUNNING")
@@ -193,5 +200,8 @@ def render_collect(report: CollectReport) -> str:
         f"  {len(report.created)} runs created, {len(report.updated)} updated, {report.unchanged} unchanged, "
         f"{report.not_finished} cells not finished yet",
     ]
+    if report.ui_path:
+        base = report.uri.rstrip("/") + "/" if report.uri.startswith(("http://", "https://")) else "<mlflow ui>/"
+        lines.append(f"  runs view: {base}{report.ui_path}")
     lines += [f"error: {e}" for e in report.errors]
     return "\n".join(lines)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.dotted import flatten
-from harness.names import CELL_TAG, PARENT_TAG, default_tracking_uri  # noqa: F401 - re-exported
+from harness.names import CELL_TAG, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND, PARENT_TAG, default_tracking_uri  # noqa: F401 - re-exported
 from harness.result import Result
 
 # An unreachable server must fail in seconds, not after MLflow's minutes of retries.
@@ -33,7 +33,9 @@ def artifact_location(uri: str) -> str | None:
 def create_experiment(client: Any, name: str, uri: str) -> str:
     """Create the experiment, or find it when another process created it first."""
     try:
-        return client.create_experiment(name, artifact_location=artifact_location(uri))
+        # a model-training experiment: the UI opens on its runs, not on the GenAI overview
+        return client.create_experiment(name, artifact_location=artifact_location(uri),
+                                        tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND})
     except Exception:  # noqa: BLE001 - RESOURCE_ALREADY_EXISTS from a concurrent creator
         found = client.get_experiment_by_name(name)
         if found is None:

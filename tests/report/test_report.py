@@ -302,22 +302,14 @@ document.body.insertAdjacentHTML('beforeend', '<pre id="measure">' + JSON.string
 
 def _chromium_layout(page: Path, tmp_path: Path, width: int) -> dict[str, Any]:
     import json
-    import shutil
-    import subprocess
 
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.fail("Debian's chromium is not installed: `make browser` (part of `make test`) installs it")
+    from browser import dump_dom
+
     measured = tmp_path / "measured.html"
     measured.write_text(page.read_text().replace("</body>", _MEASURE + "</body>"))
-    done = subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={tmp_path / 'profile'}", f"--window-size={width},1000", "--virtual-time-budget=5000",
-         "--dump-dom", measured.as_uri()],
-        capture_output=True, text=True, timeout=120, check=True)
-    found = re.findall(r'<pre id="measure">(\{.*?\})</pre>', done.stdout, re.S)  # the script holds the tag too
-    assert found, f"no layout figures in Chromium's DOM: {done.stderr[-500:]}"
+    dom = dump_dom(measured.as_uri(), tmp_path / "profile", width=width)
+    found = re.findall(r'<pre id="measure">(\{.*?\})</pre>', dom, re.S)  # the script holds the tag too
+    assert found, "no layout figures in Chromium's DOM"
     return json.loads(found[-1].replace("&quot;", '"'))
 
 
