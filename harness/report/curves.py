@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.report.pareto import Plot, _slug
+from harness.report.pareto import Plot, _slug, save_plot
 from harness.report.tables import Group
 
 
@@ -29,14 +29,7 @@ def loss_curves(groups: list[Group], folder: Path) -> list[Plot]:
                 steps, losses = zip(*row.loss_history)
                 ax.plot(steps, losses, color=colour, linewidth=1.2, alpha=0.85,
                         label=group.method if n == 0 else None)
-        ax.set_xlabel("optimizer step")
-        ax.set_ylabel("training loss")
-        title = f"{task} / {model}: training loss"
-        ax.set_title(title, fontsize=10)
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8, loc="best")
-        figure.tight_layout()
-        path = folder / f"loss_{_slug(task)}_{_slug(model)}.png"
-        figure.savefig(path)
-        plots.append(Plot(task, model, "loss", path, title))
+        plots.append(save_plot(figure, ax, xlabel="optimizer step", ylabel="training loss",
+                               title=f"{task} / {model}: training loss", path=folder / f"loss_{_slug(task)}_{_slug(model)}.png",
+                               task=task, model=model, axis="loss"))
     return plots

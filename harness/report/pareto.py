@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness.report.load import HEADLINE
 from harness.tasks.kinds import LABELS
@@ -68,6 +69,19 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
 
 
+def save_plot(figure: Any, ax: Any, *, xlabel: str, ylabel: str, title: str, path: Path, task: str, model: str,
+              axis: str) -> Plot:
+    """Label, lay out and write a report figure (the Pareto plots' and the loss curves' style)."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    figure.tight_layout()
+    figure.savefig(path)
+    return Plot(task, model, axis, path, title)
+
+
 def pareto_plots(groups: list[Group], folder: Path) -> list[Plot]:
     """One PNG per (task, model, axis) that has at least two points; energy only with telemetry."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -105,14 +119,8 @@ def pareto_plots(groups: list[Group], folder: Path) -> list[Plot]:
                 measures = {g.peak_kind("train") for g in members} - {None}
                 measure = PEAK_KINDS.get(measures.pop(), "mixed") if len(measures) == 1 else "mixed measures"
                 xlabel = f"{xlabel[:-1]}, {measure})"
-            ax.set_xlabel(xlabel)
-            ax.set_ylabel(f"{metric} (×100, mean ± 95 % CI)")
-            title = f"{task} / {model}: {metric} vs {axis}"
-            ax.set_title(title, fontsize=10)
-            ax.grid(True, alpha=0.3)
-            ax.legend(fontsize=8, loc="best")
-            figure.tight_layout()
-            path = folder / f"pareto_{_slug(task)}_{_slug(model)}_{axis}.png"
-            figure.savefig(path)
-            plots.append(Plot(task, model, axis, path, title))
+            plots.append(save_plot(figure, ax, xlabel=xlabel, ylabel=f"{metric} (×100, mean ± 95 % CI)",
+                                   title=f"{task} / {model}: {metric} vs {axis}",
+                                   path=folder / f"pareto_{_slug(task)}_{_slug(model)}_{axis}.png",
+                                   task=task, model=model, axis=axis))
     return plots
