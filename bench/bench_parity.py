@@ -5,10 +5,13 @@ MiniLM-L6, LoRA r8 on query/value (alpha 8, dropout 0), AdamW at 2e-3 constant, 
 both are run side by side in this one process's order, then the mean accuracy and macro-F1
 of each are printed with 95 % t intervals (harness.report.stats).
 
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/bench_parity.py [--seeds 0 1 2] [--steps 300] [--harness-defaults]
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/bench_parity.py [--seeds 0 1 2] [--steps 300] [--harness-defaults
+        [--except clipping|warmup|grouping ...]]
 
 ``--harness-defaults`` runs the harness side with its own defaults for what the bare loop
-does not do (clipping at 1.0, 6 % warmup, length-grouped batches) instead of matching it.
+does not do (clipping at 1.0, 6 % warmup, length-grouped batches) instead of matching it;
+``--except`` switches the named ones back to the bare loop's, to find which default costs
+quality.
 About 3.5 minutes per run on two CPU cores.
 """
 
@@ -25,14 +28,19 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def harness_run(seed: int, steps: int, out: Path, defaults: bool) -> dict[str, float]:
+# what the bare loop does, per harness default that differs from it
+BARE_SETTINGS = {"clipping": {"max_grad_norm": None}, "warmup": {"warmup_ratio": 0.0}, "grouping": {"group_by_length": False}}
+
+
+def harness_run(seed: int, steps: int, out: Path, defaults: bool, exceptions: tuple[str, ...] = ()) -> dict[str, float]:
     from harness.cell import run_cell
     from harness.config import CellConfig
 
     train = {"max_steps": steps, "batch_size": 32, "eval_batch_size": 64, "learning_rate": 2e-3,
              "scheduler": "constant", "progress_bar": False, "log_every": 0}
-    if not defaults:  # what the bare loop does: no clipping, no warmup, random batches
-        train |= {"warmup_ratio": 0.0, "max_grad_norm": None, "group_by_length": False}
+    for name, settings in BARE_SETTINGS.items():  # what the bare loop does: no clipping, no warmup, random batches
+        if not defaults or name in exceptions:
+            train |= settings
     config = CellConfig(model="minilm-l6", method="lora", task="emotion", seed=seed, output_dir=out / f"harness-{seed}",
                         method_args={"r": 8, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": ["query", "value"]},
                         train=train, data={"max_source_tokens": 128}, tracking={"enabled": False},
@@ -62,16 +70,19 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--harness-defaults", action="store_true")
+    parser.add_argument("--except", dest="exceptions", nargs="+", choices=sorted(BARE_SETTINGS), default=[],
+                        help="with --harness-defaults: these settings as the bare loop has them")
     args = parser.parse_args()
     out = Path(tempfile.mkdtemp(prefix="parity-"))
     runs: dict[str, list[dict[str, float]]] = {"bare loop": [], "harness": []}
     for seed in args.seeds:
         runs["bare loop"].append(bare_run(seed, args.steps))
-        runs["harness"].append(harness_run(seed, args.steps, out, args.harness_defaults))
+        runs["harness"].append(harness_run(seed, args.steps, out, args.harness_defaults, tuple(args.exceptions)))
         print(f"seed {seed}: bare {runs['bare loop'][-1]['accuracy']:.4f}/{runs['bare loop'][-1]['f1_macro']:.4f}  "
               f"harness {runs['harness'][-1]['accuracy']:.4f}/{runs['harness'][-1]['f1_macro']:.4f}", flush=True)
     print(f"\nparity, {len(args.seeds)} seeds, {args.steps} steps"
-          + (" (harness at its defaults)" if args.harness_defaults else " (same settings)"))
+          + ((" (harness at its defaults" + (f", except {', '.join(args.exceptions)})" if args.exceptions else ")"))
+             if args.harness_defaults else " (same settings)"))
     for name, rows in runs.items():
         cells = []
         for metric in ("accuracy", "f1_macro"):
