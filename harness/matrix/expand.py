@@ -129,14 +129,14 @@ def _check_names(spec: MatrixSpec, where: str) -> None:
     from harness.tasks.registry import TASKS as TASK_TABLE
 
     # the registries' name lists, and the tasks this matrix defines itself (checked with their cells)
-    METHODS = method_names()  # noqa: N806
-    TASKS = (*TASK_TABLE, *(e.name for e in spec.axis("tasks") if getattr(e, "kind", None)))  # noqa: N806
+    methods = method_names()
+    tasks = (*TASK_TABLE, *(e.name for e in spec.axis("tasks") if getattr(e, "kind", None)))
     for entry in spec.axis("methods"):
-        if entry.name not in METHODS:
-            raise ConfigError(f"{where}: methods: unknown method {entry.name!r}; valid: {', '.join(METHODS)}")
+        if entry.name not in methods:
+            raise ConfigError(f"{where}: methods: unknown method {entry.name!r}; valid: {', '.join(methods)}")
     for entry in spec.axis("tasks"):
-        if entry.name not in TASKS:
-            raise ConfigError(f"{where}: tasks: unknown task {entry.name!r}; valid: {', '.join(TASKS)}")
+        if entry.name not in tasks:
+            raise ConfigError(f"{where}: tasks: unknown task {entry.name!r}; valid: {', '.join(tasks)}")
     for entry in spec.axis("models"):
         try:
             _validate_model(entry.name)
@@ -148,11 +148,11 @@ def _check_names(spec: MatrixSpec, where: str) -> None:
     models = {e.name for e in spec.axis("models")}
     for label, match in rules:
         for method in _as_list(match.method):
-            if method not in METHODS:
-                raise ConfigError(f"{where}: {label}.match: unknown method {method!r}; valid: {', '.join(METHODS)}")
+            if method not in methods:
+                raise ConfigError(f"{where}: {label}.match: unknown method {method!r}; valid: {', '.join(methods)}")
         for task in _as_list(match.task):
-            if task not in TASKS:
-                raise ConfigError(f"{where}: {label}.match: unknown task {task!r}; valid: {', '.join(TASKS)}")
+            if task not in tasks:
+                raise ConfigError(f"{where}: {label}.match: unknown task {task!r}; valid: {', '.join(tasks)}")
         for model in _as_list(match.model):
             if model not in models:
                 raise ConfigError(f"{where}: {label}.match: model {model!r} is not on the models axis; valid: {', '.join(sorted(models))}")

@@ -8,7 +8,7 @@ _EXPORTS = {
     "after_optimizer_step": "build", "apply_method": "build", "build_peft_config": "build",
     "check_combination": "build", "count_parameters": "build", "default_learning_rate": "build",
     "is_prompt_learning": "build", "resolve_method_args": "build", "resolved_peft_config": "build",
-    "METHODS": "registry", "MethodSpec": "registry", "method_names": "registry", "methods": "registry",
+    "MethodSpec": "registry", "method_names": "registry", "methods": "registry",
     "resolve_method": "registry",
     "MethodHooks": "hooks",
 }

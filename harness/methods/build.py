@@ -92,7 +92,7 @@ def combination_refusal(spec: MethodSpec, family: str, head: str) -> str | None:
     declared = spec.refusal(family, head)
     if declared or spec.peft_type is None:
         return declared
-    if HEADS[head].class_labels and "modules_to_save" not in {f.name for f in dataclasses.fields(peft_config_class(spec))}:
+    if HEADS[head].class_labels and "modules_to_save" not in config_fields(spec):
         # peft trains and saves a new classification head through modules_to_save
         return (f"{peft_config_class(spec).__name__} has no modules_to_save, so the new classification head would "
                 "neither train nor be saved with the adapter")
@@ -256,25 +256,25 @@ def count_parameters(config: CellConfig) -> tuple[int, int]:
     head = head_for(task, model_spec.family, config.model)
     args = resolve_method_args(spec, model_spec.family, config.method_args)
     check_combination(config, spec, model_spec.family, head, args)
-    # eval mode: some methods run a training-mode step while building (BOFT's butterfly dropout
-    # draws a random index), which meta tensors cannot give; the count does not depend on the mode
-    model = build_meta_model(model_spec, head, num_labels=len(task.label_names) or None).eval()
     total_steps = max(config.train.max_steps or 0, args.get("tinit", 0) + args.get("tfinal", 0) + 1)
-    def wrap(base: torch.nn.Module) -> torch.nn.Module:
+
+    def wrapped_skeleton() -> torch.nn.Module:
+        # eval mode: some methods run a training-mode step while building (BOFT's butterfly dropout
+        # draws a random index), which meta tensors cannot give; the count does not depend on the mode
+        base = build_meta_model(model_spec, head, num_labels=len(task.label_names) or None).eval()
         return apply_method(base, spec, head, args, family=model_spec.family, total_steps=total_steps,
                             gradient_checkpointing=False, quantized=False)
 
     try:
         with torch.device("meta"):  # the adapter's own tensors too: no memory for any of it
-            return count_module_parameters(wrap(model))
+            return count_module_parameters(wrapped_skeleton())
     except ConfigError as error:
         if not _needs_data(error):
             raise
     # A method that computes values while building (BOFT's permutation matrices) cannot make
     # them on the meta device: its adapter is built in memory (small), beside the meta base.
-    model = build_meta_model(model_spec, head, num_labels=len(task.label_names) or None).eval()
     try:
-        return count_module_parameters(wrap(model))
+        return count_module_parameters(wrapped_skeleton())
     except ConfigError as error:
         if not _needs_data(error):
             raise

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from harness.methods.registry import FAMILIES, MethodSpec, methods
-from harness.tasks.registry import KIND_HEADS
+from harness.tasks.kinds import KINDS
 
 
 @dataclass
@@ -27,8 +27,8 @@ def method_rows() -> list[MethodRow]:
     for spec in methods().values():
         runs: dict[tuple[str, str], bool] = {}
         why_not: dict[str, str] = {}
-        for heads in KIND_HEADS.values():
-            for family, head in heads.items():
+        for kind in KINDS.values():
+            for family, head in kind.heads.items():
                 reason = combination_refusal(spec, family, head)
                 runs[(family, head)] = reason is None
                 if reason:
@@ -37,7 +37,7 @@ def method_rows() -> list[MethodRow]:
         rows.append(MethodRow(
             name=spec.name, config_class=config_class, description=_describe(spec),
             families={family: any(ok for (f, _), ok in runs.items() if f == family) for family in FAMILIES},
-            kinds={kind: any(runs[(f, h)] for f, h in heads.items()) for kind, heads in KIND_HEADS.items()},
+            kinds={name: any(runs[(f, h)] for f, h in kind.heads.items()) for name, kind in KINDS.items()},
             why_not=why_not,
         ))
     return rows
@@ -50,7 +50,7 @@ def _describe(spec: MethodSpec) -> str:
 
 
 def render_methods(rows: list[MethodRow]) -> str:
-    kinds = list(KIND_HEADS)
+    kinds = list(KINDS)
     header = ["method", "peft config", *FAMILIES, *kinds, "notes"]
     lines = []
     for row in rows:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import ConfigError
+from harness.heads import HEADS
 from harness.methods import hooks
 
 FAMILIES: tuple[str, ...] = ("t5", "llama", "bert")
@@ -70,8 +71,6 @@ class MethodSpec:
         declared = self.refusals.get("*") or self.refusals.get(family) or self.refusals.get(head)
         if declared:
             return declared
-        from harness.heads import HEADS
-
         if not self.trains and HEADS[head].class_labels:
             return ("a classification head is untrained (random) before fine-tuning, so zero-shot scores would be "
                     "meaningless; use an encoder-decoder (text-to-text) model for zero-shot classification")
@@ -190,12 +189,6 @@ def resolve_method(name: str) -> MethodSpec:
     if name not in table:
         raise ConfigError(f"unknown method {name!r}; valid: {', '.join(table)}")
     return table[name]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "METHODS":  # the table, built on first use (it reads peft's source)
-        return methods()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # Keys of an adapter_config.json that describe the saved adapter, not the method: the harness

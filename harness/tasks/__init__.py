@@ -9,7 +9,7 @@ _EXPORTS = {
     "Example": "formatting", "Formatter": "formatting", "collate_packed": "formatting", "collate_train": "formatting",
     "count_tokens": "formatting", "pad_batch": "formatting",
     "classification_scores": "metrics", "rouge_scores": "metrics",
-    "TASKS": "registry", "TaskSpec": "registry", "head_for": "registry", "resolve_task": "registry", "task_of": "registry", "KIND_HEADS": "registry",
+    "TASKS": "registry", "TaskSpec": "registry", "head_for": "registry", "resolve_task": "registry", "task_of": "registry"
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

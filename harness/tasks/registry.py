@@ -20,8 +20,6 @@ BUNDLED_DIR = Path(__file__).resolve().parent.parent / "data"
 TaskKind = Literal["classification", "generation"]
 Family = Literal["t5", "llama", "bert"]
 Head = Literal["seq2seq", "causal", "seqcls"]
-# the head each model family uses per kind (one place: the kinds' registry)
-KIND_HEADS: dict[str, dict[str, str]] = {name: kind.heads for name, kind in KINDS.items()}
 
 
 @dataclass(frozen=True)
