@@ -2,8 +2,9 @@
 
     .venv/bin/python bench/bench_plan.py [--runs 3]
 
-Two matrices: ``jobs/thesis.yaml`` (86 cells) and a 500-cell grid over 20 methods (5 models x
-20 methods x 5 seeds on emotion). Each is planned once cold (the counts are computed on the
+Three matrices: ``jobs/thesis.yaml`` (86 cells), ``jobs/thesis-tuned.yaml`` (the same grid with a
+7-point learning-rate sweep per method: 198 stage-1 cells and 28 selections) and a 500-cell grid
+over 20 methods (5 models x 20 methods x 5 seeds on emotion). Each is planned once cold (the counts are computed on the
 meta device and cached per library versions), then ``--runs`` times warm as a user runs it: a
 new ``harness plan`` process each time, wall clock. Target: under 1 s warm for both.
 """
@@ -51,6 +52,7 @@ def main() -> None:
         big.write_text(yaml.safe_dump(grid(Path(tmp) / "out")))
         print(f"{'matrix':<28} {'cold s':>8} {'warm s (median of ' + str(args.runs) + ')':>24}  target")
         for label, matrix in (("jobs/thesis.yaml (86 cells)", REPO / "jobs" / "thesis.yaml"),
+                              ("thesis-tuned (7-point sweep)", REPO / "jobs" / "thesis-tuned.yaml"),
                               ("500 cells x 20 methods", big)):
             cold = plan_seconds(matrix, env)
             warm = statistics.median(plan_seconds(matrix, env) for _ in range(args.runs))

@@ -139,12 +139,12 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     from harness.dispatch import commands
 
     report = commands.submit(args.matrix, retry_failed=args.retry_failed, force=args.force, only=args.only,
-                             executor=args.executor)
+                             executor=args.executor, continue_stages=not args.wait)
     print(commands.render_submit(report))
     if not report.ok:
         return 1
-    if args.wait:
-        final = commands.wait(args.matrix)
+    if args.wait:  # a sweep's stage 2 is submitted from here when its stage 1 has ended
+        final = commands.wait(args.matrix, only=args.only, continue_stages=True, executor=args.executor)
         print(commands.render_status(final))
         return 0 if all(state.status in ("success", "excluded") for state in final.states) else 1
     return 0

@@ -253,6 +253,13 @@ class CellConfig(StrictModel):
             for key, default in defaults.items():
                 if node.get(key) == default:
                     node.pop(key)
+        # a task whose selection split is carved out of its training data trains on less than
+        # the whole split: cells from before that carving ran on other data
+        from harness.tasks.registry import TASKS
+
+        held_out = TASKS[self.task].held_out if self.task_definition is None and self.task in TASKS else None
+        if held_out is not None:
+            data["data"]["held_out"] = held_out.describe()
         return data
 
     def public_dump(self) -> dict[str, Any]:

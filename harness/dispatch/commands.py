@@ -24,6 +24,7 @@ from harness.dispatch.status import StatusReport, cell_states
 from harness.dispatch.submit import SubmitReport, submit_matrix
 from harness.matrix import Matrix, ParamCounter, load_matrix, parse_filter
 from harness.matrix.checks import check_cells
+from harness.matrix.sweep import FINAL_STAGE, SELECT_STAGE, describe_point
 
 
 @dataclass
@@ -90,6 +91,7 @@ def plan(
                 "total_params": total,
                 "trainable_share": (trainable / total) if trainable is not None and total else None,
                 "status": status,
+                "stage": cell.stage,
                 "learning_rate": cell.config.train.learning_rate,
                 "method_args": cell.config.method_args,
                 "group": group_of.get(cell.cell_id),
@@ -113,10 +115,13 @@ def submit(
     output_dir: Path | str | None = None,
     executor: str | None = None,
     runner: Runner | None = None,
+    continue_stages: bool = True,
 ) -> SubmitReport:
-    """Submit every selected cell (default: pending ones) and return at once."""
+    """Submit every selected cell (default: pending ones) and return at once; a sweep's stage 2
+    follows on its own (see harness.dispatch.stages) unless ``continue_stages`` is False."""
     matrix = load_matrix(path, output_dir=output_dir)
-    return submit_matrix(matrix, retry_failed=retry_failed, force=force, only=only, executor=executor, runner=runner)
+    return submit_matrix(matrix, retry_failed=retry_failed, force=force, only=only, executor=executor, runner=runner,
+                         continue_stages=continue_stages)
 
 
 def status(
@@ -143,11 +148,22 @@ def wait(
     timeout_s: float | None = None,
     poll_s: float = 2.0,
     runner: Runner | None = None,
+    continue_stages: bool = False,
+    executor: str | None = None,
 ) -> StatusReport:
-    """Poll ``status`` until no cell is queued or running; raises TimeoutError past ``timeout_s``."""
+    """Poll ``status`` until no cell is queued or running; raises TimeoutError past ``timeout_s``.
+    ``continue_stages``: submit a sweep's stage 2 from here when its stage 1 has ended (what
+    ``harness matrix --wait`` does instead of scheduling a continuation)."""
     start = time.monotonic()
     while True:
         report = status(path, output_dir=output_dir, only=only, runner=runner)
+        pending_finals = [s for s in report.states if s.cell.stage == FINAL_STAGE and s.status == "pending"]
+        if report.finished and continue_stages and pending_finals:
+            submitted = submit(path, output_dir=output_dir, only=only, executor=executor, runner=runner,
+                               continue_stages=False)
+            if not submitted.ok:
+                raise RuntimeError("; ".join(submitted.errors))
+            continue
         if report.finished:
             return report
         if timeout_s is not None and time.monotonic() - start > timeout_s:
@@ -164,14 +180,18 @@ def render_plan(report: PlanReport, *, scripts: bool = True) -> str:
     lines = [f"matrix {m.name}: {len(report.rows)} cells ({len(active)} to run, {len(report.rows) - len(active)} excluded), "
              f"executor {report.executor}, output {m.output_dir}, tracking {m.tracking_uri} (experiment {m.experiment})"]
     lines += [f"note: {n}" for n in report.notices]
-    headers = ["cell", "task", "model", "method", "seed", "lr", "trainable", "total", "share", "status", "note"]
+    headers = ["cell", "task", "model", "method", "seed", *(["stage"] if m.selections else []), "lr", "trainable", "total",
+               "share", "status", "note"]
     rows = []
     for r in report.rows:
         share = f"{100 * r['trainable_share']:.3f}%" if r["trainable_share"] is not None else ""
         note = f"excluded: {r['excluded_reason']}" if r["excluded_reason"] else (r["error"] or "")
-        rows.append([r["cell_id"][:8], r["task"], r["model"], r["method"], r["seed"], r["learning_rate"] if r["learning_rate"] is not None else "default",
+        stage = [STAGE_LABELS.get(r["stage"], "")] if m.selections else []
+        rows.append([r["cell_id"][:8], r["task"], r["model"], r["method"], r["seed"], *stage,
+                     r["learning_rate"] if r["learning_rate"] is not None else "default",
                      human_count(r["trainable_params"]), human_count(r["total_params"]), share, r["status"], note])
     lines += ["", table(headers, rows)]
+    lines += render_selections(m)
     if scripts:
         for script in report.scripts:
             lines += ["", f"# --- group {script.group}: {script.description} ---", script.text.rstrip()]
@@ -183,7 +203,8 @@ def render_status(report: StatusReport) -> str:
     total = len(report.states)
     lines = [f"matrix {report.matrix.name}: {total} cells: " + ", ".join(f"{n} {s}" for s, n in counts.items())]
     lines += [f"note: {n}" for n in report.notices]
-    headers = ["cell", "task", "model", "method", "seed", "status", "job", "attempts", "note"]
+    swept = bool(report.matrix.selections)
+    headers = ["cell", "task", "model", "method", "seed", *(["stage"] if swept else []), "status", "job", "attempts", "note"]
     rows = []
     problems = []
     for s in report.states:
@@ -193,12 +214,33 @@ def render_status(report: StatusReport) -> str:
         elif s.error:
             note = s.error
             problems += [f"  {s.cell.cell_id[:8]} {s.cell.label()} [{s.status}]: {s.error}"] + ([f"      log: {s.log}"] if s.log else [])
-        rows.append([s.cell.cell_id[:8], s.cell.task, s.cell.model, s.cell.method, s.cell.seed, s.status, s.job_id or "",
-                     s.run.attempts if s.run else "", note])
+        elif s.cell.stage == SELECT_STAGE:
+            note = describe_point(s.cell.point)
+        elif s.cell.stage == FINAL_STAGE:
+            note = f"selected {describe_point(s.cell.point)}"
+        stage = [STAGE_LABELS.get(s.cell.stage or "", "")] if swept else []
+        rows.append([s.cell.cell_id[:8], s.cell.task, s.cell.model, s.cell.method, s.cell.seed, *stage, s.status,
+                     s.job_id or "", s.run.attempts if s.run else "", note])
     lines += ["", table(headers, rows, max_width=60)]
+    lines += render_selections(report.matrix)
     if problems:
         lines += ["", "problems:"] + problems
     return "\n".join(lines)
+
+
+STAGE_LABELS = {SELECT_STAGE: "1 select", FINAL_STAGE: "2 final"}
+
+
+def render_selections(matrix: Matrix) -> list[str]:
+    """One line per sweep: its grid's progress, or what it selected (ties, failed points)."""
+    if not matrix.selections:
+        return []
+    from harness.dispatch.stages import describe
+
+    lines = ["", "sweeps (stage 1 selects on its split, stage 2 runs the selected value on every seed):"]
+    lines += [f"  {selection.describe()}" for selection in matrix.selections]
+    scheduled = describe(matrix.output_dir) if matrix.waiting else None
+    return lines + ([f"  {scheduled}"] if scheduled else [])
 
 
 def render_submit(report: SubmitReport) -> str:

@@ -18,6 +18,7 @@ from harness import folder_lock
 from harness.dispatch import sacct
 from harness.dispatch.ledger import JobRecord, RunRecord, read_job, read_run
 from harness.matrix import Cell, Matrix
+from harness.matrix.sweep import SELECT_STAGE
 from harness.result import FINAL_STATUSES, RESULT_FILE, Result, load_result
 
 STATUSES = ("pending", "queued", "running", "success", "failed", "oom", "timeout", "cancelled", "unknown", "excluded")
@@ -117,6 +118,15 @@ def cell_states(matrix: Matrix, cells: Iterable[Cell] | None = None, *, runner: 
             _apply_local(state)
         elif state.job and state.job.executor == "debug":
             state.status, state.error = "failed", state.error or "the in-process (debug) job ended without a final result.json"
+    if matrix.waiting and any(s.cell.stage == SELECT_STAGE for s in states):
+        # grid points whose job ended without a result.json (an out-of-memory kill) have ended too:
+        # a selection whose other points are done chooses now, and its stage-2 cells join the report
+        ended = {s.cell.cell_id: s.status for s in states if s.cell.stage == SELECT_STAGE and s.status in FINAL}
+        added = matrix.resolve_selections(ended)
+        if added:
+            more = cell_states(matrix, added, runner=runner)
+            report.states += more.states
+            report.scheduler_calls += more.scheduler_calls
     return report
 
 

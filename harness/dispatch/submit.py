@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from harness.config import ConfigError
+from harness.dispatch import stages
 from harness.dispatch.executor import ResourceGroup, group_cells, make_executor, resolve_kind
 from harness.dispatch.job import CellJob, write_final
 from harness.dispatch.ledger import JobRecord, append_ledger, archive_previous, now_iso, read_run, update_run, write_job
@@ -81,20 +82,52 @@ def submit_matrix(
     only: str | None = None,
     executor: str | None = None,
     runner: Any = None,
+    continue_stages: bool = True,
 ) -> SubmitReport:
+    """Submit the selected cells. A sweep's stage 2 follows on its own (``harness.dispatch.stages``):
+    the debug executor runs it here, the others schedule a re-invocation for when stage 1 ends,
+    unless ``continue_stages`` is False (``--wait`` re-invokes from the waiting process)."""
     kind, notice = resolve_kind(matrix, executor)
+    report = _submit(matrix, kind, retry_failed=retry_failed, force=force, only=only, runner=runner)
+    if notice:
+        report.notices.append(notice)
+    while kind == "debug" and report.ok and matrix.resolve_selections():  # stage 2 of what just ran
+        again = _submit(matrix, kind, retry_failed=False, force=False, only=only, runner=runner)
+        report.submitted += again.submitted
+        report.arrays += again.arrays
+        report.errors += again.errors
+    points = {c.cell_id for s in matrix.waiting for c in s.points}
+    stage1 = sorted({r.array_job_id for r in report.submitted if r.cell_id in points})
+    if stage1 and continue_stages and kind != "debug" and report.ok:
+        report.notices.append(stages.schedule(matrix, kind, only, stage1))
+    elif matrix.waiting and kind != "debug":
+        report.notices.append(f"{len(matrix.waiting)} sweep(s) wait for stage 1 to end before stage 2 is submitted")
+    return report
+
+
+def _submit(matrix: Matrix, kind: str, *, retry_failed: bool, force: bool, only: str | None, runner: Any) -> SubmitReport:
     states = cell_states(matrix, runner=runner)  # one sacct call
     chosen, skipped = select_cells(states, retry_failed=retry_failed, force=force, only=only)
     report = SubmitReport(matrix=matrix, executor=kind, skipped=skipped, notices=[*matrix.warnings, *states.notices])
-    if notice:
-        report.notices.append(notice)
     if not chosen:
         return report
     check_cells(matrix, chosen)  # a refused cell is a ConfigError here: nothing submitted, no folder written
     for folder in (matrix.output_dir, matrix.submitit_folder):
         _check_writable(folder)
+    with stages.submit_lock(matrix.output_dir):
+        return _submit_chosen(matrix, kind, report, chosen, retry_failed=retry_failed, force=force, only=only, runner=runner)
 
-    by_id: dict[str, CellState] = {s.cell.cell_id: s for s in states.states}
+
+def _submit_chosen(matrix: Matrix, kind: str, report: SubmitReport, chosen: list[Cell], *, retry_failed: bool,
+                   force: bool, only: str | None, runner: Any) -> SubmitReport:
+    # under the submission lock: a concurrent ``harness matrix`` (a stage-2 continuation, a user)
+    # may have submitted some of these cells since they were chosen
+    fresh = cell_states(matrix, chosen, runner=runner)
+    still, _ = select_cells(fresh, retry_failed=retry_failed, force=force, only=only)
+    if len(still) < len(chosen):
+        report.skipped["submitted meanwhile by another submission"] = len(chosen) - len(still)
+    chosen = still
+    by_id: dict[str, CellState] = {s.cell.cell_id: s for s in fresh.states}
     for cell in chosen:
         _prepare_folder(cell, by_id[cell.cell_id], force=force)
 

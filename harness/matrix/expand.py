@@ -8,6 +8,7 @@ An invalid file therefore never yields a partial list of cells to submit.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -25,7 +26,9 @@ from harness.config import (
 )
 from harness.dotted import deep_merge, expand_dotted
 from harness.names import MATRIX_KEY_TAG, MATRIX_TAG, default_tracking_uri, matrix_key
-from harness.matrix.schema import RESERVED_KEYS, AxisEntry, Grid, MatrixSpec, Resources
+from harness.matrix.schema import RESERVED_KEYS, AxisEntry, Grid, MatrixSpec, Resources, SelectSpec, grid_values
+from harness.matrix.sweep import (FINAL_STAGE, SELECT_STAGE, SELECT_TAG, SELECTED_TAG, STAGE_TAG, SWEEP_TAG, Selection,
+                                  describe_point, grid_of)
 
 
 
@@ -64,8 +67,20 @@ class Cell:
     def seed(self) -> int:
         return self.config.seed
 
+    @property
+    def stage(self) -> str | None:
+        """select (a stage-1 grid point), final (stage 2 of a sweep), or None (not swept)."""
+        return self.config.tags.get(STAGE_TAG)
+
+    @property
+    def point(self) -> dict[str, Any]:
+        """The swept values a sweep's cell runs with: its grid point (stage 1) or the selected one (stage 2)."""
+        tag = self.config.tags.get(SWEEP_TAG if self.stage == SELECT_STAGE else SELECTED_TAG)
+        return json.loads(tag) if tag else {}
+
     def label(self) -> str:
-        return f"{self.task}/{self.model}/{self.method}/seed{self.seed}"
+        label = f"{self.task}/{self.model}/{self.method}/seed{self.seed}"
+        return label + f" [{describe_point(self.point)}]" if self.stage == SELECT_STAGE else label
 
 
 @dataclass
@@ -80,11 +95,25 @@ class Matrix:
     experiment: str
     cells: list[Cell]
     warnings: list[str] = field(default_factory=list)
+    # one per swept (task, model, method): stage 1's grid in ``cells``, stage 2's once selected
+    selections: list[Selection] = field(default_factory=list)
 
     @property
     def active(self) -> list[Cell]:
         """The cells that run (not excluded)."""
         return [c for c in self.cells if c.excluded is None]
+
+    @property
+    def waiting(self) -> list[Selection]:
+        """Selections whose grid has not finished: their stage-2 cells are not in ``cells`` yet."""
+        return [s for s in self.selections if s.state == "waiting"]
+
+    def resolve_selections(self, final_statuses: dict[str, str] | None = None) -> list[Cell]:
+        """Choose where stage 1 has finished and add those stage-2 cells; returns the cells added.
+        ``final_statuses``: the scheduler's final state of points that left no result.json."""
+        added = [cell for selection in self.waiting for cell in selection.resolve(final_statuses)]
+        self.cells.extend(added)
+        return added
 
     @property
     def submitit_folder(self) -> Path:
@@ -98,8 +127,29 @@ class Matrix:
 def load_matrix(path: Path | str, *, output_dir: Path | str | None = None) -> Matrix:
     """Read, validate and expand a matrix file. Raises ``ConfigError`` (one line) on any problem."""
     path = Path(path)
+    return matrix_from_dict(read_matrix_file(path), path=path, output_dir=output_dir)
+
+
+EXTENDS_KEY = "extends"
+MAX_EXTENDS = 8
+
+
+def read_matrix_file(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A matrix file's mapping. ``extends: other.yaml`` (relative to this file) starts from that
+    file's mapping; every top-level key given here replaces the base's (so ``thesis-tuned.yaml``
+    is ``thesis.yaml`` plus its sweep, and the study's settings live in one file)."""
     data = read_yaml_mapping(path, kind="matrix file")
-    return matrix_from_dict(data, path=path, output_dir=output_dir)
+    base_name = data.pop(EXTENDS_KEY, None)
+    if base_name is None:
+        return data
+    if not isinstance(base_name, str) or not base_name.strip():
+        raise ConfigError(f"{path}: extends: give the path of a matrix file, relative to this one")
+    base = (path.parent / expand_path(base_name)).resolve()
+    if base in chain or base == path.resolve():
+        raise ConfigError(f"{path}: extends: {base_name} extends this file again (a cycle)")
+    if len(chain) >= MAX_EXTENDS:
+        raise ConfigError(f"{path}: extends: more than {MAX_EXTENDS} files deep")
+    return {**read_matrix_file(base, (*chain, path.resolve())), **data}
 
 
 def matrix_from_dict(data: dict[str, Any], *, path: Path | None = None, output_dir: Path | str | None = None) -> Matrix:
@@ -145,6 +195,7 @@ def _check_names(spec: MatrixSpec, where: str) -> None:
     # Rules that name a method/task/model that does not exist are typos, not no-ops.
     rules = [(f"overrides[{i}]", o.match) for i, o in enumerate(spec.overrides)]
     rules += [(f"exclude[{i}]", e.match) for i, e in enumerate(spec.exclude)]
+    rules += [(f"sweep[{i}]", e.match) for i, e in enumerate(spec.sweep)]
     models = {e.name for e in spec.axis("models")}
     for label, match in rules:
         for method in _as_list(match.method):
@@ -217,14 +268,23 @@ def expand(spec: MatrixSpec, *, path: Path | None = None, output_dir: Path | str
     for label, settings, resources in fragments:
         _check_fragment(f"{where}: {label}", expand_dotted(settings), probe)
         _resolve_resources(f"{where}: {label}.resources", base_resources, [resources])
+    if spec.select is not None and spec.select.set:
+        _check_fragment(f"{where}: select.set", expand_dotted(spec.select.set), probe)
+    for i, entry in enumerate(spec.sweep):
+        for key, values in entry.values.items():
+            for value in grid_values(values):
+                _check_fragment(f"{where}: sweep[{i}].values.{key}", expand_dotted({key: value}), probe)
 
     sets = {(axis, e.name): expand_dotted(e.set) for axis, entries in (("model", models), ("method", methods), ("task", tasks)) for e in entries}
     override_sets = [expand_dotted(o.set) for o in spec.overrides]
     used_overrides: set[int] = set()
     used_exclusions: set[int] = set()
+    builder = _CellBuilder(where, out, base_resources)
     cells: list[Cell] = []
-    seen: dict[str, str] = {}
-    resource_cache: dict[str, Resources] = {}
+    # (task, model, method) -> its swept seeds' settings, in product order
+    swept: dict[tuple[str, str, str], list[_Planned]] = {}
+    used_sweeps: set[int] = set()
+    not_swept: set[str] = set()
 
     for task, model, method, seed in _products(spec, where, models, methods, tasks):
         data = deep_merge(defaults, sets["model", model.name])
@@ -245,28 +305,127 @@ def expand(spec: MatrixSpec, *, path: Path | None = None, output_dir: Path | str
             tracking["enabled"] = False  # ``collect`` logs these cells afterwards
         data["tracking"] = tracking
         data["tags"] = {**(data.get("tags") or {}), MATRIX_TAG: name, MATRIX_KEY_TAG: matrix_key(name)}
-        label = f"{task.name}/{model.name}/{method.name}/seed{seed}"
-        config = parse_cell_config(data, where=f"{where}: cell {label}")
-        cell_id = config.cell_id
-        if cell_id in seen:
-            raise ConfigError(f"{where}: cells {seen[cell_id]} and {label} resolve to the same config (cell {cell_id})")
-        seen[cell_id] = label
-        config.output_dir = cell_folder(out, config, cell_id)
-
-        key = repr(patches)
-        if key not in resource_cache:
-            resource_cache[key] = _resolve_resources(f"{where}: cell {label}.resources", base_resources, patches)
         reason = None
         for i, exclusion in enumerate(spec.exclude):
             if exclusion.match.matches(model.name, method.name, task.name, seed):
                 used_exclusions.add(i)
                 reason = exclusion.reason
                 break
-        cells.append(Cell(config=config, resources=resource_cache[key], excluded=reason))
+        planned = _Planned(data, patches, reason, f"{task.name}/{model.name}/{method.name}/seed{seed}")
+        points, entries = grid_of(spec.sweep, model.name, method.name, task.name, seed)
+        if points and not _trains(method.name):
+            not_swept.add(method.name)
+            points = []
+        if points:
+            used_sweeps.update(entries)
+            swept.setdefault((task.name, model.name, method.name), []).append(planned)
+            continue
+        cells.append(builder.cell(planned))
 
-    warnings = [f"overrides[{i}] ({o.match.describe()}) matches no cell" for i, o in enumerate(spec.overrides) if i not in used_overrides]
+    selections = []
+    for key, planned in swept.items():
+        if planned[0].excluded is not None:  # an excluded first seed: nothing to select on, cells as written
+            cells.extend(builder.cell(p) for p in planned)
+        else:
+            selections.append(_selection(spec, builder, key, planned, cells))
+
+    warnings = [f"sweep[{i}] ({e.match.describe()}) matches no cell" for i, e in enumerate(spec.sweep) if i not in used_sweeps]
+    warnings += [f"sweep: {m} does not train, so its cells are not swept" for m in sorted(not_swept)]
+    warnings += [f"overrides[{i}] ({o.match.describe()}) matches no cell" for i, o in enumerate(spec.overrides) if i not in used_overrides]
     warnings += [f"exclude[{i}] ({e.match.describe()}) matches no cell" for i, e in enumerate(spec.exclude) if i not in used_exclusions]
-    return Matrix(spec=spec, path=path, name=name, output_dir=out, tracking_uri=uri, experiment=experiment, cells=cells, warnings=warnings)
+    matrix = Matrix(spec=spec, path=path, name=name, output_dir=out, tracking_uri=uri, experiment=experiment, cells=cells,
+                    warnings=warnings, selections=selections)
+    matrix.resolve_selections()
+    return matrix
+
+
+@dataclass
+class _Planned:
+    """One (task, model, method, seed) of the product, merged but not yet validated."""
+
+    data: dict[str, Any]
+    patches: list[dict[str, Any]]
+    excluded: str | None
+    label: str
+
+
+class _CellBuilder:
+    """Validates merged settings into cells; remembers ids (two cells with one config are an
+    error) and resolved resources (500 cells share a handful of resource sets)."""
+
+    def __init__(self, where: str, out: Path, base_resources: dict[str, Any]) -> None:
+        self.where, self.out, self.base_resources = where, out, base_resources
+        self.seen: dict[str, str] = {}
+        self.resources: dict[str, Resources] = {}
+
+    def cell(self, planned: _Planned, extra: dict[str, Any] | None = None, label: str | None = None) -> Cell:
+        label = label or planned.label
+        data = deep_merge(planned.data, extra) if extra else planned.data
+        config = parse_cell_config(data, where=f"{self.where}: cell {label}")
+        cell_id = config.cell_id
+        if cell_id in self.seen:
+            raise ConfigError(f"{self.where}: cells {self.seen[cell_id]} and {label} resolve to the same config (cell {cell_id})")
+        self.seen[cell_id] = label
+        config.output_dir = cell_folder(self.out, config, cell_id)
+        key = repr(planned.patches)
+        if key not in self.resources:
+            self.resources[key] = _resolve_resources(f"{self.where}: cell {label}.resources", self.base_resources, planned.patches)
+        return Cell(config=config, resources=self.resources[key], excluded=planned.excluded)
+
+
+def _trains(method: str) -> bool:
+    from harness.methods.registry import resolve_method
+
+    return resolve_method(method).trains
+
+
+def _selection(spec: MatrixSpec, builder: _CellBuilder, key: tuple[str, str, str], planned: list[_Planned],
+               cells: list[Cell]) -> Selection:
+    """Stage 1 of one swept (task, model, method): its grid on the first seed, scored on the
+    selection split; stage 2 is built by the Selection once the grid has finished."""
+    task, model, method = key
+    select = spec.select or SelectSpec()
+    first = planned[0]
+    headline, produced = _task_metrics(first.data)
+    metric = select.metric_for(task, headline)
+    where = builder.where
+    if metric not in produced:
+        raise ConfigError(f"{where}: select.metric {metric!r}: task {task} does not produce it; its metrics: "
+                          f"{', '.join(produced)} (one per task: metric: {{{task}: {headline}, ...}})")
+    eval_split = first.data.get("data", {}).get("eval_split", "test")
+    if select.split == eval_split:
+        raise ConfigError(f"{where}: select.split {select.split!r} is the split {task}/{model}/{method} is scored on; "
+                          "selection needs another one (validation)")
+    seed = first.data["seed"]
+    points, _ = grid_of(spec.sweep, model, method, task, seed)
+    tags = {SELECT_TAG: select.describe(metric)}
+    stage1 = []
+    for point in points:
+        extra = deep_merge(expand_dotted(select.set), expand_dotted(point))
+        extra = deep_merge(extra, {"data": {"eval_split": select.split},
+                                   "tags": {**tags, STAGE_TAG: SELECT_STAGE, SWEEP_TAG: _json(point)}})
+        stage1.append(builder.cell(first, extra, label=f"{first.label} [{describe_point(point)}]"))
+    cells.extend(stage1)
+
+    def build(point: dict[str, Any]) -> list[Cell]:
+        extra = deep_merge(expand_dotted(point), {"tags": {**tags, STAGE_TAG: FINAL_STAGE, SELECTED_TAG: _json(point)}})
+        return [builder.cell(p, extra) for p in planned]
+
+    return Selection(task=task, model=model, method=method, metric=metric, split=select.split, mode=select.mode,
+                     points=stage1, seeds=[p.data["seed"] for p in planned], build=build)
+
+
+def _json(point: dict[str, Any]) -> str:
+    return json.dumps(point, sort_keys=False, default=str)
+
+
+def _task_metrics(data: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
+    """(headline metric, every quality metric) of a cell's task, bundled or defined."""
+    from harness.tasks.kinds import SCORINGS
+    from harness.tasks.registry import task_of
+
+    scoring = SCORINGS[task_of(data).scoring]
+    return scoring.headline, scoring.columns
 
 
 def _products(

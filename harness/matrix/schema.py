@@ -28,10 +28,18 @@ Shape (every key but the axes is optional)::
     exclude:
       - match: {model: tiny-t5, method: prefix}
         reason: prefix tuning is not supported on this architecture
+    sweep:                                       # two stages: see harness.matrix.sweep
+      - values: {train.learning_rate: {log: [1.0e-5, 1.0e-2], n: 7}}
+      - match: {method: ia3}
+        values: {train.learning_rate: {log: [1.0e-4, 1.0e-1], n: 7}}
+    select: {metric: f1_macro, split: validation, mode: max}
+    extends: thesis.yaml                         # start from that file; keys given here replace its own
 """
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -232,6 +240,99 @@ class Exclusion(StrictModel):
         return value
 
 
+class LogGrid(StrictModel):
+    """``{log: [low, high], n: N}``: N values evenly spaced in log scale, both ends included."""
+
+    log: tuple[float, float]
+    n: int = Field(ge=2, le=100)
+
+    @model_validator(mode="after")
+    def _range(self) -> "LogGrid":
+        low, high = self.log
+        if not (0 < low < high) or not all(math.isfinite(v) for v in self.log):
+            raise ValueError(f"log: [{low}, {high}]: needs 0 < low < high")
+        return self
+
+    def values(self) -> list[float]:
+        low, high = (math.log10(v) for v in self.log)
+        # three significant digits: the values are read in tables and cell folders
+        return [float(f"{10 ** (low + (high - low) * i / (self.n - 1)):.3g}") for i in range(self.n)]
+
+
+SweepValues = list[Any] | LogGrid
+
+
+class SweepEntry(StrictModel):
+    """Values per dotted cell key (``train.learning_rate``, ``method_args.r``), for the cells
+    its ``match`` selects (omitted: every cell)."""
+
+    match: Match = Field(default_factory=Match)
+    values: dict[str, SweepValues]
+
+    @field_validator("values", mode="before")
+    @classmethod
+    def _shapes(cls, values: Any) -> Any:
+        """A list, or a log grid: the grid's own error, not the union's first branch's."""
+        if not isinstance(values, dict):
+            return values
+        shaped = {}
+        for key, value in values.items():
+            if isinstance(value, dict):
+                try:
+                    value = LogGrid.model_validate(value)
+                except ValidationError as error:
+                    detail = error.errors()[0]
+                    where = ".".join(map(str, detail["loc"]))
+                    raise ValueError(f"{key}: {where + ': ' if where else ''}{detail['msg'].removeprefix('Value error, ')}"
+                                     " (a log grid is {log: [low, high], n: N})") from None
+            elif not isinstance(value, list):
+                raise ValueError(f"{key}: give a list of values or {{log: [low, high], n: N}}, not {value!r}")
+            shaped[key] = value
+        return shaped
+
+    @model_validator(mode="after")
+    def _non_empty(self) -> "SweepEntry":
+        if not self.values:
+            raise ValueError("a sweep entry needs values: {key: [v1, v2, ...] or {log: [low, high], n: N}}")
+        for key, values in self.values.items():
+            listed = grid_values(values)
+            if not listed:
+                raise ValueError(f"{key}: empty list; give at least one value or {{log: [low, high], n: N}}")
+            if len({json.dumps(v, sort_keys=True, default=str) for v in listed}) != len(listed):
+                raise ValueError(f"{key}: duplicate values in {listed}")
+        return self
+
+
+class SelectSpec(StrictModel):
+    """How stage 1 picks a grid point: the metric (one for every task, or one per task; default:
+    each task's headline metric), the split it is read on, and whether higher or lower wins."""
+
+    metric: str | dict[str, str] | None = None
+    split: str = "validation"
+    mode: Literal["max", "min"] = "max"
+    # settings of the stage-1 cells only, e.g. a smaller selection set {data.max_eval_samples: 500}
+    set: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _not_test(self) -> "SelectSpec":
+        if self.split == "test":
+            raise ValueError("split 'test': selection never sees the test split; use validation (emotion's "
+                             "validation split, BillSum's held-out 10 % of train) or another split of your data")
+        return self
+
+    def metric_for(self, task: str, headline: str) -> str:
+        if isinstance(self.metric, dict):
+            return self.metric.get(task, headline)
+        return self.metric or headline
+
+    def describe(self, metric: str) -> str:
+        return f"{metric}/{self.split}/{self.mode}"
+
+
+def grid_values(values: SweepValues) -> list[Any]:
+    return values.values() if isinstance(values, LogGrid) else list(values)
+
+
 class Grid(StrictModel):
     """A sub-product of the axes: names from the top-level axes (omitted: all of that axis)."""
 
@@ -260,9 +361,14 @@ class MatrixSpec(StrictModel):
     defaults: dict[str, Any] = Field(default_factory=dict)
     overrides: list[Override] = Field(default_factory=list)
     exclude: list[Exclusion] = Field(default_factory=list)
+    # grids of values per cell key, and how stage 1 selects among them (harness.matrix.sweep)
+    sweep: list[SweepEntry] = Field(default_factory=list)
+    select: SelectSpec | None = None
 
     @model_validator(mode="after")
     def _non_empty_unique(self) -> "MatrixSpec":
+        if self.select is not None and not self.sweep:
+            raise ValueError("select: needs a sweep section (the values to select among)")
         for axis in ("models", "methods", "tasks", "seeds"):
             values = [axis_name(v) for v in getattr(self, axis)]
             if not values:

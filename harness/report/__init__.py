@@ -4,7 +4,7 @@ Reads results (cell folders of a matrix, or an MLflow experiment); never trains,
 submits. ``build_report`` is the one entry point (``harness report``).
 
 Modules: ``load`` (one row per cell), ``mlflow_source`` (rows from MLflow runs),
-``stats`` (mean and t interval), ``tables``, ``pareto``, ``render`` (Markdown, HTML),
+``stats`` (mean and t interval), ``tables``, ``pareto``, ``curves``, ``sweeps`` (selection, sensitivity), ``render`` (Markdown, HTML),
 ``publish`` (attach to the matrix's parent MLflow run).
 """
 
@@ -20,6 +20,7 @@ from harness.report.load import CellRow, rows_from_matrix
 from harness.report.curves import loss_curves
 from harness.report.pareto import pareto_plots
 from harness.report.render import ReportContent, html_page, markdown
+from harness.report.sweeps import selection_table, sensitivity_plots, split_stages
 from harness.report.tables import cells_table, efficiency_table, group_rows, not_finished_table, quality_table
 from harness.result import now_iso
 
@@ -72,15 +73,20 @@ def build_report(
     folder.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(folder / PLOTS_DIR, ignore_errors=True)  # plots of a previous report may no longer apply
 
+    # the tables are built from the selected configs (and unswept cells); a sweep's grid has its own section
+    rows, grid_rows = split_stages(rows)
     groups = group_rows(rows)
     from harness.tasks.kinds import SCORINGS
 
     tables = [t for scoring in SCORINGS for t in (quality_table(groups, scoring), efficiency_table(groups, scoring)) if t]
-    cells, unfinished = cells_table(groups), not_finished_table(groups)
+    selection = selection_table(grid_rows)
+    tables += [selection] if selection else []
+    cells, unfinished = cells_table(group_rows(rows + grid_rows)), not_finished_table(group_rows(rows + grid_rows))
     for table in (*tables, cells, unfinished):
         table.data.to_csv(folder / f"{table.name}.csv", index=False)
     plots = pareto_plots(groups, folder / PLOTS_DIR)
     curves = loss_curves(groups, folder / PLOTS_DIR)
+    sensitivity = sensitivity_plots(grid_rows, folder / PLOTS_DIR)
 
     content = ReportContent(
         title=f"PEFT benchmark report: {loaded.name if loaded else experiment}",
@@ -91,6 +97,7 @@ def build_report(
         not_finished=unfinished,
         plots=plots,
         curves=curves,
+        sensitivity=sensitivity,
         excluded=[(c.label(), c.excluded) for c in loaded.cells if c.excluded] if loaded else [],
         notes=_notes(rows),
     )

@@ -9,6 +9,7 @@ that never wrote a result (``missing``): the tables mark them instead of droppin
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -64,6 +65,11 @@ class CellRow:
     loss_history: list[tuple[int, float]] = field(default_factory=list)
     # classification: {class name: examples of it in the evaluation set}, from the confusion matrix
     class_counts: dict[str, int] = field(default_factory=dict)
+    # a sweep's cells (harness.matrix.sweep): select (stage 1, scored on the selection split) or
+    # final (stage 2); the swept values it ran with; how its selection is made (metric/split/mode)
+    stage: str | None = None
+    point: dict[str, Any] = field(default_factory=dict)
+    select: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -83,6 +89,22 @@ def task_scoring(config: Mapping[str, Any]) -> tuple[str, int | None]:
         return task.scoring, len(task.label_names) or None
     except Exception:  # noqa: BLE001 - an unknown task is still reported
         return "classification", None
+
+
+def sweep_fields(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A sweep cell's stage, swept values and selection rule, from its config's tags."""
+    from harness.matrix.sweep import SELECT_STAGE, SELECT_TAG, SELECTED_TAG, STAGE_TAG, SWEEP_TAG
+
+    tags = config.get("tags") or {}
+    stage = tags.get(STAGE_TAG)
+    if not stage:
+        return {}
+    tag = tags.get(SWEEP_TAG if stage == SELECT_STAGE else SELECTED_TAG)
+    try:
+        point = json.loads(tag) if tag else {}
+    except ValueError:
+        point = {}
+    return {"stage": stage, "point": point if isinstance(point, dict) else {}, "select": tags.get(SELECT_TAG)}
 
 
 def rank_from_peft_config(peft_config: Mapping[str, Any] | None, method: str) -> str | None:
@@ -206,6 +228,7 @@ def row_from_flat(
         mfu=_number(flat, "eff/mfu"),
         train_wall_s=_number(flat, "eff/train/wall_s"),
         eval_wall_s=_number(flat, "eff/eval/wall_s"),
+        **sweep_fields(config),
     )
 
 
@@ -237,6 +260,7 @@ def row_from_result(result: Result, folder: Path | str | None = None, source: st
         eval_wall_s=eff.phases["eval"].wall_s if "eval" in eff.phases else None,
         loss_history=[(int(step), float(loss)) for step, loss in eff.loss_history],
         class_counts=_class_counts(result.reports),
+        **sweep_fields(result.config),
     )
 
 

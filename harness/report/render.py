@@ -25,6 +25,7 @@ class ReportContent:
     not_finished: Table
     plots: list[Plot] = field(default_factory=list)
     curves: list[Plot] = field(default_factory=list)  # training loss per (task, model)
+    sensitivity: list[Plot] = field(default_factory=list)  # sweeps: selection metric against the swept value
     excluded: list[tuple[str, str]] = field(default_factory=list)  # (cell label, reason)
     notes: list[str] = field(default_factory=list)
 
@@ -67,6 +68,10 @@ def markdown(content: ReportContent, folder: Path) -> str:
                   "(no other method is both cheaper and better); dashed: zero-shot.", ""]
         lines += [f"![{plot.title}]({plot.path.relative_to(folder).as_posix()})" for plot in content.plots]
         lines.append("")
+    if content.sensitivity:
+        lines += ["## Sensitivity to the swept value", "", SENSITIVITY_NOTE, ""]
+        lines += [f"![{plot.title}]({plot.path.relative_to(folder).as_posix()})" for plot in content.sensitivity]
+        lines.append("")
     if content.curves:
         lines += ["## Training loss", "", LOSS_NOTE, ""]
         lines += [f"![{plot.title}]({plot.path.relative_to(folder).as_posix()})" for plot in content.curves]
@@ -81,6 +86,9 @@ def markdown(content: ReportContent, folder: Path) -> str:
     return "\n".join(lines)
 
 
+SENSITIVITY_NOTE = ("Stage 1 of each sweep: the selection metric on the selection split (first seed) against the swept "
+                    "value, one line per method; the ringed point is the one selected. A flat line: the method does "
+                    "not mind the value; a sharp peak: a fixed value would have misjudged it.")
 LOSS_NOTE = ("Training loss of every optimizer step, per cell, one colour per method; each seed is its own line. "
              "Methods of a model and seed see the same batches in the same order, so their curves compare step by step.")
 
@@ -133,6 +141,10 @@ def html_page(content: ReportContent) -> str:
                      "and better); dashed: zero-shot; error bars: 95 % CI over seeds.</p>")
         parts += [f"<figure><img alt=\"{esc(p.title)}\" src=\"{_image(p.path)}\"><figcaption>{esc(p.title)}</figcaption></figure>"
                   for p in content.plots]
+    if content.sensitivity:
+        parts.append(f"<h2>Sensitivity to the swept value</h2><p class=\"note\">{esc(SENSITIVITY_NOTE)}</p>")
+        parts += [f"<figure><img alt=\"{esc(p.title)}\" src=\"{_image(p.path)}\"><figcaption>{esc(p.title)}</figcaption></figure>"
+                  for p in content.sensitivity]
     if content.curves:
         parts.append(f"<h2>Training loss</h2><p class=\"note\">{esc(LOSS_NOTE)}</p>")
         parts += [f"<figure><img alt=\"{esc(p.title)}\" src=\"{_image(p.path)}\"><figcaption>{esc(p.title)}</figcaption></figure>"

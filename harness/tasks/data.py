@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import ConfigError, DataConfig, DataSource
-from harness.tasks.registry import TaskSpec
+from harness.tasks.registry import HeldOut, TaskSpec
 
 Row = dict[str, Any]
 
@@ -22,14 +22,28 @@ def load_split(task: TaskSpec, data: DataConfig, split: str, limit: int | None, 
     seed), not the first rows: BillSum and emotion files are ordered.
     """
     source = data.source or DataSource()
-    raw = _read_rows(task, source, split)
-    rows = [_canonical(task, source, row, split, index) for index, row in enumerate(raw)]
+    held_out = task.held_out
+    if held_out is not None and split in (held_out.name, held_out.of):
+        raw = _read_rows(task, source, held_out.of)
+        carved = held_out_indices(len(raw), held_out)
+        keep = carved if split == held_out.name else [i for i in range(len(raw)) if i not in set(carved)]
+        rows = [_canonical(task, source, raw[i], split, i) for i in keep]
+    else:
+        raw = _read_rows(task, source, split)
+        rows = [_canonical(task, source, row, split, index) for index, row in enumerate(raw)]
     if limit is not None and limit < len(rows):
         picked = sorted(random.Random(f"{task.name}/{split}/{seed}").sample(range(len(rows)), limit))
         rows = [rows[i] for i in picked]
     if not rows:
         raise ConfigError(f"task {task.name!r}: split {split!r} is empty")
     return rows
+
+
+def held_out_indices(size: int, held_out: HeldOut) -> list[int]:
+    """The rows of ``held_out.of`` that form the held-out split: a fixed share, drawn with its
+    own seed (at least one row; the rest stay for training)."""
+    count = min(max(1, round(size * held_out.fraction)), size - 1)
+    return sorted(random.Random(held_out.seed).sample(range(size), count))
 
 
 def check_source(task: TaskSpec, data: DataConfig, splits: tuple[str, ...]) -> None:

@@ -36,6 +36,23 @@ class Prompt:
 
 
 @dataclass(frozen=True)
+class HeldOut:
+    """A split the dataset lacks, carved out of another one (BillSum has no validation split).
+
+    The slice is a fixed share of ``of``, drawn with its own seed (independent of every training
+    seed), and its rows are dropped from ``of`` wherever it is loaded: what selection scores on
+    is never trained on, whichever stage or seed a cell belongs to."""
+
+    name: str  # the split it provides, e.g. "validation"
+    of: str  # the split it is carved from
+    fraction: float
+    seed: str
+
+    def describe(self) -> str:
+        return f"{self.name}: {self.fraction:.0%} of {self.of} (seed {self.seed!r})"
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     name: str
     kind: TaskKind
@@ -49,6 +66,7 @@ class TaskSpec:
     prompt: Prompt = field(default_factory=Prompt)
     description: str = ""
     defined: bool = False  # defined by a matrix (TaskDefinition), not bundled
+    held_out: HeldOut | None = None  # a selection split carved out of training data
 
     @property
     def heads(self) -> dict[str, str]:
@@ -82,6 +100,8 @@ TASKS: dict[str, TaskSpec] = {
         prompt=Prompt(t5_prefix="summarize: ", instruction="Summarize the following bill.", input_name="Bill",
                       output_name="Summary"),
         description="BillSum, US Congressional bill summarization (278-bill bundled sample)",
+        # BillSum ships no validation split: sweeps select on 10 % of train, never trained on
+        held_out=HeldOut(name="validation", of="train", fraction=0.1, seed="billsum/validation"),
     ),
 }
 

@@ -44,8 +44,14 @@ def create_experiment(client: Any, name: str, uri: str) -> str:
 
 
 def result_metrics(result: Result) -> dict[str, float]:
-    """Every number of a result that belongs in MLflow's metric table."""
-    metrics = {k: float(v) for k, v in result.metrics.items()}
+    """Every number of a result that belongs in MLflow's metric table. A sweep's grid point
+    (stage 1) was scored on its selection split: its quality figures are logged as
+    ``<split>/<metric>`` (``validation/f1_macro``), so no MLflow column mixes them with test scores."""
+    from harness.matrix.sweep import SELECT_STAGE, STAGE_TAG
+
+    selection = (result.config.get("tags") or {}).get(STAGE_TAG) == SELECT_STAGE
+    prefix = f"{(result.config.get('data') or {}).get('eval_split', 'validation')}/" if selection else ""
+    metrics = {f"{prefix}{k}": float(v) for k, v in result.metrics.items()}
     eff = result.efficiency
     for key in ("trainable_params", "total_params", "trainable_share", "train_steps", "train_samples",
                 "train_samples_per_s", "train_tokens_per_s", "padding_fraction", "adapter_bytes", "final_train_loss",

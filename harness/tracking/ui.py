@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from harness.matrix.sweep import SELECTED_TAG, STAGE_TAG, SWEEP_TAG
 from harness.names import (
     EXPERIMENT_KIND_TAG,
     MODEL_TRAINING_KIND,
@@ -41,6 +42,8 @@ def runs_view_state(matrix: Any) -> dict[str, Any]:
         scoring = SCORINGS[name]
         metrics += [scoring.headline, *(c for c in scoring.columns if c != scoring.headline)]
     columns = [f"metrics.`{name}`" for name in dict.fromkeys([*metrics, *EFFICIENCY_COLUMNS])]
+    if matrix.selections:  # a sweep: which stage each run belongs to, and what it swept
+        columns += [f"tags.`{STAGE_TAG}`", f"tags.`{SWEEP_TAG}`", f"tags.`{SELECTED_TAG}`"]
     state: dict[str, Any] = {"selectedColumns": columns}
     if scorings:
         state.update(orderByKey=f"metrics.`{SCORINGS[scorings[0]].headline}`", orderByAsc=False)

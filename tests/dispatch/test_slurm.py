@@ -184,3 +184,34 @@ def test_preemption_failure_and_cancellation(slurm_env, partition, tmp_path):
     assert failed.status == "failed" and "needs a GPU" in failed.error and "Traceback" in failed.traceback
     assert "needs a GPU" in states["tiny-bert", "ia3"].error
     assert states["tiny-llama", "lora"].scheduler_state.startswith("CANCELLED")
+
+
+def test_sweep_stage_two_is_submitted_by_a_dependency_job(slurm_env, partition, tmp_path):
+    """Stage 1 as one array; a follow-up job held with --dependency=afterany on it submits stage 2."""
+    import json
+
+    from harness.dispatch.stages import CONTINUATION_FILE
+    from harness.matrix.sweep import FINAL_STAGE
+
+    data = _slurm(smoke_dict(tmp_path / "out", name="sweep-slurm", models=["tiny-bert"], methods=["lora"], seeds=[0, 1],
+                             exclude=[]), partition)
+    data["defaults"]["train"]["max_steps"] = 2
+    data["sweep"] = [{"values": {"train.learning_rate": [1.0e-4, 3.0e-2]}}]
+    path = write_matrix(tmp_path / "sweep.yaml", data)
+    report = submit(path)
+    assert report.ok and len(report.submitted) == 2
+    record = json.loads((tmp_path / "out" / CONTINUATION_FILE).read_text())
+    assert record["after"] == [report.submitted[0].array_job_id]
+    dependency = subprocess.run(["squeue", "-h", "-j", record["job_id"], "-o", "%E"], capture_output=True, text=True,
+                                timeout=30).stdout.strip()
+    assert dependency.startswith("afterany:" + record["after"][0]), dependency
+    deadline = time.monotonic() + 540
+    while True:
+        final = status(path)
+        if len(final.states) == 4 and all(s.status == "success" for s in final.states):
+            break
+        assert time.monotonic() < deadline, render_status(final)
+        time.sleep(3)
+    finals = [s for s in final.states if s.cell.stage == FINAL_STAGE]
+    assert [s.cell.seed for s in finals] == [0, 1]
+    assert len({s.job.array_job_id for s in finals}) == 1 and finals[0].job.array_job_id != record["after"][0]

@@ -119,3 +119,29 @@ def test_counts_match_peft(plan):
     expected = _peft_count("llama-3.2-3b-instruct", "causal",
                            IA3Config(target_modules=targets, feedforward_modules=["down_proj"], task_type="CAUSAL_LM"))
     assert (ia3["trainable_params"], ia3["total_params"]) == expected
+
+
+def test_thesis_tuned_is_the_study_with_a_learning_rate_sweep_per_method(tmp_path):
+    from harness.matrix.sweep import SELECT_STAGE
+
+    study = load_matrix(THESIS, output_dir=tmp_path / "study")
+    tuned = load_matrix(REPO / "jobs" / "thesis-tuned.yaml", output_dir=tmp_path / "tuned")
+    assert tuned.name == "thesis-tuned" and tuned.spec.resources == study.spec.resources  # extends: thesis.yaml
+    trained = {(c.task, c.model, c.method) for c in study.active if c.method != "zeroshot"}
+    assert {(s.task, s.model, s.method) for s in tuned.selections} == trained
+    for selection in tuned.selections:
+        rates = [c.config.train.learning_rate for c in selection.points]
+        assert len(rates) == 7 and rates == sorted(rates) and rates[-1] / rates[0] == pytest.approx(1000)
+        assert selection.metric == {"emotion": "f1_macro", "billsum": "rougeL"}[selection.task]
+        assert selection.seeds == [0, 1, 2]
+        point = selection.points[0].config
+        assert point.data.eval_split == "validation" and point.data.max_eval_samples == 500
+        # everything but the swept rate, the split and the selection set is the study's cell
+        study_cell = next(c.config for c in study.active if (c.task, c.model, c.method, c.seed) ==
+                          (selection.task, selection.model, selection.method, 0))
+        assert point.method_args == study_cell.method_args and point.train.epochs == study_cell.train.epochs
+    ia3 = next(s for s in tuned.selections if s.method == "ia3")
+    assert ia3.points[0].config.train.learning_rate == 1e-4
+    zeroshot = [c for c in tuned.cells if c.method == "zeroshot"]
+    assert len(zeroshot) == 2 and all(c.stage is None for c in zeroshot)
+    assert len([c for c in tuned.cells if c.stage == SELECT_STAGE]) == 7 * len(trained)

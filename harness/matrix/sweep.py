@@ -1,0 +1,206 @@
+"""Sweeps: values for any cell key, a selection on a validation split, and the two stages.
+
+A matrix file may add::
+
+    sweep:
+      - values: {train.learning_rate: {log: [1.0e-5, 1.0e-2], n: 7}}     # every trained cell
+      - match: {method: [ia3, prefix]}                                   # a scope: it replaces
+        values: {train.learning_rate: {log: [1.0e-4, 1.0e-1], n: 7}}     #   the keys it names
+    select: {metric: f1_macro, split: validation, mode: max}
+
+For each (task, model, method) that a sweep entry matches, the grid is the product of the
+values of its keys (for each key, the last matching entry's values). Then:
+
+- **stage 1** (``select``) runs every grid point on the group's first seed and scores it on
+  ``select.split``: emotion's validation split, BillSum's held-out slice of train
+  (:class:`harness.tasks.registry.HeldOut`), never the test split;
+- **stage 2** (``final``) runs the point selected by ``select.metric`` on every seed of the
+  group and scores it on the cell's own evaluation split (``data.eval_split``, test).
+
+Stage-2 cells exist once their group's grid has finished: :func:`choose` picks the best
+point that succeeded (failed points are left out and reported; a tie goes to the first
+point in grid order, also reported). Sweep values are applied after every ``overrides``
+entry. A method that does not train (zero-shot) is not swept: its cells run as written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from itertools import product
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from harness.matrix.schema import SweepEntry, grid_values
+
+if TYPE_CHECKING:
+    from harness.matrix.expand import Cell
+
+# the tags that say which stage a cell belongs to and what it ran (on every cell and its MLflow run)
+STAGE_TAG = "harness.stage"
+SWEEP_TAG = "harness.sweep"  # stage 1: the grid point, JSON {key: value}
+SELECTED_TAG = "harness.selected"  # stage 2: the selected point, JSON {key: value}
+SELECT_TAG = "harness.select"  # metric/split/mode
+SELECT_STAGE, FINAL_STAGE = "select", "final"
+
+
+def grid_of(entries: list[SweepEntry], model: str, method: str, task: str, seed: int) -> tuple[list[dict[str, Any]], list[int]]:
+    """The grid points of a cell (dotted key -> value, keys in first-seen order) and the indices
+    of the entries that contributed; no entry matches: ``([], [])``."""
+    chosen: dict[str, list[Any]] = {}
+    used = []
+    for index, entry in enumerate(entries):
+        if entry.match.matches(model, method, task, seed):
+            used.append(index)
+            for key, values in entry.values.items():
+                chosen[key] = grid_values(values)
+    if not chosen:
+        return [], []
+    keys = list(chosen)
+    return [dict(zip(keys, combination)) for combination in product(*(chosen[k] for k in keys))], used
+
+
+def describe_point(point: dict[str, Any]) -> str:
+    return ", ".join(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}" for key, value in point.items())
+
+
+# --------------------------------------------------------------------------- choosing
+
+
+@dataclass
+class Outcome:
+    """One grid point as stage 1 left it: ``waiting`` (no final result yet), ``success`` with its
+    metric value, or another final status (failed, oom, timeout, cancelled, or a missing metric)."""
+
+    point: dict[str, Any]
+    status: str
+    value: float | None = None
+    cell_id: str = ""
+
+
+@dataclass
+class Choice:
+    point: dict[str, Any] | None
+    value: float | None
+    ties: list[dict[str, Any]] = field(default_factory=list)  # other points with the same best value
+    failed: list[Outcome] = field(default_factory=list)
+    reason: str = ""  # why nothing was chosen
+
+    def describe(self) -> str:
+        if self.point is None:
+            return self.reason
+        text = f"{describe_point(self.point)} ({self.value:.4g})"
+        if self.ties:
+            text += f"; tied with {'; '.join(map(describe_point, self.ties))}: the first in grid order wins"
+        if self.failed:
+            text += f"; {len(self.failed)} failed point(s) left out: " + "; ".join(
+                f"{describe_point(o.point)} {o.status}" for o in self.failed)
+        return text
+
+
+def choose(outcomes: list[Outcome], mode: str) -> Choice | None:
+    """The selected point, once no point is waiting (None before). Failed points are left out;
+    equal best values go to the first point in grid order (the lower value of a sorted grid)."""
+    if any(o.status == "waiting" for o in outcomes):
+        return None
+    good = [o for o in outcomes if o.status == "success" and o.value is not None and math.isfinite(o.value)]
+    failed = [o for o in outcomes if o not in good]
+    if not good:
+        return Choice(None, None, failed=failed, reason=f"every grid point failed ({len(failed)}): nothing to select")
+    sign = 1.0 if mode == "max" else -1.0
+    best = max(good, key=lambda o: sign * o.value)  # type: ignore[operator] # max keeps the first of equals
+    ties = [o.point for o in good if o is not best and o.value == best.value]
+    return Choice(best.point, best.value, ties=ties, failed=failed)
+
+
+def read_outcome(folder: Path, point: dict[str, Any], metric: str, cell_id: str) -> Outcome:
+    """A grid point's outcome from its cell folder's result.json (plain JSON: plan-time speed)."""
+    from harness.result import FINAL_STATUSES, RESULT_FILE
+
+    path = folder / RESULT_FILE
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return Outcome(point, "waiting", cell_id=cell_id)
+    except (OSError, ValueError):
+        return Outcome(point, "unreadable", cell_id=cell_id)
+    status = str(data.get("status"))
+    if status not in FINAL_STATUSES:
+        return Outcome(point, "waiting", cell_id=cell_id)
+    if status != "success":
+        return Outcome(point, status, cell_id=cell_id)
+    value = (data.get("metrics") or {}).get(metric)
+    if not isinstance(value, (int, float)):
+        return Outcome(point, f"no {metric}", cell_id=cell_id)
+    return Outcome(point, "success", float(value), cell_id=cell_id)
+
+
+# --------------------------------------------------------------------------- a group's selection
+
+
+@dataclass
+class Selection:
+    """The sweep of one (task, model, method): its stage-1 cells and, once chosen, its stage-2 cells."""
+
+    task: str
+    model: str
+    method: str
+    metric: str
+    split: str
+    mode: str
+    points: list["Cell"]  # stage 1, in grid order
+    seeds: list[int]  # of stage 2
+    # the stage-2 cells for a chosen point (built by the expansion, which knows each seed's settings)
+    build: Callable[[dict[str, Any]], list["Cell"]] = field(repr=False)
+    outcomes: list[Outcome] = field(default_factory=list)
+    choice: Choice | None = None
+    finals: list["Cell"] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"{self.task}/{self.model}/{self.method}"
+
+    @property
+    def keys(self) -> list[str]:
+        return list(self.points[0].point) if self.points else []
+
+    @property
+    def state(self) -> str:
+        """waiting (grid running), selected (stage 2 expanded) or failed (nothing to select)."""
+        if self.choice is None:
+            return "waiting"
+        return "selected" if self.choice.point is not None else "failed"
+
+    def resolve(self, final_statuses: dict[str, str] | None = None) -> list["Cell"]:
+        """Read the grid's outcomes; once none is waiting, choose and build stage 2. Returns the
+        stage-2 cells added by this call. ``final_statuses``: what the scheduler knows of points
+        whose job ended without a result.json (an out-of-memory kill)."""
+        if self.choice is not None:
+            return []
+        final_statuses = final_statuses or {}
+        self.outcomes = []
+        for cell in self.points:
+            outcome = read_outcome(cell.folder, cell.point, self.metric, cell.cell_id)
+            if outcome.status == "waiting" and cell.excluded is not None:
+                outcome.status = "excluded"
+            elif outcome.status == "waiting" and cell.cell_id in final_statuses:
+                outcome.status = final_statuses[cell.cell_id]
+            self.outcomes.append(outcome)
+        self.choice = choose(self.outcomes, self.mode)
+        if self.choice is None or self.choice.point is None:
+            return []
+        self.finals = self.build(self.choice.point)
+        return self.finals
+
+    def progress(self) -> str:
+        done = sum(o.status != "waiting" for o in self.outcomes)
+        return f"{done}/{len(self.points)} grid points finished"
+
+    def describe(self) -> str:
+        head = f"{self.label}: select {self.metric} ({self.mode}) on {self.split}"
+        if self.choice is None:
+            return f"{head}: stage 1 {self.progress()}; stage 2 ({len(self.seeds)} seeds) waits for it"
+        if self.choice.point is None:
+            return f"{head}: {self.choice.reason}; stage 2 not run"
+        return f"{head}: selected {self.choice.describe()}; stage 2: {len(self.finals)} cells"
