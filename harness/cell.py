@@ -68,6 +68,7 @@ class CellPlan:
     method_args: dict[str, Any]
     train_rows: list[dict[str, Any]]
     eval_rows: list[dict[str, Any]]
+    validation_rows: list[dict[str, Any]]  # train.eval_every's loss, while training
 
 
 def prepare_cell(config: CellConfig) -> CellPlan:
@@ -86,7 +87,9 @@ def prepare_cell(config: CellConfig) -> CellPlan:
     data = config.data
     train_rows = load_split(task, data, data.train_split, data.max_train_samples, config.seed) if method.trains else []
     eval_rows = load_split(task, data, data.eval_split, data.max_eval_samples, config.seed)
-    return CellPlan(config, model, task, method, head, args, train_rows, eval_rows)
+    watched = method.trains and config.train.eval_every > 0
+    validation_rows = load_split(task, data, data.validation_split, data.max_validation_samples, config.seed) if watched else []
+    return CellPlan(config, model, task, method, head, args, train_rows, eval_rows, validation_rows)
 
 
 def _resolve_precision(config: CellConfig, device: Any) -> tuple[str, Any]:
@@ -277,7 +280,7 @@ def _execute(plan: CellPlan, cell_dir: Path, device: Any, meter: Any, sampler: A
             model, train_examples, head=plan.head, pad_id=formatter.pad, config=config.train, method=method,
             learning_rate=learning_rate, seed=config.seed,
             checkpoint_dir=cell_dir / CHECKPOINT_DIR, accelerator=accelerator, quantized=loaded.quantized_4bit,
-            class_weights=weights,
+            class_weights=weights, validation=[formatter.encode(row) for row in plan.validation_rows],
         )
         _set_phase(sampler, "train")
         with meter.phase("train"), preemption.checkpoint_callback(trainer.checkpoint_now):
@@ -298,6 +301,7 @@ def _execute(plan: CellPlan, cell_dir: Path, device: Any, meter: Any, sampler: A
         eff.final_train_loss = outcome.final_loss
         eff.resumed_from_step = outcome.resumed_from_step
         eff.loss_history = list(outcome.losses)
+        eff.eval_loss_history = list(outcome.eval_losses)
         saved = _save_weights(model, loaded.tokenizer, method, cell_dir)
         result.artifacts[saved.name] = saved.name
         eff.adapter_bytes = _dir_size(saved)

@@ -98,6 +98,10 @@ class DataConfig(StrictModel):
     num_beams: int = Field(1, ge=1)
     max_new_tokens: int | None = Field(None, ge=1)  # default: max_target_tokens
     class_weighted_loss: bool = False  # w_c = N / (C * n_c)
+    # train.eval_every: the loss on this split while training (a validation split, or BillSum's
+    # held-out slice of train), on at most this many examples (a seeded sample)
+    validation_split: str = "validation"
+    max_validation_samples: int | None = Field(256, ge=1)
 
 
 class TrainConfig(StrictModel):
@@ -126,6 +130,8 @@ class TrainConfig(StrictModel):
     compile: bool = False
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     checkpoint_every: int = Field(0, ge=0)  # optimizer steps; 0 disables periodic checkpoints
+    # optimizer steps between validation losses (data.validation_split; the report's curves); 0: off
+    eval_every: int = Field(0, ge=0)
     log_every: int = Field(10, ge=0)
     progress_bar: bool = True
 
@@ -190,7 +196,11 @@ class TaskDefinition(StrictModel):
 
 
 # section -> {setting: its default}: see CellConfig.identity ("" is the top level)
-ADDED_LATER: dict[str, dict[str, Any]] = {"train": {"packing": False, "compile": False}, "": {"task_definition": None}}
+ADDED_LATER: dict[str, dict[str, Any]] = {
+    "train": {"packing": False, "compile": False, "eval_every": 0},
+    "data": {"validation_split": "validation", "max_validation_samples": 256},
+    "": {"task_definition": None},
+}
 
 
 class CellConfig(StrictModel):

@@ -56,6 +56,8 @@ class Efficiency(BaseModel):
     final_train_loss: float | None = None
     # (optimizer step, training loss of that step: its micro-batches' losses summed), every step
     loss_history: list[tuple[int, float]] = Field(default_factory=list)
+    # (optimizer step, mean loss on the validation split), every train.eval_every steps
+    eval_loss_history: list[tuple[int, float]] = Field(default_factory=list)
     resumed_from_step: int | None = None
 
 

@@ -1,5 +1,7 @@
-"""Training-loss curves: one PNG per (task, model), a line per cell (colour per method), from
-each result's ``efficiency.loss_history`` (the training loss of every optimizer step). Matplotlib's object API with the Agg canvas, as for the Pareto plots."""
+"""Loss curves: one PNG per (task, model), a line per cell (colour per method): the training loss of
+every optimizer step (``efficiency.loss_history``) and, for cells with ``train.eval_every``, the
+validation loss (``efficiency.eval_loss_history``, dashed, with markers). Matplotlib's object
+API with the Agg canvas, as for the Pareto plots."""
 
 from __future__ import annotations
 
@@ -29,7 +31,12 @@ def loss_curves(groups: list[Group], folder: Path) -> list[Plot]:
                 steps, losses = zip(*row.loss_history)
                 ax.plot(steps, losses, color=colour, linewidth=1.2, alpha=0.85,
                         label=group.method if n == 0 else None)
-        plots.append(save_plot(figure, ax, xlabel="optimizer step", ylabel="training loss",
-                               title=f"{task} / {model}: training loss", path=folder / f"loss_{_slug(task)}_{_slug(model)}.png",
+                if row.eval_loss_history:
+                    steps, losses = zip(*row.eval_loss_history)
+                    ax.plot(steps, losses, color=colour, linewidth=1.2, linestyle="--", marker="o", markersize=3,
+                            label=f"{group.method} (validation)" if n == 0 else None)
+        validated = any(r.eval_loss_history for g in members for r in g.ok)
+        plots.append(save_plot(figure, ax, xlabel="optimizer step", ylabel="loss",
+                               title=f"{task} / {model}: training loss" + (" (dashed: validation)" if validated else ""), path=folder / f"loss_{_slug(task)}_{_slug(model)}.png",
                                task=task, model=model, axis="loss"))
     return plots

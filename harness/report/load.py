@@ -63,6 +63,7 @@ class CellRow:
     eval_wall_s: float | None = None
     # (optimizer step, training loss), from result.json; empty for an MLflow run without one
     loss_history: list[tuple[int, float]] = field(default_factory=list)
+    eval_loss_history: list[tuple[int, float]] = field(default_factory=list)  # train.eval_every
     # classification: {class name: examples of it in the evaluation set}, from the confusion matrix
     class_counts: dict[str, int] = field(default_factory=dict)
     # a sweep's cells (harness.matrix.sweep): select (stage 1, scored on the selection split) or
@@ -259,6 +260,7 @@ def row_from_result(result: Result, folder: Path | str | None = None, source: st
         train_wall_s=eff.phases["train"].wall_s if "train" in eff.phases else None,
         eval_wall_s=eff.phases["eval"].wall_s if "eval" in eff.phases else None,
         loss_history=[(int(step), float(loss)) for step, loss in eff.loss_history],
+        eval_loss_history=[(int(step), float(loss)) for step, loss in eff.eval_loss_history],
         class_counts=_class_counts(result.reports),
         **sweep_fields(result.config),
     )

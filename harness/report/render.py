@@ -90,7 +90,8 @@ SENSITIVITY_NOTE = ("Stage 1 of each sweep: the selection metric on the selectio
                     "value, one line per method; the ringed point is the one selected. A flat line: the method does "
                     "not mind the value; a sharp peak: a fixed value would have misjudged it.")
 LOSS_NOTE = ("Training loss of every optimizer step, per cell, one colour per method; each seed is its own line. "
-             "Methods of a model and seed see the same batches in the same order, so their curves compare step by step.")
+             "Methods of a model and seed see the same batches in the same order, so their curves compare step by step. "
+             "Dashed, with markers: the loss on the validation split every train.eval_every steps, where a cell sets it.")
 
 
 # --------------------------------------------------------------------------- HTML

@@ -114,6 +114,8 @@ def log_result(
     params = [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in sorted(flatten(result.config).items())
               if k not in existing_params]
     metrics = [Metric(k, v, 0, 0) for k, v in sorted(result_metrics(result).items())]
+    for step, loss in result.efficiency.eval_loss_history:
+        metrics.append(Metric("validation/loss", float(loss), 0, int(step)))
     for step, loss in result.efficiency.loss_history:
         metrics.append(Metric("train/loss", float(loss), 0, int(step)))
     run_tags = [RunTag(k, v) for k, v in tags.items()]

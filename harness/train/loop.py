@@ -51,6 +51,7 @@ class Progress:
     real_tokens: int = 0
     token_slots: int = 0
     losses: list[tuple[int, float]] = field(default_factory=list)
+    eval_losses: list[tuple[int, float]] = field(default_factory=list)  # train.eval_every
 
 
 @dataclass
@@ -67,6 +68,7 @@ class TrainOutcome:
     # with train.compile: the first optimizer step of this run (it compiles), kept out of the
     # samples/seconds above; None when the model was not compiled
     compile_s: float | None = None
+    eval_losses: list[tuple[int, float]] = field(default_factory=list)
 
 
 def total_optimizer_steps(num_examples: int, config: TrainConfig) -> int:
@@ -93,8 +95,11 @@ class Trainer:
         quantized: bool = False,
         class_weights: list[float] | None = None,
         on_log: Callable[[int, dict[str, float]], None] | None = None,
+        validation: list[Example] | None = None,
     ) -> None:
         self.model, self.examples, self.head, self.pad_id = model, examples, head, pad_id
+        # train.eval_every's examples, longest first (fewer padded slots per batch)
+        self.validation = sorted(validation or [], key=lambda e: -e.length)
         self.config, self.method, self.seed = config, method, seed
         self.checkpoint_dir = checkpoint_dir
         self.accelerator = accelerator
@@ -192,7 +197,8 @@ class Trainer:
         if path is None:
             return None
         progress, rng, extra = ckpt.load_checkpoint(path, self.unwrapped, self.optimizer, self.scheduler)
-        self.progress = Progress(**{**progress, "losses": [tuple(x) for x in progress["losses"]]})
+        self.progress = Progress(**{**progress, "losses": [tuple(x) for x in progress["losses"]],
+                                    "eval_losses": [tuple(x) for x in progress.get("eval_losses", [])]})
         self._restore_extra(extra)
         ckpt.set_rng_state(rng)
         self._rng_at_boundary = rng
@@ -241,6 +247,8 @@ class Trainer:
                         started, start_samples, start_tokens = time.perf_counter(), progress.samples, progress.real_tokens
                     progress.losses.append((progress.step, loss_sum))
                     self._report(bar, loss_sum, started, start_samples)
+                    if self._validation_due():
+                        progress.eval_losses.append((progress.step, self.validation_loss()))
                     if cfg.checkpoint_every and progress.step % cfg.checkpoint_every == 0:
                         self.save_checkpoint()
                 if progress.batch_in_epoch >= len(order):
@@ -262,7 +270,31 @@ class Trainer:
             losses=progress.losses,
             resumed_from_step=resumed,
             compile_s=compile_s,
+            eval_losses=progress.eval_losses,
         )
+
+    def _validation_due(self) -> bool:
+        every, step = self.config.eval_every, self.progress.step
+        return bool(every and self.validation and (step % every == 0 or step == self.total_steps))
+
+    @torch.no_grad()
+    def validation_loss(self) -> float:
+        """Mean loss per example on the validation examples (unweighted, dropout off). It draws
+        no random numbers, so a run that measures it trains exactly as one that does not."""
+        self.model.eval()
+        total, count = 0.0, 0
+        try:
+            size = self.config.eval_batch_size
+            for start in range(0, len(self.validation), size):
+                chunk = self.validation[start : start + size]
+                batch = collate_train(chunk, self.head, self.pad_id)
+                batch.pop("class_ids", None)
+                batch = {k: v.to(self.device) for k, v in batch.items()}
+                total += float(self.model(**batch).loss) * len(chunk)
+                count += len(chunk)
+        finally:
+            self.model.train()
+        return total / max(count, 1)
 
     def _collate(self, examples: list[Example]) -> dict[str, torch.Tensor]:
         if self.config.packing:  # plan-time checks allow it only for decoder-only heads
