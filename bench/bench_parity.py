@@ -5,14 +5,14 @@ MiniLM-L6, LoRA r8 on query/value (alpha 8, dropout 0), AdamW at 2e-3 constant, 
 both are run side by side in this one process's order, then the mean accuracy and macro-F1
 of each are printed with 95 % t intervals (harness.report.stats).
 
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/bench_parity.py [--seeds 0 1 2] [--steps 300] [--harness-defaults
-        [--except clipping|warmup|grouping ...]]
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/bench_parity.py [--seeds 0 1 2] [--steps 300]
+        [--modes same defaults] [--except clipping|warmup|grouping ...]
 
-``--harness-defaults`` runs the harness side with its own defaults for what the bare loop
-does not do (clipping at 1.0, 6 % warmup, length-grouped batches) instead of matching it;
-``--except`` switches the named ones back to the bare loop's, to find which default costs
-quality.
-About 3.5 minutes per run on two CPU cores.
+Two harness sides by default, against the same bare-loop runs: ``same`` (the bare loop's
+settings) and ``defaults`` (the harness's own defaults for what the bare loop does not do:
+clipping at 1.0, 6 % warmup, length-grouped batches); ``--except`` switches the named
+defaults back to the bare loop's, to find which one costs quality. Each harness mean is
+marked inside or outside the bare loop's interval. About 2 minutes per run on two CPU cores.
 """
 
 from __future__ import annotations
@@ -63,32 +63,42 @@ def bare_run(seed: int, steps: int) -> dict[str, float]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+MODES = {"same": "same settings as the bare loop", "defaults": "harness at its defaults (clipping, warmup, grouping)"}
+
+
 def main() -> None:
     from harness.report.stats import summarize
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--harness-defaults", action="store_true")
+    parser.add_argument("--modes", nargs="+", choices=sorted(MODES), default=["same", "defaults"],
+                        help="the harness side: the bare loop's settings, its own defaults, or both (default)")
     parser.add_argument("--except", dest="exceptions", nargs="+", choices=sorted(BARE_SETTINGS), default=[],
-                        help="with --harness-defaults: these settings as the bare loop has them")
+                        help="in the defaults mode: these settings as the bare loop has them")
     args = parser.parse_args()
     out = Path(tempfile.mkdtemp(prefix="parity-"))
-    runs: dict[str, list[dict[str, float]]] = {"bare loop": [], "harness": []}
+    sides = ["bare loop", *(f"harness, {MODES[m]}" + (f" except {', '.join(args.exceptions)}" if m == "defaults" and args.exceptions else "")
+                            for m in args.modes)]
+    runs: dict[str, list[dict[str, float]]] = {side: [] for side in sides}
     for seed in args.seeds:
-        runs["bare loop"].append(bare_run(seed, args.steps))
-        runs["harness"].append(harness_run(seed, args.steps, out, args.harness_defaults, tuple(args.exceptions)))
-        print(f"seed {seed}: bare {runs['bare loop'][-1]['accuracy']:.4f}/{runs['bare loop'][-1]['f1_macro']:.4f}  "
-              f"harness {runs['harness'][-1]['accuracy']:.4f}/{runs['harness'][-1]['f1_macro']:.4f}", flush=True)
-    print(f"\nparity, {len(args.seeds)} seeds, {args.steps} steps"
-          + ((" (harness at its defaults" + (f", except {', '.join(args.exceptions)})" if args.exceptions else ")"))
-             if args.harness_defaults else " (same settings)"))
+        runs[sides[0]].append(bare_run(seed, args.steps))
+        for side, mode in zip(sides[1:], args.modes):
+            runs[side].append(harness_run(seed, args.steps, out / mode, mode == "defaults", tuple(args.exceptions)))
+        print(f"seed {seed}: " + "  ".join(f"{side.split(',')[0]}{'' if side == sides[0] else ' ' + mode} "
+                                          f"{runs[side][-1]['accuracy']:.4f}/{runs[side][-1]['f1_macro']:.4f}"
+                                          for side, mode in zip(sides, ["", *args.modes])), flush=True)
+    print(f"\nparity, {len(args.seeds)} seeds, {args.steps} steps: mean ± half-width of the 95 % t interval")
+    bare = {metric: summarize([r[metric] for r in runs[sides[0]]]) for metric in ("accuracy", "f1_macro")}
     for name, rows in runs.items():
         cells = []
         for metric in ("accuracy", "f1_macro"):
             s = summarize([r[metric] for r in rows])
-            cells.append(f"{metric} {s.mean:.4f}" + (f" ± {s.half_width:.4f}" if s.half_width is not None else ""))
-        print(f"  {name:<10} " + "   ".join(cells))
+            inside = ""
+            if name != sides[0] and bare[metric].low is not None:
+                inside = " (inside the bare loop's interval)" if bare[metric].low <= s.mean <= bare[metric].high else " (OUTSIDE)"
+            cells.append(f"{metric} {s.mean:.4f}" + (f" ± {s.half_width:.4f}" if s.half_width is not None else "") + inside)
+        print(f"  {name:<58} " + "   ".join(cells))
 
 
 if __name__ == "__main__":

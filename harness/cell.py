@@ -48,6 +48,7 @@ from harness.methods.registry import MethodSpec, resolve_method
 from harness.models import ModelSpec, count_module_parameters, load_model, resolve_model
 from harness.result import Result, RunRecord, now_iso, write_result
 from harness.tasks import Formatter, TaskSpec, class_weights, head_for, load_split, task_of
+from harness.train import distributed
 
 log = logging.getLogger("harness.cell")
 
@@ -119,11 +120,42 @@ def run_cell(config: CellConfig) -> Result:
     """
     plan = prepare_cell(config)
     cell_dir = Path(config.output_dir)
+    ctx = distributed.setup(config)  # train.distributed: this rank of the process group
+    try:
+        if not ctx.main:
+            return _follow(plan, cell_dir)
+        return _lead(plan, cell_dir)
+    finally:
+        distributed.teardown()
+
+
+def _follow(plan: CellPlan, cell_dir: Path) -> Result:
+    """A rank other than 0 of a distributed cell: train its share, write nothing but, on a
+    failure, its traceback (``rank-<r>.error``), which rank 0 reports."""
+    from harness.train import PhaseMeter
+
+    config = plan.config
+    _quiet_libraries()
+    result = Result(cell_id=config.cell_id, status="running", config=config.public_dump(), environment={})
+    device = distributed.device()
+    try:
+        _execute(plan, cell_dir, device, PhaseMeter(device), None, result)
+    except Exception:
+        distributed.record_error(cell_dir, traceback.format_exc())
+        raise
+    result.status = "success"
+    return result
+
+
+def _lead(plan: CellPlan, cell_dir: Path) -> Result:
+    """The process that writes the cell: the only one, or rank 0."""
     try:
         acquired = folder_lock.acquire(cell_dir)  # before any write: one live writer per folder
     except OSError as error:
         raise ConfigError(f"output folder {cell_dir}: cannot write there ({error.strerror or error})") from None
     try:
+        for stale in cell_dir.glob(distributed.ERROR_FILE.format(rank="*")):  # an earlier attempt's
+            stale.unlink(missing_ok=True)
         _reserve_space(cell_dir)
         handler = _attach_log(cell_dir / "log.txt")
         try:
@@ -200,7 +232,7 @@ def _run(plan: CellPlan, cell_dir: Path) -> Result:
         return result
     log.info("cell %s: %s / %s / %s / seed %d", config.cell_id, config.model, config.method, config.task, config.seed)
 
-    device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
+    device = distributed.device()
     sampler = _start_sampler(config, cell_dir)
     from harness.train import PhaseMeter
 
@@ -215,6 +247,11 @@ def _run(plan: CellPlan, cell_dir: Path) -> Result:
     except Exception as error:  # noqa: BLE001 - any failure of this cell must end as a result, not a crash
         result.status, result.error = "failed", f"{type(error).__name__}: {error}"
         result.traceback = traceback.format_exc()
+        for rank, text in distributed.rank_errors(cell_dir):  # another rank failed first: its error is the cause
+            last = next((line for line in reversed(text.splitlines()) if line.strip()), "")
+            result.error = f"rank {rank} failed: {last}"
+            result.traceback = f"rank {rank}:\n{text}\nrank 0 then:\n{result.traceback}"
+            break
         log.error("cell failed: %s\n%s", result.error, result.traceback)
     finally:
         # Preemption (SystemExit) also passes here: stop the sampler, keep status "running".
@@ -262,7 +299,8 @@ def _execute(plan: CellPlan, cell_dir: Path, device: Any, meter: Any, sampler: A
     result.run = RunRecord(head=plan.head, family=plan.model.family, peft_config=resolved_peft_config(model),
                            learning_rate=learning_rate if method.trains else None,
                            total_steps=total_steps if method.trains else 0,
-                           train_examples=len(train_examples), eval_examples=len(eval_examples))
+                           train_examples=len(train_examples), eval_examples=len(eval_examples),
+                           **_batch_record(config))
     eff = result.efficiency
     eff.trainable_params, eff.total_params = trainable, total
     eff.trainable_share = trainable / total if total else 0.0
@@ -285,6 +323,8 @@ def _execute(plan: CellPlan, cell_dir: Path, device: Any, meter: Any, sampler: A
         _set_phase(sampler, "train")
         with meter.phase("train"), preemption.checkpoint_callback(trainer.checkpoint_now):
             outcome = trainer.train()
+        if not distributed.current().main:
+            return  # rank 0 saves the weights, evaluates and writes the result
         model = accelerator.unwrap_model(trainer.model)
         # an optimizer hook may freeze parameters (LoRA-FA's A): count what trained
         trainable, total = count_module_parameters(model)
@@ -317,6 +357,14 @@ def _execute(plan: CellPlan, cell_dir: Path, device: Any, meter: Any, sampler: A
             handle.write(json.dumps(record) + "\n")
     result.artifacts["predictions"] = "predictions.jsonl"
     log.info("metrics: %s", {k: round(v, 4) for k, v in result.metrics.items()})
+
+
+def _batch_record(config: CellConfig) -> dict[str, Any]:
+    """How the global batch was split: the processes, each one's batch, the batch per optimizer step."""
+    ctx, train = distributed.current(), config.train
+    per_device = train.batch_size // ctx.world_size
+    return {"distributed": ctx.mode, "world_size": ctx.world_size, "per_device_batch": per_device,
+            "effective_batch": per_device * ctx.world_size * train.grad_accum}
 
 
 def _save_weights(model: Any, tokenizer: Any, method: MethodSpec, cell_dir: Path) -> Path:

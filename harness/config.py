@@ -132,6 +132,10 @@ class TrainConfig(StrictModel):
     checkpoint_every: int = Field(0, ge=0)  # optimizer steps; 0 disables periodic checkpoints
     # optimizer steps between validation losses (data.validation_split; the report's curves); 0: off
     eval_every: int = Field(0, ge=0)
+    # several processes (resources: nodes x tasks per node): ddp replicates the model and averages
+    # gradients; fsdp shards parameters, gradients and optimizer state. A matrix sets ddp when its
+    # cell has more than one task; batch_size stays the global batch (each rank takes its share)
+    distributed: Literal["none", "ddp", "fsdp"] = "none"
     log_every: int = Field(10, ge=0)
     progress_bar: bool = True
 
@@ -197,7 +201,7 @@ class TaskDefinition(StrictModel):
 
 # section -> {setting: its default}: see CellConfig.identity ("" is the top level)
 ADDED_LATER: dict[str, dict[str, Any]] = {
-    "train": {"packing": False, "compile": False, "eval_every": 0},
+    "train": {"packing": False, "compile": False, "eval_every": 0, "distributed": "none"},
     "data": {"validation_split": "validation", "max_validation_samples": 256},
     "": {"task_definition": None},
 }

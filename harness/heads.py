@@ -35,6 +35,10 @@ class HeadSpec:
     prompt_padding: Literal["left", "right"] | None
     # (model, batch without class ids, class weights, class ids) -> loss, for data.class_weighted_loss
     weighted_loss: Callable[[Any, dict[str, Any], Any, Any], Any]
+    # (batch, class weights or None, class ids) -> what the head's loss averages over in this batch
+    # (examples, label tokens, class weights): a rank of a distributed cell scales its loss by its
+    # share of the global batch's units, so the averaged gradient is the one-process gradient
+    loss_units: Callable[[dict[str, Any], Any, Any], float] = lambda batch, weights, class_ids: float(len(batch["labels"]))
     # why padding-free packing (one flattened row per batch) cannot apply; None: it can
     packing_refusal: str | None = None
 
@@ -62,6 +66,23 @@ def _text_to_text_loss(model: Any, batch: dict[str, Any], weights: Any, class_id
     return (per_example * example_weights).sum() / example_weights.sum()
 
 
+def _example_units(batch: dict[str, Any], weights: Any, class_ids: Any) -> float:
+    """cross_entropy's mean: over examples, or over their class weights."""
+    return float(weights[batch["labels"]].sum()) if weights is not None else float(len(batch["labels"]))
+
+
+def _token_units(batch: dict[str, Any], weights: Any, class_ids: Any) -> float:
+    """An encoder-decoder loss: the mean over label tokens, or over examples' class weights."""
+    if weights is not None:
+        return float(weights[class_ids].sum())
+    return float((batch["labels"] != IGNORE_INDEX).sum())
+
+
+def _shifted_token_units(batch: dict[str, Any], weights: Any, class_ids: Any) -> float:
+    """A decoder-only loss: the mean over label tokens after the one-position shift."""
+    return float((batch["labels"][..., 1:] != IGNORE_INDEX).sum())
+
+
 def _no_class_weights(model: Any, batch: dict[str, Any], weights: Any, class_ids: Any) -> Any:
     raise ValueError("a causal language-model head generates text; class weights apply to classification")
 
@@ -70,14 +91,15 @@ HEADS: dict[str, HeadSpec] = {
     head.name: head
     for head in (
         HeadSpec("seq2seq", "AutoModelForSeq2SeqLM", "SEQ_2_SEQ_LM", ("t5",), "has no encoder-decoder head",
-                 class_labels=False, prompt_padding="right", weighted_loss=_text_to_text_loss,
+                 class_labels=False, prompt_padding="right", weighted_loss=_text_to_text_loss, loss_units=_token_units,
                  packing_refusal="an encoder-decoder example is two sequences (encoder input, decoder target), which "
                                  "one flattened row cannot hold"),
         HeadSpec("causal", "AutoModelForCausalLM", "CAUSAL_LM", ("llama",), "is not a decoder-only model",
-                 class_labels=False, prompt_padding="left", weighted_loss=_no_class_weights),
+                 class_labels=False, prompt_padding="left", weighted_loss=_no_class_weights,
+                 loss_units=_shifted_token_units),
         HeadSpec("seqcls", "AutoModelForSequenceClassification", "SEQ_CLS", ("t5", "llama", "bert"),
                  "has no sequence-classification head", class_labels=True, prompt_padding=None,
-                 weighted_loss=_class_loss,
+                 weighted_loss=_class_loss, loss_units=_example_units,
                  packing_refusal="a classification head pools one position per padded row (the last token, or "
                                  "[CLS]), which a row of several examples does not have"),
     )

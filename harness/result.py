@@ -76,6 +76,11 @@ class RunRecord(BaseModel):
     total_steps: int = 0
     train_examples: int = 0
     eval_examples: int = 0
+    # train.distributed: the processes that trained, and the batch each optimizer step saw
+    distributed: str = "none"
+    world_size: int = 1
+    per_device_batch: int = 0  # train.batch_size / world size
+    effective_batch: int = 0  # per-device batch x world size x grad_accum
 
 
 class TrackingStatus(BaseModel):

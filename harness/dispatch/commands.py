@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.dispatch.executor import group_cells, job_script, resolve_kind
+from harness.dispatch.executor import check_executor, group_cells, job_script, resolve_kind
 from harness.dispatch.render import human_count, table
 from harness.dispatch.sacct import Runner
 from harness.dispatch.status import StatusReport, cell_states
@@ -67,6 +67,7 @@ def plan(
     counter = ParamCounter()
     if params:
         check_cells(matrix, cells, counter)
+        check_executor(kind, matrix, cells)
     report_status = cell_states(matrix, cells, runner=runner) if with_status else None
     status_of = {s.cell.cell_id: s for s in report_status.states} if report_status else {}
     groups = group_cells([c for c in cells if c.excluded is None])

@@ -30,7 +30,9 @@ class ResourceGroup:
 
     def describe(self) -> str:
         r = self.resources
-        parts = [f"{len(self.cells)} cells", f"gpus={r.gpus}", f"cpus={r.cpus}", f"mem={_mem(r.mem_gb) or 'default'}", f"time={r.time_min}min"]
+        parts = [f"{len(self.cells)} cells", *([f"nodes={r.nodes}"] if r.nodes > 1 else []),
+                 *([f"tasks_per_node={r.tasks}"] if r.tasks > 1 else []), f"gpus={r.gpus}", f"cpus={r.cpus}",
+                 f"mem={_mem(r.mem_gb) or 'default'}", f"time={r.time_min}min"]
         parts += [f"{k}={getattr(r, k)}" for k in ("partition", "account", "qos", "constraint") if getattr(r, k)]
         return ", ".join(parts)
 
@@ -91,8 +93,10 @@ def slurm_parameters(matrix: Matrix, group: ResourceGroup) -> dict[str, Any]:
     params: dict[str, Any] = {
         "job_name": spec.job_name or f"harness-{matrix.name}",
         "time": r.time_min,
-        "nodes": 1,
-        "ntasks_per_node": 1,
+        # one task per GPU (or, on CPU, per gloo process): submitit starts them with srun and
+        # the cell sets up torch.distributed from its task's rank (harness.train.distributed)
+        "nodes": r.nodes,
+        "ntasks_per_node": r.tasks,
         "cpus_per_task": r.cpus,
         "signal_delay_s": r.signal_delay_s,
         "array_parallelism": spec.array_parallelism,
@@ -121,10 +125,30 @@ def local_parameters(matrix: Matrix, group: ResourceGroup, n_local: int) -> dict
     return {
         "timeout_min": r.time_min * (rounds + 1),
         "gpus_per_node": r.gpus,
-        "tasks_per_node": 1,
+        "tasks_per_node": r.tasks,
         "signal_delay_s": r.signal_delay_s,
         "setup": setup_lines(r),
     }
+
+
+def executor_refusal(kind: str, resources: Resources) -> str | None:
+    """Why an executor cannot start a cell's processes (the config's own checks are in
+    harness.matrix.expand.distributed_refusal), or None."""
+    if resources.nodes > 1 and kind != "slurm":
+        return (f"resources.nodes {resources.nodes}: the {kind} executor runs on this one machine; "
+                "a multi-node cell needs executor.kind: slurm")
+    if resources.world_size > 1 and kind == "debug":
+        return (f"{resources.world_size} processes per cell: the debug executor runs cells in this process; "
+                "use the local or slurm executor")
+    return None
+
+
+def check_executor(kind: str, matrix: Matrix, cells: list[Cell]) -> None:
+    """A one-line ConfigError naming the first cell the executor cannot start."""
+    for cell in cells:
+        reason = executor_refusal(kind, cell.resources) if cell.excluded is None else None
+        if reason:
+            raise ConfigError(f"{matrix.path or 'matrix'}: cell {cell.label()}: {reason}")
 
 
 def make_executor(kind: str, matrix: Matrix, group: ResourceGroup, *, n_local: int = 1) -> Any:

@@ -31,6 +31,7 @@ from harness import folder_lock, preemption
 from harness.config import CellConfig, parse_cell_config
 from harness.dispatch.ledger import read_run, update_run
 from harness.result import FINAL_STATUSES, RESULT_FILE, Result, load_result, now_iso, write_result
+from harness.train import distributed
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,8 @@ class CellJob(submitit.helpers.Checkpointable):
             # BLAS/OpenMP thread per core of the machine and they spin against each other.
             for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
                 os.environ.setdefault(name, str(self.cpus))
+        if distributed.distributed(config) and distributed.export_environment().rank != 0:
+            return self._follow(config)
         slot = _acquire_slot(self.local_slots, self.parallelism) if self.local_slots else None
         try:
             acquired = folder_lock.acquire(cell_dir)  # held while this cell runs; nothing is written before
@@ -138,6 +141,16 @@ class CellJob(submitit.helpers.Checkpointable):
             if acquired:
                 folder_lock.release(cell_dir)
         return {"cell_id": config.cell_id, "status": status, "output_dir": str(cell_dir)}
+
+    def _follow(self, config: CellConfig) -> dict[str, Any]:
+        """A task other than rank 0 of a distributed cell: train its share and write nothing (no
+        slot, lock, run.json or result); a failure is left in ``rank-<r>.error`` for rank 0."""
+        try:
+            status = str(getattr(load_runner()(config), "status", "failed"))
+        except Exception:  # noqa: BLE001 - the traceback is rank 0's to report
+            distributed.record_error(Path(config.output_dir), traceback.format_exc(), int(os.environ["RANK"]))
+            status = "failed"
+        return {"cell_id": config.cell_id, "status": status, "output_dir": str(config.output_dir)}
 
     def _run(self, config: CellConfig) -> str:
         try:

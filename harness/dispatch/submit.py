@@ -19,7 +19,7 @@ import yaml
 
 from harness.config import ConfigError
 from harness.dispatch import stages
-from harness.dispatch.executor import ResourceGroup, group_cells, make_executor, resolve_kind
+from harness.dispatch.executor import check_executor, ResourceGroup, group_cells, make_executor, resolve_kind
 from harness.dispatch.job import CellJob, write_final
 from harness.dispatch.ledger import JobRecord, append_ledger, archive_previous, now_iso, read_run, update_run, write_job
 from harness.dispatch.status import ACTIVE, FINAL, CellState, StatusReport, cell_states
@@ -112,6 +112,7 @@ def _submit(matrix: Matrix, kind: str, *, retry_failed: bool, force: bool, only:
     if not chosen:
         return report
     check_cells(matrix, chosen)  # a refused cell is a ConfigError here: nothing submitted, no folder written
+    check_executor(kind, matrix, chosen)
     for folder in (matrix.output_dir, matrix.submitit_folder):
         _check_writable(folder)
     with stages.submit_lock(matrix.output_dir):

@@ -361,16 +361,49 @@ class _CellBuilder:
     def cell(self, planned: _Planned, extra: dict[str, Any] | None = None, label: str | None = None) -> Cell:
         label = label or planned.label
         data = deep_merge(planned.data, extra) if extra else planned.data
+        key = repr(planned.patches)
+        if key not in self.resources:
+            self.resources[key] = _resolve_resources(f"{self.where}: cell {label}.resources", self.base_resources, planned.patches)
+        resources = self.resources[key]
+        if resources.world_size > 1 and (data.get("train") or {}).get("distributed", "none") == "none":
+            data = deep_merge(data, {"train": {"distributed": "ddp"}})  # more than one process: DDP unless told
         config = parse_cell_config(data, where=f"{self.where}: cell {label}")
+        reason = distributed_refusal(config, resources) if planned.excluded is None else None
+        if reason:
+            raise ConfigError(f"{self.where}: cell {label}: {reason}")
         cell_id = config.cell_id
         if cell_id in self.seen:
             raise ConfigError(f"{self.where}: cells {self.seen[cell_id]} and {label} resolve to the same config (cell {cell_id})")
         self.seen[cell_id] = label
         config.output_dir = cell_folder(self.out, config, cell_id)
-        key = repr(planned.patches)
-        if key not in self.resources:
-            self.resources[key] = _resolve_resources(f"{self.where}: cell {label}.resources", self.base_resources, planned.patches)
-        return Cell(config=config, resources=self.resources[key], excluded=planned.excluded)
+        return Cell(config=config, resources=resources, excluded=planned.excluded)
+
+
+def distributed_refusal(config: CellConfig, resources: Resources) -> str | None:
+    """Why a cell cannot run as its resources' processes, or None (checks of the config alone;
+    the executor's are in harness.dispatch.executor.executor_refusal)."""
+    from harness.methods.build import is_prompt_learning
+    from harness.methods.registry import resolve_method
+
+    world, mode = resources.world_size, config.train.distributed
+    if world == 1:
+        if mode != "none":
+            return (f"train.distributed {mode} needs more than one process: set resources.gpus > 1, nodes > 1 or "
+                    "(on CPU) tasks_per_node > 1")
+        return None
+    method = resolve_method(config.method)
+    where = f"{resources.nodes} node(s) x {resources.tasks} process(es)"
+    if mode == "none":
+        return f"train.distributed none with {where}: every process would train its own copy; use ddp or fsdp"
+    if not method.trains:
+        return f"{config.method} does not train: it runs in one process, not {where}"
+    if config.train.batch_size % world:
+        return (f"train.batch_size {config.train.batch_size} is the global batch, which {world} processes cannot share "
+                f"evenly; use a multiple of {world}")
+    if mode == "fsdp" and method.peft_type is not None and is_prompt_learning(method):
+        return (f"train.distributed fsdp cannot shard {config.method}: its virtual tokens live outside the wrapped "
+                "layers; use ddp")
+    return None
 
 
 def _trains(method: str) -> bool:

@@ -55,7 +55,10 @@ RESERVED_KEYS: tuple[str, ...] = ("model", "method", "task", "seed", "output_dir
 class Resources(StrictModel):
     """What one cell's job asks the scheduler for. Merged: resources -> axis entries -> overrides."""
 
+    nodes: int = 1  # --nodes: a cell on more than one node trains with torch.distributed
     gpus: int = 0  # per node (--gpus-per-node)
+    # --ntasks-per-node: one process per GPU (default), or on CPU several gloo processes (tests)
+    tasks_per_node: int | None = None
     cpus: int = 2  # --cpus-per-task
     mem_gb: float | None = None  # --mem; None: the partition's default
     time_min: int = 60  # --time; also the local executor's per-cell time limit
@@ -70,10 +73,24 @@ class Resources(StrictModel):
     # seconds between the warning signal (checkpoint + requeue) and the kill at the time limit
     signal_delay_s: int = 120
 
+    @property
+    def tasks(self) -> int:
+        """Processes per node: ``tasks_per_node``, else one per GPU (one on a CPU node)."""
+        return self.tasks_per_node or max(self.gpus, 1)
+
+    @property
+    def world_size(self) -> int:
+        return self.nodes * self.tasks
+
     @model_validator(mode="after")
     def _positive(self) -> "Resources":
-        if self.gpus < 0 or self.cpus < 1 or self.time_min < 1:
-            raise ValueError("resources: gpus must be >= 0, cpus >= 1, time_min >= 1")
+        if self.gpus < 0 or self.cpus < 1 or self.time_min < 1 or self.nodes < 1:
+            raise ValueError("resources: nodes must be >= 1, gpus >= 0, cpus >= 1, time_min >= 1")
+        if self.tasks_per_node is not None and self.tasks_per_node < 1:
+            raise ValueError("resources: tasks_per_node must be >= 1")
+        if self.gpus and self.tasks_per_node is not None and self.tasks_per_node != self.gpus:
+            raise ValueError(f"resources: tasks_per_node {self.tasks_per_node} with gpus {self.gpus}: a cell runs one "
+                             "process per GPU (leave tasks_per_node out, or set it equal to gpus)")
         if self.mem_gb is not None and self.mem_gb <= 0:
             raise ValueError("resources: mem_gb must be > 0")
         if self.signal_delay_s < 0 or self.signal_delay_s >= self.time_min * 60:

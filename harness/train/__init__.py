@@ -1,10 +1,14 @@
-"""Training: the loop, batching, checkpoints and resume, per-phase memory."""
+"""Training: the loop, batching, checkpoints and resume, per-phase memory, torch.distributed.
 
-from harness.train.batching import batch_order, padding_fraction
-from harness.train.loop import TrainOutcome, Trainer, total_optimizer_steps
-from harness.train.memory import PhaseMeter
+Names are imported on first use (:mod:`harness.lazy`), so the job wrapper can read a cell's
+distributed setup (``harness.train.distributed``) without importing torch."""
 
-__all__ = [
-    "PhaseMeter", "TrainOutcome", "Trainer", "batch_order", "padding_fraction",
-    "total_optimizer_steps",
-]
+from harness.lazy import lazy_exports
+
+_EXPORTS = {
+    "batch_order": "batching", "padding_fraction": "batching",
+    "TrainOutcome": "loop", "Trainer": "loop", "total_optimizer_steps": "loop",
+    "PhaseMeter": "memory",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

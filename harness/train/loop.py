@@ -36,6 +36,7 @@ from harness.methods.build import after_optimizer_step
 from harness.methods.registry import MethodSpec
 from harness.tasks import Example, collate_packed, collate_train, count_tokens
 from harness.train import checkpoint as ckpt
+from harness.train import distributed
 from harness.train.batching import batch_order, padding_fraction
 
 log = logging.getLogger("harness.train")
@@ -127,6 +128,7 @@ class Trainer:
             self.model = torch.compile(self.model)
         attention = getattr(getattr(self.unwrapped, "config", None), "_attn_implementation", "") or ""
         self.flash_attention = attention.startswith("flash")
+        self.ctx = distributed.current()  # this rank (train.distributed), or the only process
         self.progress = Progress()
         self._in_step = False
         self._live = False  # between resume and the end of train(): checkpoint_now may save
@@ -164,6 +166,9 @@ class Trainer:
             hook(self.unwrapped, extra, self.device)
 
     def save_checkpoint(self) -> Path:
+        if not self.ctx.main:  # every rank holds the same state: rank 0 writes it
+            self._last_saved_step = self.progress.step
+            return self.checkpoint_dir
         path = ckpt.save_checkpoint(
             self.checkpoint_dir,
             self.progress.step,
@@ -227,20 +232,27 @@ class Trainer:
                 order = batch_order(self.lengths, cfg.batch_size, self.seed, progress.epoch, cfg.group_by_length)
                 while progress.batch_in_epoch < len(order) and progress.step < self.total_steps:
                     micro = order[progress.batch_in_epoch : progress.batch_in_epoch + cfg.grad_accum]
-                    loss_sum = 0.0
+                    loss_sum, real_sum, slot_sum = 0.0, 0, 0
                     for indices in micro:
-                        batch = self._collate([self.examples[i] for i in indices])
+                        if len(indices) < self.ctx.world_size:  # an epoch's last, smaller batch: no share for some ranks
+                            continue
+                        batch = self._collate([self.examples[i] for i in distributed.shard(indices)])
                         real, slots = count_tokens(batch)
-                        progress.real_tokens += real
-                        progress.token_slots += slots
+                        real_sum, slot_sum = real_sum + real, slot_sum + slots
                         batch = {k: v.to(self.device) for k, v in batch.items()}
                         if self.config.packing:
                             # transformers finds the examples of a packed row from its position ids only
                             # when no KV cache is passed; with the default use_cache it attends across them
                             batch["use_cache"] = False
-                        loss = self._loss(batch) / len(micro)
+                        share = self._share(batch)  # before the loss, which takes the class ids out
+                        loss = self._loss(batch) * share / len(micro)
                         self.accelerator.backward(loss)
                         loss_sum += float(loss.detach())
+                    if self.ctx.active:  # the step's loss and tokens over every rank's share
+                        loss_sum, real_sum, slot_sum = distributed.all_sum([loss_sum, real_sum, slot_sum])
+                        loss_sum /= self.ctx.world_size
+                    progress.real_tokens += int(real_sum)
+                    progress.token_slots += int(slot_sum)
                     self._optimizer_step(len(micro), sum(len(b) for b in micro))
                     if self.compiled and compile_s is None:  # the first step compiled: time from here
                         compile_s = time.perf_counter() - started
@@ -273,9 +285,19 @@ class Trainer:
             eval_losses=progress.eval_losses,
         )
 
+    def _share(self, batch: dict[str, torch.Tensor]) -> float:
+        """This rank's weight in a distributed step: its share of what the head's loss averages over
+        (examples, label tokens), times the world size, so that DDP's mean of the ranks' gradients
+        is the gradient of the whole batch's loss. 1 in one process."""
+        if not self.ctx.active:
+            return 1.0
+        units = HEADS[self.head].loss_units(batch, self.class_weights, batch.get("class_ids"))
+        total = distributed.all_sum([units])[0]
+        return units * self.ctx.world_size / total if total else 0.0
+
     def _validation_due(self) -> bool:
         every, step = self.config.eval_every, self.progress.step
-        return bool(every and self.validation and (step % every == 0 or step == self.total_steps))
+        return bool(every and self.validation and self.ctx.main and (step % every == 0 or step == self.total_steps))
 
     @torch.no_grad()
     def validation_loss(self) -> float:
@@ -290,7 +312,7 @@ class Trainer:
                 batch = collate_train(chunk, self.head, self.pad_id)
                 batch.pop("class_ids", None)
                 batch = {k: v.to(self.device) for k, v in batch.items()}
-                total += float(self.model(**batch).loss) * len(chunk)
+                total += float(self.unwrapped(**batch).loss) * len(chunk)  # rank 0 alone: no DDP collectives
                 count += len(chunk)
         finally:
             self.model.train()

@@ -215,3 +215,38 @@ def test_sweep_stage_two_is_submitted_by_a_dependency_job(slurm_env, partition, 
     finals = [s for s in final.states if s.cell.stage == FINAL_STAGE]
     assert [s.cell.seed for s in finals] == [0, 1]
     assert len({s.job.array_job_id for s in finals}) == 1 and finals[0].job.array_job_id != record["after"][0]
+
+
+def test_ddp_cell_on_two_tasks_trains_as_one_process_and_resumes_on_both_ranks(slurm_env, partition, tmp_path):
+    """Two tasks (srun, gloo on CPU) with the one-process cell's global batch: the same losses; then
+    a preempted two-task cell resumes from rank 0's checkpoint on both ranks and finishes."""
+    import submitit
+
+    def matrix(name: str, tasks: int | None, steps: int) -> Path:
+        data = _slurm(smoke_dict(tmp_path / name, name=name, models=["tiny-llama"], methods=["lora"], exclude=[]),
+                      partition)
+        data["resources"].update(cpus=1, **({"tasks_per_node": tasks} if tasks else {}))
+        data["defaults"]["train"].update(max_steps=steps, batch_size=4, log_every=5, checkpoint_every=5)
+        data["defaults"]["method_args"] = {"lora_dropout": 0.0}
+        data["defaults"]["data"]["max_train_samples"] = 64
+        data["defaults"]["telemetry"] = {"enabled": False}
+        return write_matrix(tmp_path / f"{name}.yaml", data)
+
+    one, two = matrix("one", None, 120), matrix("two", 2, 120)
+    assert submit(one).ok and submit(two).ok
+    script = (tmp_path / "two" / ".submitit").glob("*_submission.sh")
+    assert any("#SBATCH --ntasks-per-node=2" in p.read_text() for p in script)
+    cell = load_matrix(two).active[0]
+    _wait_for_step(cell.folder / "log.txt", 20, timeout_s=300)
+    job = read_job(cell.folder)
+    submitit.SlurmJob(folder=job.submitit_folder, job_id=job.job_id)._interrupt()  # preempt, as SLURM does
+    for path in (one, two):
+        final = wait(path, timeout_s=540, poll_s=3)
+        assert final.counts() == {"success": 1}, render_status(final)
+    single, ranks = load_result(load_matrix(one).active[0].folder), load_result(cell.folder)
+    assert ranks.run.world_size == 2 and ranks.run.per_device_batch == 2
+    assert read_run(cell.folder).preemptions == 1 and ranks.efficiency.resumed_from_step >= 15
+    assert ranks.efficiency.train_steps == 120
+    assert len(ranks.efficiency.loss_history) == 120
+    worst = max(abs(a - b) for (_, a), (_, b) in zip(single.efficiency.loss_history, ranks.efficiency.loss_history))
+    assert worst < 1e-5, worst

@@ -1,0 +1,128 @@
+"""Cells as several processes (train.distributed ddp, gloo on CPU, the local executor's tasks):
+the same losses as one process with the same global batch, rank 0 writing alone, a failing
+rank failing the cell promptly with its traceback, and the plan-time refusals."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from dispatch_helpers import smoke_dict, write_matrix
+
+from harness.config import ConfigError
+from harness.dispatch import plan, render_status, submit, wait
+from harness.dispatch.job import ENV_RUNNER
+from harness.matrix import load_matrix
+from harness.result import load_result
+
+pytest.importorskip("harness.cell")
+
+HERE = Path(__file__).resolve().parent
+
+
+def cell_file(tmp: Path, name: str, *, model: str, task: str, tasks: int | None, **resources) -> Path:
+    data = smoke_dict(tmp / name, name=name, models=[model], methods=["lora"], tasks=[task], exclude=[],
+                      executor={"kind": "local", "array_parallelism": 2})
+    data["resources"].update(resources, **({"tasks_per_node": tasks} if tasks else {}))
+    data["defaults"]["train"].update(max_steps=4, batch_size=4)
+    data["defaults"]["method_args"] = {"lora_dropout": 0.0}  # dropout draws differ per rank
+    data["defaults"]["telemetry"] = {"enabled": False}
+    return write_matrix(tmp / f"{name}.yaml", data)
+
+
+def run(path: Path):
+    report = submit(path)
+    assert report.ok, report.errors
+    final = wait(path, timeout_s=300, poll_s=1.0)
+    state = final.states[0]
+    assert state.status == "success", render_status(final)
+    return load_result(state.cell.folder), state.cell.folder
+
+
+@pytest.mark.parametrize(("model", "task"), [("tiny-llama", "emotion"), ("tiny-t5", "billsum")])
+def test_two_ranks_train_as_one_process_with_the_same_global_batch(tmp_path, monkeypatch, model, task):
+    """tiny-llama emotion averages its loss over examples, tiny-t5 billsum over label tokens (unequal
+    per rank): each rank's loss is scaled by its share, so both match the one-process run."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    one, _ = run(cell_file(tmp_path, "one", model=model, task=task, tasks=None))
+    two, folder = run(cell_file(tmp_path, "two", model=model, task=task, tasks=2))
+    assert (two.run.distributed, two.run.world_size, two.run.per_device_batch, two.run.effective_batch) == ("ddp", 2, 2, 4)
+    assert (one.run.distributed, one.run.world_size) == ("none", 1)
+    steps_one, losses_one = zip(*one.efficiency.loss_history)
+    steps_two, losses_two = zip(*two.efficiency.loss_history)
+    assert steps_one == steps_two == (1, 2, 3, 4)
+    assert max(abs(a - b) for a, b in zip(losses_one, losses_two)) < 1e-5
+    assert two.efficiency.trainable_params == one.efficiency.trainable_params
+    assert two.run.peft_config == one.run.peft_config
+    assert two.efficiency.train_samples == one.efficiency.train_samples == 16
+    for metric, value in one.metrics.items():
+        assert two.metrics[metric] == pytest.approx(value, abs=1e-6), metric
+    # rank 0 wrote the folder alone: one result, no rank error files
+    assert not list(folder.glob("rank-*.error"))
+
+
+def test_a_failing_rank_fails_the_cell_promptly_with_its_traceback(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv(ENV_RUNNER, "rank_faults:run_cell")
+    monkeypatch.setenv("PYTHONPATH", str(HERE))
+    monkeypatch.setenv("HARNESS_COLLECTIVE_TIMEOUT_S", "60")
+    path = cell_file(tmp_path, "faulty", model="tiny-llama", task="emotion", tasks=2)
+    data_steps = 200
+    text = path.read_text().replace("max_steps: 4", f"max_steps: {data_steps}")
+    path.write_text(text)
+    started = time.monotonic()
+    assert submit(path).ok
+    final = wait(path, timeout_s=300, poll_s=1.0)
+    elapsed = time.monotonic() - started
+    state = final.states[0]
+    assert state.status == "failed", render_status(final)
+    result = load_result(state.cell.folder)
+    assert result.error.startswith("rank 1 failed: RuntimeError: rank 1 breaks at step 2"), result.error
+    assert "rank 1:" in result.traceback and "Traceback" in result.traceback
+    assert elapsed < 60 + 60  # the collective timeout plus start-up, not the 200 steps
+
+
+@pytest.mark.parametrize(
+    ("resources", "settings", "executor", "message"),
+    [
+        ({"nodes": 2}, {}, "local", "resources.nodes 2: the local executor runs on this one machine"),
+        ({"tasks_per_node": 2}, {}, "debug", "2 processes per cell: the debug executor runs cells in this process"),
+        ({"tasks_per_node": 3}, {}, "local", "train.batch_size 4 is the global batch, which 3 processes cannot share"),
+        ({}, {"train": {"distributed": "ddp"}}, "local", "train.distributed ddp needs more than one process"),
+        ({"tasks_per_node": 2}, {"train": {"distributed": "fsdp"}}, "local", None),
+        ({"gpus": 2, "tasks_per_node": 1}, {}, "local", "a cell runs one process per GPU"),
+    ],
+)
+def test_distributed_refusals(tmp_path, resources, settings, executor, message):
+    path = cell_file(tmp_path, "bad", model="tiny-llama", task="emotion", tasks=None, **resources)
+    text = path.read_text()
+    import yaml
+
+    data = yaml.safe_load(text)
+    data["executor"]["kind"] = executor
+    for key, value in settings.items():
+        data["defaults"].setdefault(key, {}).update(value)
+    write_matrix(path, data)
+    if message is None:  # allowed: an LoRA cell shards with FSDP
+        assert load_matrix(path).cells[0].config.train.distributed == "fsdp"
+        return
+    with pytest.raises(ConfigError) as error:
+        plan(path)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_prompt_methods_and_methods_that_do_not_train_are_refused(tmp_path):
+    path = cell_file(tmp_path, "p", model="tiny-llama", task="emotion", tasks=2)
+    import yaml
+
+    data = yaml.safe_load(path.read_text())
+    data["methods"] = ["prompt_tuning"]
+    data["defaults"]["train"]["distributed"] = "fsdp"
+    write_matrix(path, data)
+    with pytest.raises(ConfigError, match="fsdp cannot shard prompt_tuning"):
+        load_matrix(path)
+    data["methods"], data["models"], data["defaults"]["train"]["distributed"] = ["zeroshot"], ["tiny-t5"], "ddp"
+    write_matrix(path, data)
+    with pytest.raises(ConfigError, match="zeroshot does not train: it runs in one process"):
+        load_matrix(path)
