@@ -112,7 +112,7 @@ def _submit(matrix: Matrix, kind: str, *, retry_failed: bool, force: bool, only:
     if not chosen:
         return report
     check_cells(matrix, chosen)  # a refused cell is a ConfigError here: nothing submitted, no folder written
-    check_executor(kind, matrix, chosen)
+    check_executor(kind, matrix, chosen, submitting=True)
     for folder in (matrix.output_dir, matrix.submitit_folder):
         _check_writable(folder)
     with stages.submit_lock(matrix.output_dir):
