@@ -278,8 +278,9 @@ def _execute(plan: CellPlan, cell_dir: Path, device: Any, meter: Any, sampler: A
     precision, dtype = _resolve_precision(config, device)
     transformers.set_seed(config.seed)
 
-    _set_phase(sampler, "load")
-    with meter.phase("load"):
+    from harness.train import total_optimizer_steps
+
+    def build() -> tuple[Any, Any, Any, list[Any], list[Any], int]:
         loaded = load_model(
             plan.model, plan.head,  # type: ignore[arg-type]
             num_labels=len(plan.task.label_names) or None, label_names=list(plan.task.label_names) or None,
@@ -288,12 +289,15 @@ def _execute(plan: CellPlan, cell_dir: Path, device: Any, meter: Any, sampler: A
         formatter = Formatter(plan.task, plan.head, loaded.tokenizer, config.data)  # type: ignore[arg-type]
         train_examples = [formatter.encode(row) for row in plan.train_rows]
         eval_examples = [formatter.encode(row) for row in plan.eval_rows]
-        from harness.train import total_optimizer_steps
-
         total_steps = total_optimizer_steps(len(train_examples), config.train) if method.trains else 0
         model = apply_method(loaded.model, method, plan.head, plan.method_args, family=plan.model.family,
                              total_steps=total_steps, gradient_checkpointing=config.train.gradient_checkpointing,
                              quantized=loaded.quantized_4bit)
+        return loaded, formatter, model, train_examples, eval_examples, total_steps
+
+    _set_phase(sampler, "load")
+    with meter.phase("load"):
+        loaded, formatter, model, train_examples, eval_examples, total_steps = build()
         trainable, total = count_module_parameters(model)
     learning_rate = config.train.learning_rate or default_learning_rate(method)
     result.run = RunRecord(head=plan.head, family=plan.model.family, peft_config=resolved_peft_config(model),
@@ -323,9 +327,16 @@ def _execute(plan: CellPlan, cell_dir: Path, device: Any, meter: Any, sampler: A
         _set_phase(sampler, "train")
         with meter.phase("train"), preemption.checkpoint_callback(trainer.checkpoint_now):
             outcome = trainer.train()
+        if trainer.fsdp:  # every rank gathers the whole weights; rank 0 evaluates an unsharded copy
+            from harness.train import fsdp
+
+            state = fsdp.full_model_state(trainer.model)
+            if distributed.current().main:
+                _, _, model, _, _, _ = build()
+                model.load_state_dict(state, strict=False)
         if not distributed.current().main:
             return  # rank 0 saves the weights, evaluates and writes the result
-        model = accelerator.unwrap_model(trainer.model)
+        model = model if trainer.fsdp else accelerator.unwrap_model(trainer.model)
         # an optimizer hook may freeze parameters (LoRA-FA's A): count what trained
         trainable, total = count_module_parameters(model)
         eff.trainable_params, eff.trainable_share = trainable, trainable / total if total else 0.0

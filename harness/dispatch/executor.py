@@ -143,20 +143,12 @@ def executor_refusal(kind: str, resources: Resources) -> str | None:
     return None
 
 
-# FSDP cells plan (parameter counts, job scripts) but are not submitted: the trainer shards
-# with DDP only so far; an FSDP cell run as DDP would measure something else
-FSDP_PENDING = ("train.distributed fsdp: planned, but this version trains distributed cells with DDP only, so the cell "
-                "is not submitted; use ddp (LoRA and QLoRA fit), or plan it to count parameters and see its job script")
-
-
 def check_executor(kind: str, matrix: Matrix, cells: list[Cell], *, submitting: bool = False) -> None:
     """A one-line ConfigError naming the first cell the executor cannot start."""
     for cell in cells:
         if cell.excluded is not None:
             continue
         reason = executor_refusal(kind, cell.resources)
-        if reason is None and submitting and cell.config.train.distributed == "fsdp":
-            reason = FSDP_PENDING
         if reason:
             raise ConfigError(f"{matrix.path or 'matrix'}: cell {cell.label()}: {reason}")
 

@@ -403,6 +403,9 @@ def distributed_refusal(config: CellConfig, resources: Resources) -> str | None:
     if mode == "fsdp" and method.peft_type is not None and is_prompt_learning(method):
         return (f"train.distributed fsdp cannot shard {config.method}: its virtual tokens live outside the wrapped "
                 "layers; use ddp")
+    if mode == "fsdp" and (method.hooks.after_step is not None or method.hooks.optimizer is not None):
+        return (f"train.distributed fsdp cannot shard {config.method}: its per-step hook or optimizer reads whole "
+                "weights and gradients, which FSDP holds in shards; use ddp")
     return None
 
 

@@ -145,7 +145,15 @@ def bnb_4bit_config(compute_dtype: torch.dtype, skip_modules: list[str]) -> Any:
         bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=compute_dtype,
         llm_int8_skip_modules=skip_modules,
+        # FSDP shards parameters of one dtype: the 4-bit weights are stored in the compute dtype
+        **({"bnb_4bit_quant_storage": compute_dtype} if _fsdp() else {}),
     )
+
+
+def _fsdp() -> bool:
+    from harness.train import distributed
+
+    return distributed.current().mode == "fsdp"
 
 
 def load_model(

@@ -57,12 +57,15 @@ def save_checkpoint(
     rng: dict[str, Any],
     extra: dict[str, Any],
     weights: dict[str, torch.Tensor] | None = None,
+    optimizer_state: dict[str, Any] | None = None,
 ) -> Path:
+    """``weights``/``optimizer_state``: gathered already (FSDP's full state dicts); else read here."""
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=".tmp-"))
     torch.save(weights if weights is not None else trainable_state(model), tmp / "trainable.pt")
     torch.save(
-        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng, "extra": extra},
+        {"optimizer": optimizer_state if optimizer_state is not None else optimizer.state_dict(),
+         "scheduler": scheduler.state_dict(), "rng": rng, "extra": extra},
         tmp / "state.pt",
     )
     (tmp / "progress.json").write_text(json.dumps(progress, indent=2))
@@ -78,6 +81,13 @@ def save_checkpoint(
 def latest_checkpoint(root: Path) -> Path | None:
     found = sorted(p for p in root.glob(f"{PREFIX}*") if (p / "progress.json").is_file())
     return found[-1] if found else None
+
+
+def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
+    """(trainable weights, optimizer/scheduler/rng/extra state, progress) as saved."""
+    weights = torch.load(path / "trainable.pt", map_location="cpu", weights_only=True)
+    state = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
+    return weights, state, json.loads((path / "progress.json").read_text())
 
 
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: Any, scheduler: Any) -> tuple[dict, dict, dict]:

@@ -109,6 +109,13 @@ class Trainer:
         self.lengths = [e.length for e in examples]
         self.total_steps = total_optimizer_steps(len(examples), config)
         self.class_weights = torch.tensor(class_weights, device=self.device) if class_weights else None
+        self.ctx = distributed.current()  # this rank (train.distributed), or the only process
+        self.fsdp = self.ctx.active and self.ctx.mode == "fsdp"
+        if self.fsdp:  # sharded in place before the optimizer sees the parameters
+            from harness.train import fsdp
+
+            units = fsdp.shard(self.model, self.device)
+            log.info("fsdp: %d blocks sharded over %d ranks", len(units), self.ctx.world_size)
         self.optimizer = self._optimizer(learning_rate, quantized)
         from transformers import get_scheduler
 
@@ -118,7 +125,8 @@ class Trainer:
             num_warmup_steps=int(config.warmup_ratio * self.total_steps),
             num_training_steps=self.total_steps,
         )
-        self.model, self.optimizer = accelerator.prepare(self.model, self.optimizer)
+        if not self.fsdp:  # FSDP2 shards the module itself: no wrapper for accelerate to add
+            self.model, self.optimizer = accelerator.prepare(self.model, self.optimizer)
         self.unwrapped = accelerator.unwrap_model(self.model)  # once: unwrapping walks every module
         self.compiled = config.compile and self.device.type == "cuda"
         if config.compile and not self.compiled:
@@ -128,7 +136,6 @@ class Trainer:
             self.model = torch.compile(self.model)
         attention = getattr(getattr(self.unwrapped, "config", None), "_attn_implementation", "") or ""
         self.flash_attention = attention.startswith("flash")
-        self.ctx = distributed.current()  # this rank (train.distributed), or the only process
         self.progress = Progress()
         self._in_step = False
         self._live = False  # between resume and the end of train(): checkpoint_now may save
@@ -166,7 +173,13 @@ class Trainer:
             hook(self.unwrapped, extra, self.device)
 
     def save_checkpoint(self) -> Path:
-        if not self.ctx.main:  # every rank holds the same state: rank 0 writes it
+        weights = optimizer_state = None
+        if self.fsdp:  # a collective: every rank gathers, rank 0 writes
+            from harness.train import fsdp
+
+            weights = fsdp.full_trainable_state(self.model)
+            optimizer_state = fsdp.full_optimizer_state(self.model, self.optimizer)
+        if not self.ctx.main:  # every rank holds the same state (DDP) or has gathered it (FSDP): rank 0 writes
             self._last_saved_step = self.progress.step
             return self.checkpoint_dir
         path = ckpt.save_checkpoint(
@@ -178,6 +191,8 @@ class Trainer:
             progress=self.progress.__dict__,
             rng=self._rng_at_boundary,
             extra=self._extra_state(),
+            weights=weights,
+            optimizer_state=optimizer_state,
         )
         self._last_saved_step = self.progress.step
         log.info("checkpoint saved at step %d: %s", self.progress.step, path)
@@ -191,7 +206,7 @@ class Trainer:
         disagree, so then the last periodic checkpoint on disk is kept instead of a torn one."""
         if not self._live:
             return None
-        if self._in_step:
+        if self._in_step or self.fsdp:  # FSDP: gathering is a collective the other ranks are not in
             return self._last_saved_step
         if self._last_saved_step != self.progress.step:
             self.save_checkpoint()
@@ -201,7 +216,15 @@ class Trainer:
         path = ckpt.latest_checkpoint(self.checkpoint_dir)
         if path is None:
             return None
-        progress, rng, extra = ckpt.load_checkpoint(path, self.unwrapped, self.optimizer, self.scheduler)
+        if self.fsdp:
+            from harness.train import fsdp
+
+            weights, state, progress = ckpt.read_checkpoint(path)
+            fsdp.load_full_state(self.model, self.optimizer, weights, state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            rng, extra = state["rng"], state["extra"]
+        else:
+            progress, rng, extra = ckpt.load_checkpoint(path, self.unwrapped, self.optimizer, self.scheduler)
         self.progress = Progress(**{**progress, "losses": [tuple(x) for x in progress["losses"]],
                                     "eval_losses": [tuple(x) for x in progress.get("eval_losses", [])]})
         self._restore_extra(extra)
@@ -246,7 +269,10 @@ class Trainer:
                             batch["use_cache"] = False
                         share = self._share(batch)  # before the loss, which takes the class ids out
                         loss = self._loss(batch) * share / len(micro)
-                        self.accelerator.backward(loss)
+                        if self.fsdp:
+                            loss.backward()
+                        else:
+                            self.accelerator.backward(loss)
                         loss_sum += float(loss.detach())
                     if self.ctx.active:  # the step's loss and tokens over every rank's share
                         loss_sum, real_sum, slot_sum = distributed.all_sum([loss_sum, real_sum, slot_sum])
@@ -297,7 +323,8 @@ class Trainer:
 
     def _validation_due(self) -> bool:
         every, step = self.config.eval_every, self.progress.step
-        return bool(every and self.validation and self.ctx.main and (step % every == 0 or step == self.total_steps))
+        # rank 0 alone, except under FSDP, whose forward passes gather the weights from every rank
+        return bool(every and self.validation and (self.ctx.main or self.fsdp) and (step % every == 0 or step == self.total_steps))
 
     @torch.no_grad()
     def validation_loss(self) -> float:
@@ -312,7 +339,7 @@ class Trainer:
                 batch = collate_train(chunk, self.head, self.pad_id)
                 batch.pop("class_ids", None)
                 batch = {k: v.to(self.device) for k, v in batch.items()}
-                total += float(self.unwrapped(**batch).loss) * len(chunk)  # rank 0 alone: no DDP collectives
+                total += float(self.unwrapped(**batch).loss) * len(chunk)  # not through DDP: no collectives
                 count += len(chunk)
         finally:
             self.model.train()
@@ -326,7 +353,9 @@ class Trainer:
     def _optimizer_step(self, micro_batches: int, samples: int) -> None:
         cfg, progress = self.config, self.progress
         self._in_step = True
-        if cfg.max_grad_norm:
+        if cfg.max_grad_norm and self.fsdp:
+            torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], cfg.max_grad_norm)
+        elif cfg.max_grad_norm:
             self.accelerator.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
         self.optimizer.step()
         after_optimizer_step(self.unwrapped, self.method, progress.step)

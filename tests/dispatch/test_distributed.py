@@ -40,14 +40,17 @@ def run(path: Path):
     return load_result(state.cell.folder), state.cell.folder
 
 
-@pytest.mark.parametrize(("model", "task"), [("tiny-llama", "emotion"), ("tiny-t5", "billsum")])
-def test_two_ranks_train_as_one_process_with_the_same_global_batch(tmp_path, monkeypatch, model, task):
-    """tiny-llama emotion averages its loss over examples, tiny-t5 billsum over label tokens (unequal
-    per rank): each rank's loss is scaled by its share, so both match the one-process run."""
+@pytest.mark.parametrize(("model", "task", "mode"), [("tiny-llama", "emotion", "ddp"), ("tiny-t5", "billsum", "ddp"),
+                                                     ("tiny-llama", "emotion", "fsdp"), ("tiny-llama", "billsum", "fsdp")])
+def test_two_ranks_train_as_one_process_with_the_same_global_batch(tmp_path, monkeypatch, model, task, mode):
+    """tiny-llama emotion averages its loss over examples, billsum over label tokens (unequal per
+    rank): each rank's loss is scaled by its share, so DDP and FSDP both match the one-process run."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     one, _ = run(cell_file(tmp_path, "one", model=model, task=task, tasks=None))
-    two, folder = run(cell_file(tmp_path, "two", model=model, task=task, tasks=2))
-    assert (two.run.distributed, two.run.world_size, two.run.per_device_batch, two.run.effective_batch) == ("ddp", 2, 2, 4)
+    path = cell_file(tmp_path, "two", model=model, task=task, tasks=2)
+    path.write_text(path.read_text().replace("train:\n", f"train:\n    distributed: {mode}\n", 1))
+    two, folder = run(path)
+    assert (two.run.distributed, two.run.world_size, two.run.per_device_batch, two.run.effective_batch) == (mode, 2, 2, 4)
     assert (one.run.distributed, one.run.world_size) == ("none", 1)
     steps_one, losses_one = zip(*one.efficiency.loss_history)
     steps_two, losses_two = zip(*two.efficiency.loss_history)
@@ -91,6 +94,7 @@ def test_a_failing_rank_fails_the_cell_promptly_with_its_traceback(tmp_path, mon
         ({"tasks_per_node": 3}, {}, "local", "train.batch_size 4 is the global batch, which 3 processes cannot share"),
         ({}, {"train": {"distributed": "ddp"}}, "local", "train.distributed ddp needs more than one process"),
         ({"tasks_per_node": 2}, {"train": {"distributed": "fsdp"}}, "local", None),
+        ({"nodes": 2}, {}, "debug", "resources.nodes 2: the debug executor runs on this one machine"),
         ({"gpus": 2, "tasks_per_node": 1}, {}, "local", "a cell runs one process per GPU"),
     ],
 )
@@ -126,3 +130,27 @@ def test_prompt_methods_and_methods_that_do_not_train_are_refused(tmp_path):
     write_matrix(path, data)
     with pytest.raises(ConfigError, match="zeroshot does not train: it runs in one process"):
         load_matrix(path)
+
+
+@pytest.mark.parametrize(("model", "block"), [("tiny-llama", "LlamaDecoderLayer"), ("tiny-t5", "T5Block"),
+                                              ("tiny-bert", "BertLayer")])
+def test_the_fsdp_wrapping_plan_is_the_models_transformer_blocks(model, block):
+    """Each block transformers keeps whole (_no_split_modules) is one FSDP unit, adapters inside it."""
+    from harness.cell import prepare_cell
+    from harness.config import CellConfig
+    from harness.methods.build import apply_method
+    from harness.models import load_model
+    from harness.train.fsdp import wrapping_plan
+
+    task = "emotion"
+    plan = prepare_cell(CellConfig(model=model, method="lora", task=task, tracking={"enabled": False}))
+    loaded = load_model(plan.model, plan.head, num_labels=6, label_names=list(plan.task.label_names))
+    peft_model = apply_method(loaded.model, plan.method, plan.head, plan.method_args, family=plan.model.family,
+                              total_steps=1, gradient_checkpointing=False, quantized=False)
+    modules = dict(peft_model.named_modules())
+    units = [name for name in wrapping_plan(peft_model) if type(modules[name]).__name__ == block]
+    layers = loaded.model.config.num_hidden_layers if model != "tiny-t5" else 2 * loaded.model.config.num_layers
+    assert len(units) == layers  # (BERT names its embeddings too: one more unit)
+    # the adapters are inside the blocks, so each block holds frozen and trainable parameters
+    assert all(any(p.requires_grad for p in modules[n].parameters()) for n in units)
+    assert all(any(not p.requires_grad for p in modules[n].parameters()) for n in units)

@@ -43,6 +43,13 @@ def test_scale_job_scripts_ask_for_every_gpu_and_task(scale_plan):
     assert normalised == GOLDEN.read_text().splitlines()
 
 
-def test_fsdp_cells_plan_but_are_not_submitted(tmp_path):
-    with pytest.raises(ConfigError, match="trains distributed cells with DDP only"):
-        commands.submit(REPO / "jobs" / "scale.yaml", output_dir=tmp_path, only="method=full", executor="slurm")
+def test_fsdp_refuses_methods_whose_hooks_read_whole_weights(tmp_path):
+    import yaml
+
+    data = yaml.safe_load((REPO / "jobs" / "scale.yaml").read_text())
+    data["methods"], data["grids"] = ["adalora"], [{"models": ["llama-3.1-8b"], "methods": ["adalora"]}]
+    data["overrides"] = [{"match": {"method": "adalora"}, "set": {"train.distributed": "fsdp"}, "resources": {"gpus": 4}}]
+    path = tmp_path / "scale-adalora.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match="fsdp cannot shard adalora: its per-step hook"):
+        commands.plan(path, output_dir=tmp_path, with_status=False)

@@ -65,3 +65,23 @@ def test_default_store_is_sqlite_in_the_cell_folder(make_cell, tmp_path, monkeyp
 
     again = log_result(Path(config.output_dir), result, uri=result.tracking.uri, experiment="harness")
     assert again == result.tracking.run_id
+
+
+def test_a_grid_point_logs_its_selection_split_and_validation_curve(make_cell, mlflow_server: str) -> None:
+    """A sweep's stage-1 cell is scored on validation: its quality figures are logged as
+    validation/<metric> (no MLflow column mixes them with test scores); train.eval_every's losses
+    are a validation/loss series."""
+    from harness.matrix.sweep import SELECT_STAGE, STAGE_TAG, SWEEP_TAG
+
+    config = make_cell("tiny-bert", "lora", "emotion", tags={STAGE_TAG: SELECT_STAGE, SWEEP_TAG: '{"train.learning_rate": 0.001}'},
+                       data={"eval_split": "validation", "max_eval_samples": 8}, train={"eval_every": 3},
+                       tracking={"enabled": True, "uri": mlflow_server, "experiment": "test-sweep-point"})
+    result = run_cell(config)
+    assert result.status == "success" and result.tracking.status == "logged", result.tracking.error
+    client = MlflowClient(tracking_uri=mlflow_server)
+    run = client.get_run(result.tracking.run_id)
+    assert run.data.metrics["validation/f1_macro"] == pytest.approx(result.metrics["f1_macro"])
+    assert "f1_macro" not in run.data.metrics
+    assert run.data.tags[STAGE_TAG] == SELECT_STAGE
+    curve = client.get_metric_history(run.info.run_id, "validation/loss")
+    assert [m.step for m in sorted(curve, key=lambda m: m.step)] == [s for s, _ in result.efficiency.eval_loss_history]
