@@ -185,7 +185,7 @@ class Trainer:
         path = ckpt.save_checkpoint(
             self.checkpoint_dir,
             self.progress.step,
-            model=self.model,
+            model=self.unwrapped,  # parameter names without the DDP (module.) or compile prefix
             optimizer=self.optimizer,
             scheduler=self.scheduler,
             progress=self.progress.__dict__,
