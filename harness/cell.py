@@ -134,15 +134,24 @@ def _follow(plan: CellPlan, cell_dir: Path) -> Result:
     failure, its traceback (``rank-<r>.error``), which rank 0 reports."""
     from harness.train import PhaseMeter
 
-    config = plan.config
+    config, ctx = plan.config, distributed.current()
     _quiet_libraries()
     result = Result(cell_id=config.cell_id, status="running", config=config.public_dump(), environment={})
     device = distributed.device()
+    # one sampler per node: rank 0 samples its own; the first rank of every other node samples that
+    # one into node-<k>/ and hands its summary to rank 0 after training
+    sampler = None
+    if ctx.samples_node and ctx.node > 0:
+        (cell_dir / f"node-{ctx.node}").mkdir(parents=True, exist_ok=True)
+        sampler = _start_sampler(config, cell_dir / f"node-{ctx.node}")
     try:
-        _execute(plan, cell_dir, device, PhaseMeter(device), None, result)
+        _execute(plan, cell_dir, device, PhaseMeter(device), sampler, result)
     except Exception:
         distributed.record_error(cell_dir, traceback.format_exc())
         raise
+    finally:
+        if sampler is not None:
+            sampler.stop()
     result.status = "success"
     return result
 
@@ -257,6 +266,7 @@ def _run(plan: CellPlan, cell_dir: Path) -> Result:
         # Preemption (SystemExit) also passes here: stop the sampler, keep status "running".
         result.efficiency.phases = meter.phases
         _stop_sampler(sampler, result, cell_dir)
+        result.efficiency.job_energy_j = _job_energy(result)
         result.finished_at = now_iso()
         _write_final(cell_dir, result)
     if result.status == "success":
@@ -327,6 +337,8 @@ def _execute(plan: CellPlan, cell_dir: Path, device: Any, meter: Any, sampler: A
         _set_phase(sampler, "train")
         with meter.phase("train"), preemption.checkpoint_callback(trainer.checkpoint_now):
             outcome = trainer.train()
+        if trainer.ctx.active:
+            _gather_rank_stats(device, sampler, eff)
         if trainer.fsdp:  # every rank gathers the whole weights; rank 0 evaluates an unsharded copy
             from harness.train import fsdp
 
@@ -368,6 +380,31 @@ def _execute(plan: CellPlan, cell_dir: Path, device: Any, meter: Any, sampler: A
             handle.write(json.dumps(record) + "\n")
     result.artifacts["predictions"] = "predictions.jsonl"
     log.info("metrics: %s", {k: round(v, 4) for k, v in result.metrics.items()})
+
+
+def _gather_rank_stats(device: Any, sampler: Any, eff: Any) -> None:
+    """Every rank's peak memory, and every other node's telemetry, to rank 0 (a collective)."""
+    from harness.result import RankStats
+
+    ctx = distributed.current()
+    summary = None
+    if not ctx.main and sampler is not None:  # another node's sampler: its training is over
+        sampler.stop()
+        summary = sampler.summary()
+    gathered = distributed.gather({**distributed.rank_stats(device), "telemetry": summary})
+    if ctx.main:
+        eff.ranks = [RankStats(**{k: v for k, v in entry.items() if k != "telemetry"}) for entry in gathered]
+        eff.node_telemetry = {str(entry["node"]): entry["telemetry"] for entry in gathered if entry["telemetry"]}
+
+
+def _job_energy(result: Result) -> float | None:
+    """NVML energy of every node of the cell (rank 0's train and eval, the others' training)."""
+    from harness.telemetry.summary import metrics_from_summary
+
+    metrics = [result.telemetry.get("metrics") or {}]
+    metrics += [metrics_from_summary(summary) for summary in result.efficiency.node_telemetry.values()]
+    joules = [v for m in metrics for k, v in m.items() if k.startswith("gpu/") and k.endswith("/energy_j")]
+    return float(sum(joules)) if joules else None
 
 
 def _batch_record(config: CellConfig) -> dict[str, Any]:

@@ -36,6 +36,15 @@ class PhaseStats(BaseModel):
     peak_rss_bytes: int | None = None
 
 
+class RankStats(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rank: int
+    node: int
+    host: str
+    peak_bytes: int | None = None  # the torch allocator's peak on the rank's GPU, else the process's peak RSS
+    measure: str = "rss"  # gpu | rss
+
+
 class Efficiency(BaseModel):
     model_config = ConfigDict(extra="forbid")
     trainable_params: int = 0
@@ -59,6 +68,12 @@ class Efficiency(BaseModel):
     # (optimizer step, mean loss on the validation split), every train.eval_every steps
     eval_loss_history: list[tuple[int, float]] = Field(default_factory=list)
     resumed_from_step: int | None = None
+    # a distributed cell (train.distributed): each rank's peak memory during training, and the
+    # telemetry summary of every node but rank 0's (whose is ``telemetry``), by node index
+    ranks: list[RankStats] = Field(default_factory=list)
+    node_telemetry: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # NVML energy of the whole job: every node's devices, train and eval (None without NVML)
+    job_energy_j: float | None = None
 
 
 class RunRecord(BaseModel):

@@ -45,6 +45,16 @@ class Context:
     world_size: int = 1
     local_rank: int = 0
     mode: str = "none"
+    local_world_size: int = 1  # processes on this node
+
+    @property
+    def node(self) -> int:
+        return self.rank // max(self.local_world_size, 1)
+
+    @property
+    def samples_node(self) -> bool:
+        """The rank that samples its node's devices (local rank 0): one sampler per node."""
+        return self.local_rank == 0
 
     @property
     def main(self) -> bool:
@@ -79,7 +89,9 @@ def export_environment() -> Context:
         except RuntimeError:
             raise ConfigError("train.distributed: this process is not one task of a multi-task job; run the cell "
                               "from a matrix (resources: nodes, gpus, tasks_per_node) or under torchrun") from None
-    return Context(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"]))
+    world = int(os.environ["WORLD_SIZE"])
+    return Context(int(os.environ["RANK"]), world, int(os.environ["LOCAL_RANK"]),
+                   local_world_size=int(os.environ.get("LOCAL_WORLD_SIZE") or world))
 
 
 def collective_timeout_s() -> float:
@@ -101,7 +113,7 @@ def setup(config: CellConfig) -> Context:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo",
                                 timeout=timedelta(seconds=collective_timeout_s()))
-    _context = Context(ctx.rank, ctx.world_size, ctx.local_rank, config.train.distributed)
+    _context = Context(ctx.rank, ctx.world_size, ctx.local_rank, config.train.distributed, ctx.local_world_size)
     return _context
 
 
@@ -138,6 +150,34 @@ def all_sum(values: Sequence[float]) -> list[float]:
     tensor = torch.tensor(list(values), dtype=torch.float64, device=device())
     dist.all_reduce(tensor)
     return tensor.tolist()
+
+
+def gather(value: Any) -> list[Any]:
+    """Every rank's ``value`` (picklable), in rank order, on every rank."""
+    if not _context.active:
+        return [value]
+    import torch.distributed as dist
+
+    out: list[Any] = [None] * _context.world_size
+    dist.all_gather_object(out, value)
+    return out
+
+
+def rank_stats(device: Any) -> dict[str, Any]:
+    """This rank's peak memory so far: the torch allocator's on its GPU, else the process's peak RSS."""
+    import resource
+    import socket
+    import sys
+
+    import torch
+
+    if device.type == "cuda":
+        peak, measure = int(torch.cuda.max_memory_allocated(device)), "gpu"
+    else:
+        kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        peak, measure = int(kib if sys.platform == "darwin" else kib * 1024), "rss"
+    return {"rank": _context.rank, "node": _context.node, "host": socket.gethostname(), "peak_bytes": peak,
+            "measure": measure}
 
 
 def barrier() -> None:

@@ -63,6 +63,10 @@ def test_two_ranks_train_as_one_process_with_the_same_global_batch(tmp_path, mon
         assert two.metrics[metric] == pytest.approx(value, abs=1e-6), metric
     # rank 0 wrote the folder alone: one result, no rank error files
     assert not list(folder.glob("rank-*.error"))
+    # each rank's peak memory (RSS on a CPU), both on this machine's one node
+    assert [(r.rank, r.node, r.measure) for r in two.efficiency.ranks] == [(0, 0, "rss"), (1, 0, "rss")]
+    assert all(r.peak_bytes > 0 for r in two.efficiency.ranks)
+    assert two.efficiency.node_telemetry == {} and two.efficiency.job_energy_j is None  # one node, no NVML
 
 
 def test_a_failing_rank_fails_the_cell_promptly_with_its_traceback(tmp_path, monkeypatch):
