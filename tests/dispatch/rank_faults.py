@@ -1,5 +1,5 @@
-"""A cell runner for the distributed failure test: the real run_cell, except that rank 1's
-second optimizer step raises (HARNESS_CELL_RUNNER=rank_faults:run_cell)."""
+"""A cell runner for the distributed failure tests: the real run_cell, except that rank 1 raises
+before optimizer step ``HARNESS_FAULT_STEP`` (default 2) (HARNESS_CELL_RUNNER=rank_faults:run_cell)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ def run_cell(config: Any) -> Any:
         from harness.train.loop import Trainer
 
         real = Trainer._optimizer_step
+        fault = int(os.environ.get("HARNESS_FAULT_STEP", "2"))
 
         def breaking(self: Trainer, micro_batches: int, samples: int) -> None:
-            if self.progress.step == 1:
-                raise RuntimeError("rank 1 breaks at step 2")
+            if self.progress.step == fault - 1:
+                raise RuntimeError(f"rank 1 breaks at step {fault}")
             real(self, micro_batches, samples)
 
         Trainer._optimizer_step = breaking  # type: ignore[method-assign]

@@ -158,3 +158,36 @@ def test_the_fsdp_wrapping_plan_is_the_models_transformer_blocks(model, block):
     # the adapters are inside the blocks, so each block holds frozen and trainable parameters
     assert all(any(p.requires_grad for p in modules[n].parameters()) for n in units)
     assert all(any(not p.requires_grad for p in modules[n].parameters()) for n in units)
+
+
+@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
+def test_a_failed_distributed_cell_resumes_from_its_checkpoint_on_every_rank(tmp_path, monkeypatch, mode):
+    """Rank 1 breaks at step 8 of 12; the retried cell resumes both ranks from the step-5 checkpoint
+    (rank 0 wrote it: DDP's state, or FSDP's full state gathered by both) and ends with the losses
+    of an uninterrupted one-process run."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HARNESS_COLLECTIVE_TIMEOUT_S", "60")
+
+    def cell(name: str, tasks: int | None) -> Path:
+        path = cell_file(tmp_path, name, model="tiny-llama", task="emotion", tasks=tasks)
+        text = path.read_text().replace("max_steps: 4", "max_steps: 12").replace("train:\n", "train:\n    checkpoint_every: 5\n", 1)
+        path.write_text(text.replace("train:\n", f"train:\n    distributed: {mode}\n", 1) if tasks else text)
+        return path
+
+    reference, _ = run(cell("one", None))
+    path = cell("two", 2)
+    with monkeypatch.context() as faulty:
+        faulty.setenv(ENV_RUNNER, "rank_faults:run_cell")
+        faulty.setenv("PYTHONPATH", str(HERE))
+        faulty.setenv("HARNESS_FAULT_STEP", "8")
+        assert submit(path).ok
+        assert wait(path, timeout_s=300, poll_s=1.0).states[0].status == "failed"
+    folder = load_matrix(path).active[0].folder
+    assert sorted(p.name for p in (folder / "checkpoints").iterdir()) == ["step-00000005"]
+    assert submit(path, retry_failed=True).ok
+    final = wait(path, timeout_s=300, poll_s=1.0)
+    assert final.states[0].status == "success", render_status(final)
+    resumed = load_result(folder)
+    assert resumed.efficiency.resumed_from_step == 5 and resumed.efficiency.train_steps == 12
+    worst = max(abs(a - b) for (_, a), (_, b) in zip(reference.efficiency.loss_history, resumed.efficiency.loss_history))
+    assert len(resumed.efficiency.loss_history) == 12 and worst < 1e-5, worst
