@@ -40,13 +40,35 @@ def run(path: Path):
     return load_result(state.cell.folder), state.cell.folder
 
 
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+    """The one-process reference run of each (model, task), shared by the tests that compare with it."""
+    runs: dict[tuple[str, str], object] = {}
+
+    def reference(model: str, task: str, **text_changes: str):
+        key = (model, task, *sorted(text_changes.items()))
+        if key not in runs:
+            tmp = tmp_path_factory.mktemp("one")
+            path = cell_file(tmp, "one", model=model, task=task, tasks=None)
+            text = path.read_text()
+            for old, new in text_changes.items():
+                text = text.replace(old, new)
+            path.write_text(text)
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setenv("HF_HUB_OFFLINE", "1")
+                runs[key] = run(path)[0]
+        return runs[key]
+
+    return reference
+
+
 @pytest.mark.parametrize(("model", "task", "mode"), [("tiny-llama", "emotion", "ddp"), ("tiny-t5", "billsum", "ddp"),
-                                                     ("tiny-llama", "emotion", "fsdp"), ("tiny-llama", "billsum", "fsdp")])
-def test_two_ranks_train_as_one_process_with_the_same_global_batch(tmp_path, monkeypatch, model, task, mode):
-    """tiny-llama emotion averages its loss over examples, billsum over label tokens (unequal per
-    rank): each rank's loss is scaled by its share, so DDP and FSDP both match the one-process run."""
+                                                     ("tiny-llama", "emotion", "fsdp")])
+def test_two_ranks_train_as_one_process_with_the_same_global_batch(tmp_path, monkeypatch, one_process, model, task, mode):
+    """tiny-llama emotion averages its loss over examples, tiny-T5 billsum over label tokens (unequal
+    per rank): each rank's loss is scaled by its share, so DDP and FSDP match the one-process run."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    one, _ = run(cell_file(tmp_path, "one", model=model, task=task, tasks=None))
+    one = one_process(model, task)
     path = cell_file(tmp_path, "two", model=model, task=task, tasks=2)
     path.write_text(path.read_text().replace("train:\n", f"train:\n    distributed: {mode}\n", 1))
     two, folder = run(path)
@@ -160,22 +182,16 @@ def test_the_fsdp_wrapping_plan_is_the_models_transformer_blocks(model, block):
     assert all(any(not p.requires_grad for p in modules[n].parameters()) for n in units)
 
 
-@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
-def test_a_failed_distributed_cell_resumes_from_its_checkpoint_on_every_rank(tmp_path, monkeypatch, mode):
+def test_a_failed_fsdp_cell_resumes_from_its_checkpoint_on_every_rank(tmp_path, monkeypatch, one_process):
     """Rank 1 breaks at step 8 of 12; the retried cell resumes both ranks from the step-5 checkpoint
-    (rank 0 wrote it: DDP's state, or FSDP's full state gathered by both) and ends with the losses
-    of an uninterrupted one-process run."""
+    (FSDP's full state, gathered by both ranks and written by rank 0) and ends with the losses of
+    an uninterrupted one-process run. (DDP's resume after a preemption: tests/dispatch/test_slurm.py.)"""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HARNESS_COLLECTIVE_TIMEOUT_S", "60")
-
-    def cell(name: str, tasks: int | None) -> Path:
-        path = cell_file(tmp_path, name, model="tiny-llama", task="emotion", tasks=tasks)
-        text = path.read_text().replace("max_steps: 4", "max_steps: 12").replace("train:\n", "train:\n    checkpoint_every: 5\n", 1)
-        path.write_text(text.replace("train:\n", f"train:\n    distributed: {mode}\n", 1) if tasks else text)
-        return path
-
-    reference, _ = run(cell("one", None))
-    path = cell("two", 2)
+    reference = one_process("tiny-llama", "emotion", **{"max_steps: 4": "max_steps: 12"})
+    path = cell_file(tmp_path, "two", model="tiny-llama", task="emotion", tasks=2)
+    path.write_text(path.read_text().replace("max_steps: 4", "max_steps: 12")
+                    .replace("train:\n", "train:\n    checkpoint_every: 5\n    distributed: fsdp\n", 1))
     with monkeypatch.context() as faulty:
         faulty.setenv(ENV_RUNNER, "rank_faults:run_cell")
         faulty.setenv("PYTHONPATH", str(HERE))
