@@ -182,6 +182,12 @@ def _apply_local(state: CellState) -> None:
         worker = state.run.pid if state.run and state.run.finished_at is None else None
         state.status = "running" if worker and _alive(str(worker)) else "queued"
         return
+    # the job may have written its final result.json and exited between our reading the folder
+    # and asking about the process: read it again before calling the cell failed
+    again = _from_files(state.cell)
+    if again.status in FINAL:
+        state.status, state.result, state.error, state.log = again.status, again.result, again.error, again.log
+        return
     state.status = "failed"
     tail = _log_error(job.stderr)
     state.error = f"local job {job.job_id} ended without a final result.json" + (f": {tail}" if tail else "")
