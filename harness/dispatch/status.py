@@ -165,6 +165,10 @@ def _apply_scheduler(state: CellState, job_state: sacct.JobState | None, error: 
     status = job_state.cell_status
     state.status = status
     if status not in ACTIVE:
+        again = _from_files(state.cell)  # the job may have finished since the folder was read
+        if again.status in FINAL:
+            state.status, state.result, state.error, state.log = again.status, again.result, again.error, again.log
+            return
         detail = f"job {job_state.job_id} ended {job_state.state}"
         if job_state.exit_code and job_state.exit_code != "0:0":
             detail += f" (exit {job_state.exit_code})"
