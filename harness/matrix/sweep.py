@@ -86,6 +86,9 @@ class Choice:
     ties: list[dict[str, Any]] = field(default_factory=list)  # other points with the same best value
     failed: list[Outcome] = field(default_factory=list)
     reason: str = ""  # why nothing was chosen
+    # the swept key whose best value is the lowest or highest of its grid: the optimum may lie
+    # beyond it ("widen the grid"), e.g. {"train.learning_rate": "upper"}
+    edges: dict[str, str] = field(default_factory=dict)
 
     def describe(self) -> str:
         if self.point is None:
@@ -96,7 +99,12 @@ class Choice:
         if self.failed:
             text += f"; {len(self.failed)} failed point(s) left out: " + "; ".join(
                 f"{describe_point(o.point)} {o.status}" for o in self.failed)
+        if self.edges:
+            text += "; " + self.edge_note()
         return text
+
+    def edge_note(self) -> str:
+        return "; ".join(f"at the {side} edge of the {key} grid (widen it)" for key, side in self.edges.items())
 
 
 def choose(outcomes: list[Outcome], mode: str) -> Choice | None:
@@ -111,7 +119,17 @@ def choose(outcomes: list[Outcome], mode: str) -> Choice | None:
     sign = 1.0 if mode == "max" else -1.0
     best = max(good, key=lambda o: sign * o.value)  # type: ignore[operator] # max keeps the first of equals
     ties = [o.point for o in good if o is not best and o.value == best.value]
-    return Choice(best.point, best.value, ties=ties, failed=failed)
+    return Choice(best.point, best.value, ties=ties, failed=failed, edges=_edges(best.point, outcomes))
+
+
+def _edges(point: dict[str, Any], outcomes: list[Outcome]) -> dict[str, str]:
+    """The numeric keys whose selected value is the smallest or largest value swept (of 3 or more)."""
+    edges = {}
+    for key, value in point.items():
+        values = sorted({o.point[key] for o in outcomes if isinstance(o.point.get(key), (int, float))})
+        if len(values) >= 3 and isinstance(value, (int, float)) and value in (values[0], values[-1]):
+            edges[key] = "lower" if value == values[0] else "upper"
+    return edges
 
 
 def read_outcome(folder: Path, point: dict[str, Any], metric: str, cell_id: str) -> Outcome:

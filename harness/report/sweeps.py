@@ -68,7 +68,8 @@ def selection_table(grid_rows: list[CellRow]) -> Table | None:
         state = ("stage 1 running" if choice is None else
                  choice.reason if choice.point is None else
                  "; ".join(filter(None, [f"tied with {'; '.join(map(describe_point, choice.ties))}" if choice.ties else "",
-                                         f"{len(choice.failed)} failed" if choice.failed else ""])) or "ok")
+                                         f"{len(choice.failed)} failed" if choice.failed else "",
+                                         choice.edge_note() if choice.edges else ""])) or "ok")
         data.append({"task": task, "model": model, "method": method, "keys": ",".join(keys), "metric": metric,
                      "split": split, "mode": mode, "grid_points": len(rows), "selected": selected,
                      f"selected_{metric}": choice.value if choice else None, "status": state})

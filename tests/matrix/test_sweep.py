@@ -85,6 +85,10 @@ def test_failed_points_are_left_out_and_ties_go_to_the_first_in_grid_order():
     assert "tied with" in choice.describe() and "1 failed point(s) left out" in choice.describe()
     assert choose([Outcome({LR: 1e-4}, "success", 0.2), Outcome({LR: 1e-3}, "success", 0.1)], "min").point == {LR: 1e-3}
     assert choose([Outcome({LR: 1e-4}, "waiting"), Outcome({LR: 1e-3}, "success", 0.1)], "max") is None
+    edge = choose([Outcome({LR: 1e-4}, "success", 0.1), Outcome({LR: 1e-3}, "success", 0.2),
+                   Outcome({LR: 1e-2}, "success", 0.3)], "max")
+    assert edge.edges == {LR: "upper"} and "at the upper edge of the train.learning_rate grid" in edge.describe()
+    assert choice.edges == {LR: "lower"}  # 1e-4 of 1e-4..1e-2
     nothing = choose([Outcome({LR: 1e-4}, "failed"), Outcome({LR: 1e-3}, "timeout")], "max")
     assert nothing.point is None and "every grid point failed" in nothing.reason
 
