@@ -136,6 +136,9 @@ class TrainConfig(StrictModel):
     # gradients; fsdp shards parameters, gradients and optimizer state. A matrix sets ddp when its
     # cell has more than one task; batch_size stays the global batch (each rank takes its share)
     distributed: Literal["none", "ddp", "fsdp"] = "none"
+    # fsdp: keep the sharded parameters, gradients and optimizer state in CPU memory between uses
+    # (FSDP2's CPUOffloadPolicy; the optimizer steps on the CPU); on a CPU run there is nothing to offload
+    fsdp_cpu_offload: bool = False
     log_every: int = Field(10, ge=0)
     progress_bar: bool = True
 
@@ -201,7 +204,7 @@ class TaskDefinition(StrictModel):
 
 # section -> {setting: its default}: see CellConfig.identity ("" is the top level)
 ADDED_LATER: dict[str, dict[str, Any]] = {
-    "train": {"packing": False, "compile": False, "eval_every": 0, "distributed": "none"},
+    "train": {"packing": False, "compile": False, "eval_every": 0, "distributed": "none", "fsdp_cpu_offload": False},
     "data": {"validation_split": "validation", "max_validation_samples": 256},
     "": {"task_definition": None},
 }

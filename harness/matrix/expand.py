@@ -386,6 +386,8 @@ def distributed_refusal(config: CellConfig, resources: Resources) -> str | None:
     from harness.methods.registry import resolve_method
 
     world, mode = resources.world_size, config.train.distributed
+    if config.train.fsdp_cpu_offload and mode != "fsdp":
+        return f"train.fsdp_cpu_offload offloads FSDP's shards: it needs train.distributed fsdp, not {mode}"
     if world == 1:
         if mode != "none":
             return (f"train.distributed {mode} needs more than one process: set resources.gpus > 1, nodes > 1 or "

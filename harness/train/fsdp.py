@@ -35,19 +35,22 @@ def wrapping_plan(model: torch.nn.Module) -> list[str]:
     return [name for name, module in model.named_modules() if type(module).__name__ in classes]
 
 
-def shard(model: torch.nn.Module, device: torch.device) -> list[str]:
-    """Shard the model in place (blocks, then the root); returns the wrapped blocks' names."""
+def shard(model: torch.nn.Module, device: torch.device, *, cpu_offload: bool = False) -> list[str]:
+    """Shard the model in place (blocks, then the root); returns the wrapped blocks' names.
+    ``cpu_offload`` (train.fsdp_cpu_offload, GPU runs): shards live in CPU memory between uses."""
     from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+    from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, OffloadPolicy, fully_shard
 
     mesh = init_device_mesh(device.type, (torch.distributed.get_world_size(),))
     dtype = next(model.parameters()).dtype
-    policy = MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=torch.float32) if device.type == "cuda" else MixedPrecisionPolicy()
+    on_gpu = device.type == "cuda"
+    policy = MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=torch.float32) if on_gpu else MixedPrecisionPolicy()
+    offload = CPUOffloadPolicy() if cpu_offload and on_gpu else OffloadPolicy()
     plan = wrapping_plan(model)
     modules = dict(model.named_modules())
     for name in plan:
-        fully_shard(modules[name], mesh=mesh, mp_policy=policy)
-    fully_shard(model, mesh=mesh, mp_policy=policy)
+        fully_shard(modules[name], mesh=mesh, mp_policy=policy, offload_policy=offload)
+    fully_shard(model, mesh=mesh, mp_policy=policy, offload_policy=offload)
     return plan
 
 

@@ -114,7 +114,7 @@ class Trainer:
         if self.fsdp:  # sharded in place before the optimizer sees the parameters
             from harness.train import fsdp
 
-            units = fsdp.shard(self.model, self.device)
+            units = fsdp.shard(self.model, self.device, cpu_offload=config.fsdp_cpu_offload)
             log.info("fsdp: %d blocks sharded over %d ranks", len(units), self.ctx.world_size)
         self.optimizer = self._optimizer(learning_rate, quantized)
         from transformers import get_scheduler

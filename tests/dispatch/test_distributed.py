@@ -121,6 +121,7 @@ def test_a_failing_rank_fails_the_cell_promptly_with_its_traceback(tmp_path, mon
         ({}, {"train": {"distributed": "ddp"}}, "local", "train.distributed ddp needs more than one process"),
         ({"tasks_per_node": 2}, {"train": {"distributed": "fsdp"}}, "local", None),
         ({"nodes": 2}, {}, "debug", "resources.nodes 2: the debug executor runs on this one machine"),
+        ({"tasks_per_node": 2}, {"train": {"fsdp_cpu_offload": True}}, "local", "it needs train.distributed fsdp, not ddp"),
         ({"gpus": 2, "tasks_per_node": 1}, {}, "local", "a cell runs one process per GPU"),
     ],
 )
