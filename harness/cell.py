@@ -295,6 +295,7 @@ def _execute(plan: CellPlan, cell_dir: Path, device: Any, meter: Any, sampler: A
             plan.model, plan.head,  # type: ignore[arg-type]
             num_labels=len(plan.task.label_names) or None, label_names=list(plan.task.label_names) or None,
             quantize_4bit=method.quantize_4bit, dtype=dtype, device=device, extra_kwargs=config.model_args,
+            sharded=config.train.distributed == "fsdp",
         )
         formatter = Formatter(plan.task, plan.head, loaded.tokenizer, config.data)  # type: ignore[arg-type]
         train_examples = [formatter.encode(row) for row in plan.train_rows]

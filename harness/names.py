@@ -36,6 +36,12 @@ ROLE_TAG = "harness.role"  # "matrix" on the parent run
 CELL_TAG = "harness.cell_id"
 COLLECTED_TAG = "harness.collected"  # digest of the result a child run was logged from
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's own nesting tag
+# a sweep's cells (harness.matrix.sweep), on the cell config and its MLflow run
+STAGE_TAG = "harness.stage"  # select (stage 1, a grid point) | final (stage 2, the selected point)
+SWEEP_TAG = "harness.sweep"  # stage 1: the grid point, JSON {key: value}
+SELECTED_TAG = "harness.selected"  # stage 2: the selected point, JSON {key: value}
+SELECT_TAG = "harness.select"  # metric/split/mode
+SELECT_STAGE, FINAL_STAGE = "select", "final"
 
 
 def matrix_key(name: str) -> str:

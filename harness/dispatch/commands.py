@@ -24,7 +24,8 @@ from harness.dispatch.status import StatusReport, cell_states
 from harness.dispatch.submit import SubmitReport, submit_matrix
 from harness.matrix import Matrix, ParamCounter, load_matrix, parse_filter
 from harness.matrix.checks import check_cells
-from harness.matrix.sweep import FINAL_STAGE, SELECT_STAGE, describe_point
+from harness.matrix.sweep import describe_point
+from harness.names import FINAL_STAGE, SELECT_STAGE
 
 
 @dataclass

@@ -18,7 +18,7 @@ from harness import folder_lock
 from harness.dispatch import sacct
 from harness.dispatch.ledger import JobRecord, RunRecord, read_job, read_run
 from harness.matrix import Cell, Matrix
-from harness.matrix.sweep import SELECT_STAGE
+from harness.names import SELECT_STAGE
 from harness.result import FINAL_STATUSES, RESULT_FILE, Result, load_result
 
 STATUSES = ("pending", "queued", "running", "success", "failed", "oom", "timeout", "cancelled", "unknown", "excluded")

@@ -27,8 +27,8 @@ from harness.config import (
 from harness.dotted import deep_merge, expand_dotted
 from harness.names import MATRIX_KEY_TAG, MATRIX_TAG, default_tracking_uri, matrix_key
 from harness.matrix.schema import RESERVED_KEYS, AxisEntry, Grid, MatrixSpec, Resources, SelectSpec, grid_values
-from harness.matrix.sweep import (FINAL_STAGE, SELECT_STAGE, SELECT_TAG, SELECTED_TAG, STAGE_TAG, SWEEP_TAG, Selection,
-                                  describe_point, grid_of)
+from harness.matrix.sweep import Selection, describe_point, grid_of
+from harness.names import FINAL_STAGE, SELECT_STAGE, SELECT_TAG, SELECTED_TAG, STAGE_TAG, SWEEP_TAG
 
 
 

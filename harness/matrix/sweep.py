@@ -37,12 +37,6 @@ from harness.matrix.schema import SweepEntry, grid_values
 if TYPE_CHECKING:
     from harness.matrix.expand import Cell
 
-# the tags that say which stage a cell belongs to and what it ran (on every cell and its MLflow run)
-STAGE_TAG = "harness.stage"
-SWEEP_TAG = "harness.sweep"  # stage 1: the grid point, JSON {key: value}
-SELECTED_TAG = "harness.selected"  # stage 2: the selected point, JSON {key: value}
-SELECT_TAG = "harness.select"  # metric/split/mode
-SELECT_STAGE, FINAL_STAGE = "select", "final"
 
 
 def grid_of(entries: list[SweepEntry], model: str, method: str, task: str, seed: int) -> tuple[list[dict[str, Any]], list[int]]:

@@ -135,8 +135,9 @@ def _materialise_package(spec: ModelSpec) -> Path:
     return _save_atomically(target, model, tokenizer)
 
 
-def bnb_4bit_config(compute_dtype: torch.dtype, skip_modules: list[str]) -> Any:
-    """QLoRA's quantization: 4-bit NF4 with double quantization."""
+def bnb_4bit_config(compute_dtype: torch.dtype, skip_modules: list[str], *, sharded: bool = False) -> Any:
+    """QLoRA's quantization: 4-bit NF4 with double quantization. ``sharded`` (FSDP): the 4-bit
+    weights are stored in the compute dtype, since FSDP shards parameters of one dtype."""
     from transformers import BitsAndBytesConfig
 
     return BitsAndBytesConfig(
@@ -145,15 +146,8 @@ def bnb_4bit_config(compute_dtype: torch.dtype, skip_modules: list[str]) -> Any:
         bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=compute_dtype,
         llm_int8_skip_modules=skip_modules,
-        # FSDP shards parameters of one dtype: the 4-bit weights are stored in the compute dtype
-        **({"bnb_4bit_quant_storage": compute_dtype} if _fsdp() else {}),
+        **({"bnb_4bit_quant_storage": compute_dtype} if sharded else {}),
     )
-
-
-def _fsdp() -> bool:
-    from harness.train import distributed
-
-    return distributed.current().mode == "fsdp"
 
 
 def load_model(
@@ -166,6 +160,7 @@ def load_model(
     dtype: torch.dtype = torch.float32,
     device: torch.device | None = None,
     extra_kwargs: dict[str, Any] | None = None,
+    sharded: bool = False,
 ) -> LoadedModel:
     """Load ``spec`` with the given head. Raises ConfigError for impossible requests."""
     from transformers import AutoTokenizer
@@ -179,7 +174,7 @@ def load_model(
     if quantize_4bit:
         # Heads stay in full precision; so does BERT's pooler, which MLM checkpoints lack (a fresh
         # module created after quantization would break bitsandbytes' state).
-        kwargs["quantization_config"] = bnb_4bit_config(dtype, ["lm_head", "score", "classifier", "pooler"])
+        kwargs["quantization_config"] = bnb_4bit_config(dtype, ["lm_head", "score", "classifier", "pooler"], sharded=sharded)
         if device is not None and device.type == "cuda":
             kwargs["device_map"] = {"": device.index or 0}
     head_spec = HEADS[head]

@@ -94,7 +94,7 @@ def task_scoring(config: Mapping[str, Any]) -> tuple[str, int | None]:
 
 def sweep_fields(config: Mapping[str, Any]) -> dict[str, Any]:
     """A sweep cell's stage, swept values and selection rule, from its config's tags."""
-    from harness.matrix.sweep import SELECT_STAGE, SELECT_TAG, SELECTED_TAG, STAGE_TAG, SWEEP_TAG
+    from harness.names import SELECT_STAGE, SELECT_TAG, SELECTED_TAG, STAGE_TAG, SWEEP_TAG
 
     tags = config.get("tags") or {}
     stage = tags.get(STAGE_TAG)

@@ -47,7 +47,7 @@ def result_metrics(result: Result) -> dict[str, float]:
     """Every number of a result that belongs in MLflow's metric table. A sweep's grid point
     (stage 1) was scored on its selection split: its quality figures are logged as
     ``<split>/<metric>`` (``validation/f1_macro``), so no MLflow column mixes them with test scores."""
-    from harness.matrix.sweep import SELECT_STAGE, STAGE_TAG
+    from harness.names import SELECT_STAGE, STAGE_TAG
 
     selection = (result.config.get("tags") or {}).get(STAGE_TAG) == SELECT_STAGE
     prefix = f"{(result.config.get('data') or {}).get('eval_split', 'validation')}/" if selection else ""

@@ -14,8 +14,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from harness.matrix.sweep import SELECTED_TAG, STAGE_TAG, SWEEP_TAG
 from harness.names import (
+    SELECTED_TAG,
+    STAGE_TAG,
+    SWEEP_TAG,
     EXPERIMENT_KIND_TAG,
     MODEL_TRAINING_KIND,
     SHARED_VIEW_PARAM,

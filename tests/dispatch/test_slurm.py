@@ -191,7 +191,7 @@ def test_sweep_stage_two_is_submitted_by_a_dependency_job(slurm_env, partition, 
     import json
 
     from harness.dispatch.stages import CONTINUATION_FILE
-    from harness.matrix.sweep import FINAL_STAGE
+    from harness.names import FINAL_STAGE
 
     data = _slurm(smoke_dict(tmp_path / "out", name="sweep-slurm", models=["tiny-bert"], methods=["lora"], seeds=[0, 1],
                              exclude=[]), partition)

@@ -12,7 +12,7 @@ from dispatch_helpers import smoke_dict, write_matrix
 from harness.dispatch import render_status, status, submit, wait
 from harness.dispatch.stages import CONTINUATION_FILE
 from harness.matrix import load_matrix
-from harness.matrix.sweep import FINAL_STAGE, SELECT_STAGE
+from harness.names import FINAL_STAGE, SELECT_STAGE
 from harness.result import load_result
 
 pytest.importorskip("harness.cell")

@@ -11,7 +11,8 @@ import pytest
 from harness.config import ConfigError
 from harness.matrix import matrix_from_dict
 from harness.matrix.schema import LogGrid
-from harness.matrix.sweep import FINAL_STAGE, SELECT_STAGE, Outcome, choose
+from harness.matrix.sweep import Outcome, choose
+from harness.names import FINAL_STAGE, SELECT_STAGE
 from harness.result import RESULT_FILE
 
 LR = "train.learning_rate"

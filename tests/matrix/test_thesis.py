@@ -122,7 +122,7 @@ def test_counts_match_peft(plan):
 
 
 def test_thesis_tuned_is_the_study_with_a_learning_rate_sweep_per_method(tmp_path):
-    from harness.matrix.sweep import SELECT_STAGE
+    from harness.names import SELECT_STAGE
 
     study = load_matrix(THESIS, output_dir=tmp_path / "study")
     tuned = load_matrix(REPO / "jobs" / "thesis-tuned.yaml", output_dir=tmp_path / "tuned")

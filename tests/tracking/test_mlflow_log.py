@@ -71,7 +71,7 @@ def test_a_grid_point_logs_its_selection_split_and_validation_curve(make_cell, m
     """A sweep's stage-1 cell is scored on validation: its quality figures are logged as
     validation/<metric> (no MLflow column mixes them with test scores); train.eval_every's losses
     are a validation/loss series."""
-    from harness.matrix.sweep import SELECT_STAGE, STAGE_TAG, SWEEP_TAG
+    from harness.names import SELECT_STAGE, STAGE_TAG, SWEEP_TAG
 
     config = make_cell("tiny-bert", "lora", "emotion", tags={STAGE_TAG: SELECT_STAGE, SWEEP_TAG: '{"train.learning_rate": 0.001}'},
                        data={"eval_split": "validation", "max_eval_samples": 8}, train={"eval_every": 3},
