@@ -115,7 +115,7 @@ def test_rules_that_match_nothing_are_warned_about(tmp_path):
     [
         ({"modles": ["tiny-bert"]}, "unknown key 'modles'; valid keys: name=None"),
         ({"executor": {"kind": "local", "paralel": 2}}, "unknown key 'executor.paralel'; valid keys: kind='slurm'"),
-        ({"resources": {"gpu": 1}}, "unknown key 'resources.gpu'; valid keys: gpus=0"),
+        ({"resources": {"gpu": 1}}, "unknown key 'resources.gpu'; valid keys: nodes=1, gpus=0"),
         ({"executor": {"kind": "k8s"}}, "executor.kind: Input should be 'slurm', 'local' or 'debug'"),
         ({"methods": ["lora", "loraa"]}, "unknown method 'loraa'; valid: lora, qlora"),
         ({"tasks": ["sst2"]}, "unknown task 'sst2'; valid: emotion, billsum"),
@@ -125,7 +125,7 @@ def test_rules_that_match_nothing_are_warned_about(tmp_path):
         ({"overrides": [{"match": {"methd": "lora"}}]}, "unknown key 'overrides.0.match.methd'; valid keys: model=None"),
         ({"overrides": [{"match": {"method": "lorra"}}]}, "overrides[0].match: unknown method 'lorra'"),
         ({"overrides": [{"match": {"model": "tiny-t5"}}]}, "overrides[0].match: model 'tiny-t5' is not on the models axis"),
-        ({"overrides": [{"resources": {"time_min": 0}}]}, "overrides[0].resources: resources: gpus must be >= 0, cpus >= 1, time_min >= 1"),
+        ({"overrides": [{"resources": {"time_min": 0}}]}, "overrides[0].resources: resources: nodes must be >= 1, gpus >= 0, cpus >= 1, time_min >= 1"),
         ({"seeds": [0, 0]}, "seeds: duplicate entries 0"),
         ({"methods": []}, "methods: needs at least one entry"),
     ],
