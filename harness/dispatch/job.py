@@ -40,6 +40,7 @@ DEFAULT_RUNNER = "harness.cell:run_cell"
 FINAL = FINAL_STATUSES
 
 _slot_handle: int | None = None  # the open lock file of a local slot (never pickled)
+RANKS_GO = ".ranks-go"  # local executor: rank 0 of a distributed cell holds its slot (the job id inside)
 
 
 class CellStopped(BaseException):
@@ -104,6 +105,9 @@ class CellJob(submitit.helpers.Checkpointable):
             # leave its files alone; status keeps reporting it as running
             log.error("%s", busy)
             return {"cell_id": config.cell_id, "status": "busy", "output_dir": str(cell_dir), "error": str(busy)}
+        if slot is not None and distributed.distributed(config):
+            # the local executor's other ranks wait for this one's slot before they meet it
+            (cell_dir / RANKS_GO).write_text(str(_job_id()))
         timer = None
         try:
             # counted on from run.json, which a --retry-failed carries over (see submit)
@@ -138,13 +142,20 @@ class CellJob(submitit.helpers.Checkpointable):
         try:
             update_run(cell_dir, finished_at=now_iso(), status=status)
         finally:
+            (cell_dir / RANKS_GO).unlink(missing_ok=True)
             if acquired:
                 folder_lock.release(cell_dir)
         return {"cell_id": config.cell_id, "status": status, "output_dir": str(cell_dir)}
 
     def _follow(self, config: CellConfig) -> dict[str, Any]:
         """A task other than rank 0 of a distributed cell: train its share and write nothing (no
-        slot, lock, run.json or result); a failure is left in ``rank-<r>.error`` for rank 0."""
+        slot, lock, run.json or result); a failure is left in ``rank-<r>.error`` for rank 0.
+        With the local executor, rank 0 may first wait for a slot: the others wait with it, so
+        that the rendezvous timeout counts from when the cell may run."""
+        if self.local_slots:
+            go, job = Path(config.output_dir) / RANKS_GO, str(_job_id())
+            while not (go.is_file() and go.read_text() == job):
+                time.sleep(0.5)
         try:
             status = str(getattr(load_runner()(config), "status", "failed"))
         except Exception:  # noqa: BLE001 - the traceback is rank 0's to report
