@@ -174,10 +174,6 @@ class Selection:
         return f"{self.task}/{self.model}/{self.method}"
 
     @property
-    def keys(self) -> list[str]:
-        return list(self.points[0].point) if self.points else []
-
-    @property
     def state(self) -> str:
         """waiting (grid running), selected (stage 2 expanded) or failed (nothing to select)."""
         if self.choice is None:
