@@ -115,12 +115,22 @@ class TrainConfig(StrictModel):
     learning_rate: float | None = Field(None, gt=0)  # None: the method's default
     weight_decay: float = Field(0.0, ge=0)
     adam_betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (0.9, 0.999)
-    warmup_ratio: float = Field(0.06, ge=0, lt=1)
+    # no warmup by default (Hugging Face Trainer's default too): in the parity benchmark's setting
+    # (MiniLM-L6 LoRA on emotion, 300 steps of 32, constant 2e-3) a 6 % warmup cost accuracy in
+    # each of 4 paired runs, 1.5-5.4 points (bench/results/parity-probes.jsonl).
+    # A likely reason: AdamW's second moment (beta2 0.999 remembers ~1,000 steps) keeps the large
+    # gradients of the extra high-loss steps and shrinks every later update. Set it for long runs.
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
     scheduler: Literal["cosine", "linear", "constant"] = "cosine"
     max_grad_norm: float | None = Field(1.0, gt=0)  # None: no clipping
     optimizer: Literal["auto", "adamw", "paged_adamw_8bit"] = "auto"
     gradient_checkpointing: bool = False
-    group_by_length: bool = True
+    # length-grouped batches (harness/train/batching.py) pad far less (emotion at batch 32: 3 %
+    # instead of 57 %; 2.3x the samples/s on CPU) but each batch is one length stratum: in the
+    # parity benchmark's setting they cost macro-F1 in 4 of 5 paired runs, 4.8-14.6 points (the
+    # fifth: no change; bench/results/parity-probes.jsonl). Off by default, as in Hugging Face's Trainer: a speed
+    # setting to choose knowingly
+    group_by_length: bool = False
     # padding-free batches for decoder-only heads: the batch's examples are concatenated into one
     # row with restarting position ids (transformers' DataCollatorWithFlattening); attention stays
     # within each example (SDPA and flash-attention varlen read the position ids)
