@@ -69,7 +69,7 @@ def bare_run(seed: int, steps: int) -> dict[str, float]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-MODES = {"same": "same settings as the bare loop", "defaults": "harness at its defaults"}
+MODES = {"same": "same settings as the bare loop", "defaults": "at its defaults"}
 
 
 def differing_defaults(changes: dict[str, object]) -> str:
