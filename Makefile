@@ -63,7 +63,8 @@ test-fast: install
 	$(PY) -m pytest -q -m "not slurm" $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
 
 # bench_plan: warm `harness plan` of the thesis grid and of 500 cells x 20 methods (target < 1 s)
-# bench_parity: the harness against bench/bare_loop.py, 3 seeds each (about 20 minutes on two cores)
+# bench_parity: the harness (its defaults, and the bare loop's settings) against bench/bare_loop.py, 3 seeds
+# each: nine runs of 2-4 minutes on two cores
 bench: install
 	$(PY) bench/bench_train.py
 	$(PY) bench/bench_plan.py
