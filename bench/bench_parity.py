@@ -145,5 +145,6 @@ def main() -> None:
                                          "runs": runs, "summary": summary}, indent=1) + "\n")
         print(f"written to {args.json}")
 
+
 if __name__ == "__main__":
     main()
