@@ -22,7 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.config import ConfigError, load_cell_config, parse_cell_config
+from harness.cell.resolve import load_cell_config, parse_cell_config
+from harness.errors import ConfigError
 from harness.dotted import set_dotted
 from harness.redact import redact
 

@@ -1,8 +1,10 @@
 """Typed configuration of one benchmark cell (model x method x task x seed).
 
-Configuration is validated once, here, at the edge (cell file, CLI flags, matrix
-expansion); inner code trusts these objects. Every model rejects unknown keys with
-an error that names the key and lists the valid ones with their defaults.
+Configuration is validated once, at the edge (cell file, CLI flags, matrix expansion); inner
+code trusts these objects. This module checks the structure: every model rejects unknown keys
+with an error that names the key and lists the valid ones with their defaults. Names that a
+registry owns (methods, tasks) are checked by :mod:`harness.cell.resolve`, which sits above the
+registries: this module is the bottom layer and imports none of them.
 """
 
 from __future__ import annotations
@@ -16,10 +18,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from harness.errors import ConfigError
 
-
-class ConfigError(ValueError):
-    """A configuration problem, reported as one line that names it."""
 
 
 def single_line(value: str) -> str:
@@ -102,6 +102,10 @@ class DataConfig(StrictModel):
     # held-out slice of train), on at most this many examples (a seeded sample)
     validation_split: str = "validation"
     max_validation_samples: int | None = Field(256, ge=1)
+    # a selection split the task carves out of this cell's training data (BillSum's validation):
+    # recorded from the task's registry entry by harness.cell.resolve, never written by hand; in
+    # the cell id because such a cell trains on less than the whole split
+    held_out: str | None = None
 
 
 class TrainConfig(StrictModel):
@@ -215,7 +219,7 @@ class TaskDefinition(StrictModel):
 # section -> {setting: its default}: see CellConfig.identity ("" is the top level)
 ADDED_LATER: dict[str, dict[str, Any]] = {
     "train": {"packing": False, "compile": False, "eval_every": 0, "distributed": "none", "fsdp_cpu_offload": False},
-    "data": {"validation_split": "validation", "max_validation_samples": 256},
+    "data": {"validation_split": "validation", "max_validation_samples": 256, "held_out": None},
     "": {"task_definition": None},
 }
 
@@ -240,33 +244,6 @@ class CellConfig(StrictModel):
     output_dir: Path = Path("outputs/local")
     tags: dict[str, str] = Field(default_factory=dict)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _adapter_config_file(cls, data: Any) -> Any:
-        """``method_args: {from: adapter_config.json}``: the file's fields, then the other keys."""
-        if isinstance(data, dict) and isinstance(data.get("method_args"), dict) and "from" in data["method_args"]:
-            from harness.methods.registry import read_adapter_config
-
-            args = dict(data["method_args"])
-            data = {**data, "method_args": {**read_adapter_config(args.pop("from"), str(data.get("method"))), **args}}
-        return data
-
-    @model_validator(mode="after")
-    def _known_names(self) -> "CellConfig":
-        # the names come from the registries (plain data, no torch): see harness.methods.registry
-        from harness.methods.registry import resolve_method
-        from harness.tasks.registry import check_defined_task, resolve_task
-
-        try:
-            resolve_method(self.method)
-            if self.task_definition is None:
-                resolve_task(self.task)
-            else:
-                check_defined_task(self.task, self.data.source)
-        except ConfigError as error:
-            raise ValueError(str(error)) from None
-        return self
-
     def identity(self) -> dict[str, Any]:
         """The part of the config that determines results (not where they go)."""
         data = self.model_dump(mode="json", exclude={"output_dir", "tracking", "telemetry", "tags"})
@@ -280,13 +257,6 @@ class CellConfig(StrictModel):
             for key, default in defaults.items():
                 if node.get(key) == default:
                     node.pop(key)
-        # a task whose selection split is carved out of its training data trains on less than
-        # the whole split: cells from before that carving ran on other data
-        from harness.tasks.registry import TASKS
-
-        held_out = TASKS[self.task].held_out if self.task_definition is None and self.task in TASKS else None
-        if held_out is not None:
-            data["data"]["held_out"] = held_out.describe()
         return data
 
     def public_dump(self) -> dict[str, Any]:
@@ -391,13 +361,6 @@ def format_validation_error(error: ValidationError, model: type[BaseModel], wher
     return " ".join(text.split()) if "\n" in text else text
 
 
-def parse_cell_config(data: dict[str, Any], where: str = "cell config") -> CellConfig:
-    try:
-        return CellConfig.model_validate(data)
-    except ValidationError as error:
-        raise ConfigError(format_validation_error(error, CellConfig, where)) from None
-
-
 def read_yaml_mapping(path: Path, kind: str) -> dict[str, Any]:
     """A YAML file whose top level is a mapping, or a one-line ConfigError naming the problem.
 
@@ -416,13 +379,3 @@ def read_yaml_mapping(path: Path, kind: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     return data
-
-
-def load_cell_config(path: Path, overrides: dict[str, Any] | None = None) -> CellConfig:
-    """Read a cell YAML/JSON file, apply CLI overrides (dotted keys), validate."""
-    from harness.dotted import set_dotted
-
-    data = read_yaml_mapping(path, kind="config file")
-    for dotted, value in (overrides or {}).items():
-        set_dotted(data, dotted, value)
-    return parse_cell_config(data, where=str(path))

@@ -17,7 +17,7 @@ import os
 import socket
 from pathlib import Path
 
-from harness.config import ConfigError
+from harness.errors import ConfigError
 
 LOCK_FILE = ".writer.lock"
 

@@ -15,7 +15,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from harness.config import ConfigError
+from harness.errors import ConfigError
 from harness.models import cache_dir, materialise, package_dir, resolve_model
 from harness.tasks import resolve_task
 

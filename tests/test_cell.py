@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.cell import load_trained, run_cell
-from harness.config import ConfigError
+from harness.errors import ConfigError
 from harness.methods.build import combination_refusal
 from harness.methods.registry import methods, resolve_method
 from harness.models import resolve_model

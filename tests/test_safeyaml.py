@@ -13,7 +13,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.config import CellConfig, ConfigError, load_cell_config
+from harness.config import CellConfig
+from harness.cell.resolve import load_cell_config
+from harness.errors import ConfigError
 from harness.matrix import Matrix, load_matrix
 from harness.safeyaml import MAX_BYTES, MAX_DEPTH
 

@@ -67,7 +67,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.config import ConfigError
+from harness.errors import ConfigError
 from harness.matrix import Matrix
 from harness.matrix.schema import ContainerSpec
 from harness.names import cache_dir

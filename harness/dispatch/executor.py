@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.config import ConfigError
+from harness.errors import ConfigError
 from harness.matrix import Cell, Matrix, Resources
 
 EXECUTORS = ("slurm", "local", "debug")

@@ -28,7 +28,8 @@ from typing import Any, Callable
 import submitit
 
 from harness import folder_lock, preemption
-from harness.config import CellConfig, parse_cell_config
+from harness.config import CellConfig
+from harness.cell.resolve import parse_cell_config
 from harness.dispatch.ledger import read_run, update_run
 from harness.result import FINAL_STATUSES, RESULT_FILE, Result, load_result, now_iso, write_result
 from harness.train import distributed

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from harness.config import ConfigError
+from harness.errors import ConfigError
 from harness.dispatch import stages
 from harness.dispatch.executor import check_executor, ResourceGroup, group_cells, make_executor, resolve_kind
 from harness.dispatch.job import CellJob, write_final

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from harness.config import ConfigError
+from harness.errors import ConfigError
 from harness.matrix.expand import Cell, Matrix
 from harness.matrix.params import ParamCount, ParamCounter
 

@@ -17,13 +17,9 @@ from typing import Any, Iterable, Iterator
 
 from pydantic import ValidationError
 
-from harness.config import (
-    CellConfig,
-    ConfigError,
-    format_validation_error,
-    parse_cell_config,
-    read_yaml_mapping,
-)
+from harness.cell.resolve import parse_cell_config
+from harness.config import CellConfig, format_validation_error, read_yaml_mapping
+from harness.errors import ConfigError
 from harness.dotted import deep_merge, expand_dotted
 from harness.names import MATRIX_KEY_TAG, MATRIX_TAG, default_tracking_uri, matrix_key
 from harness.matrix.schema import RESERVED_KEYS, AxisEntry, Grid, MatrixSpec, Resources, SelectSpec, grid_values

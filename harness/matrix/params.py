@@ -94,7 +94,7 @@ class ParamCounter:
             from harness.methods import count_parameters
         except ImportError as error:
             return ParamCount(error=f"parameter counting unavailable ({error})")
-        from harness.config import ConfigError
+        from harness.errors import ConfigError
 
         try:
             trainable, total = count_parameters(config)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from harness.config import ConfigError
+from harness.errors import ConfigError
 from harness.matrix.expand import Cell
 
 FILTER_KEYS: tuple[str, ...] = ("model", "method", "task", "seed", "cell", "status")

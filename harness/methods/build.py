@@ -12,7 +12,8 @@ import json
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from harness.config import CellConfig, ConfigError
+from harness.config import CellConfig
+from harness.errors import ConfigError
 from harness.heads import HEADS
 from harness.methods.hooks import BuildContext
 from harness.methods.registry import MethodSpec, resolve_method

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from harness.config import ConfigError
+from harness.errors import ConfigError
 
 
 @dataclass(frozen=True)

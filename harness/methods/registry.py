@@ -28,7 +28,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from harness.config import ConfigError
+from harness.errors import ConfigError
 from harness.heads import HEADS
 from harness.methods import hooks
 

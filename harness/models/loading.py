@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import torch
 
-from harness.config import ConfigError
+from harness.errors import ConfigError
 from harness.heads import HEADS, auto_class
 from harness.models.registry import ModelSpec, cache_dir
 from harness.models.tokenizer import SPECIAL_TOKENS, build_tiny_tokenizer

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from harness.config import ConfigError
+from harness.errors import ConfigError
 from harness.names import cache_dir  # noqa: F401 - re-exported: models import it from here
 
 Family = Literal["t5", "llama", "bert"]

@@ -15,7 +15,7 @@ import re
 import shutil
 from pathlib import Path
 
-from harness.config import ConfigError
+from harness.errors import ConfigError
 from harness.report.load import CellRow, rows_from_matrix
 from harness.report.curves import loss_curves
 from harness.report.pareto import pareto_plots

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from harness.config import ConfigError
+from harness.errors import ConfigError
 from harness.names import CELL_TAG
 from harness.report.load import MISSING, UNREADABLE, CellRow, placeholder_row, row_from_flat, row_from_result
 from harness.result import RESULT_FILE, load_result

@@ -9,7 +9,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from harness.config import ConfigError, DataConfig, DataSource
+from harness.config import DataConfig, DataSource
+from harness.errors import ConfigError
 from harness.tasks.registry import HeldOut, TaskSpec
 
 Row = dict[str, Any]

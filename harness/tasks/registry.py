@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from harness.config import TASK_NAME, ConfigError, TaskDefinition
+from harness.config import TASK_NAME, TaskDefinition
+from harness.errors import ConfigError
 from harness.tasks.kinds import KINDS, SCORINGS
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "data"

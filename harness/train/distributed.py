@@ -31,7 +31,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Sequence
 
-from harness.config import CellConfig, ConfigError
+from harness.config import CellConfig
+from harness.errors import ConfigError
 
 COLLECTIVE_TIMEOUT_ENV = "HARNESS_COLLECTIVE_TIMEOUT_S"
 DEFAULT_COLLECTIVE_TIMEOUT_S = 600

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from dispatch_helpers import smoke_dict
 
-from harness.config import ConfigError
+from harness.errors import ConfigError
 from harness.dispatch import container
 from harness.dispatch.executor import group_cells, job_script, python_command
 from harness.matrix import matrix_from_dict

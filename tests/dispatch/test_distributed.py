@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from dispatch_helpers import smoke_dict, write_matrix
 
-from harness.config import ConfigError
+from harness.errors import ConfigError
 from harness.dispatch import plan, render_status, submit, wait
 from harness.dispatch.job import ENV_RUNNER
 from harness.matrix import load_matrix

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from dispatch_helpers import smoke_dict
 
-from harness.config import ConfigError
+from harness.errors import ConfigError
 from harness.dispatch.executor import group_cells, job_script
 from harness.matrix import matrix_from_dict
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import ConfigError
+from harness.errors import ConfigError
 from harness.dispatch import commands
 
 REPO = Path(__file__).resolve().parents[2]

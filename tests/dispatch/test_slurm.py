@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from dispatch_helpers import smoke_dict, write_matrix
 
-from harness.config import ConfigError
+from harness.errors import ConfigError
 from harness.dispatch import render_status, status, submit, wait
 from harness.dispatch.ledger import read_job, read_run
 from harness.matrix import load_matrix

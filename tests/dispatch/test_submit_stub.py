@@ -12,7 +12,7 @@ import pytest
 import yaml
 from dispatch_helpers import calls, smoke_dict, write_matrix
 
-from harness.config import ConfigError
+from harness.errors import ConfigError
 from harness.dispatch import plan, render_plan, render_status, render_submit, status, submit
 from harness.dispatch.ledger import LEDGER_FILE, read_job
 from harness.matrix import load_matrix

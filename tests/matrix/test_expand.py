@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.config import ConfigError
+from harness.errors import ConfigError
 from harness.matrix import load_matrix, matrix_from_dict, model_slug
 
 REPO = Path(__file__).resolve().parents[2]

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.config import ConfigError
+from harness.errors import ConfigError
 from harness.matrix import matrix_from_dict, parse_filter
 
 

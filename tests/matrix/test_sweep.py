@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import ConfigError
+from harness.errors import ConfigError
 from harness.matrix import matrix_from_dict
 from harness.matrix.schema import LogGrid
 from harness.matrix.sweep import Outcome, choose

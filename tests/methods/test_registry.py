@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import CellConfig, ConfigError, parse_cell_config
+from harness.config import CellConfig
+from harness.cell.resolve import parse_cell_config
+from harness.errors import ConfigError
 from harness.methods.build import MANAGED_FIELDS, config_fields, count_parameters
 from harness.methods.registry import methods, peft_types, resolve_method
 

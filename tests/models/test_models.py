@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.config import ConfigError
+from harness.errors import ConfigError
 from harness.models import build_meta_model, count_module_parameters, load_model, package_dir, resolve_model
 
 # Published sizes: FLAN-T5-XL 2.85B (untied lm_head), Llama-3.2-3B 3.21B (tied), BERT-base 110M.

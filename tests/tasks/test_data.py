@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import ConfigError, DataConfig, DataSource
+from harness.config import DataConfig, DataSource
+from harness.errors import ConfigError
 from harness.tasks import class_weights, load_split, resolve_task
 
 

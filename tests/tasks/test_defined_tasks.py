@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from harness.config import ConfigError
+from harness.errors import ConfigError
 from harness.matrix import load_matrix
 
 EMOTION = Path(__file__).resolve().parents[2] / "harness" / "data" / "emotion"

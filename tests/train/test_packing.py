@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.config import ConfigError, DataConfig
+from harness.config import DataConfig
+from harness.errors import ConfigError
 from harness.models import load_model, resolve_model
 from harness.tasks import Formatter, collate_packed, collate_train, count_tokens, load_split, resolve_task
 

@@ -33,7 +33,8 @@ from typing import Any
 import yaml
 
 from harness import folder_lock, preemption
-from harness.config import CellConfig, ConfigError
+from harness.config import CellConfig
+from harness.errors import ConfigError
 from harness.environment import environment
 from harness.methods.build import (
     apply_method,
@@ -499,7 +500,9 @@ def load_trained(cell_dir: Path) -> tuple[Any, Formatter, list[Any], CellPlan]:
     """
     import torch
 
-    config = CellConfig.model_validate(yaml.safe_load((cell_dir / "config.yaml").read_text()))
+    from harness.cell.resolve import parse_cell_config
+
+    config = parse_cell_config(yaml.safe_load((cell_dir / "config.yaml").read_text()), where=str(cell_dir / "config.yaml"))
     plan = prepare_cell(config)
     device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
     _, dtype = _resolve_precision(config, device)

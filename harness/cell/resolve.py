@@ -1,0 +1,72 @@
+"""The edge where a cell config meets the registries: what :mod:`harness.config` (the bottom
+layer, which imports no registry) cannot check on its own.
+
+- ``method_args: {from: adapter_config.json}`` is read into the method's arguments, so the cell
+  id follows the file's content;
+- the method and the task must be known (a bundled task, or one the matrix defines with data);
+- a bundled task that carves its selection split out of the training data (BillSum's
+  validation) has that recorded in ``data.held_out``, which enters the cell id.
+
+Every path from user input to a ``CellConfig`` goes through :func:`parse_cell_config`: the CLI's
+cell files and flags, matrix expansion, and the job that re-reads its config. Plain data: no torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from harness.config import CellConfig, format_validation_error, read_yaml_mapping
+from harness.errors import ConfigError
+from harness.methods.registry import read_adapter_config, resolve_method
+from harness.tasks.registry import TASKS, check_defined_task, resolve_task
+
+
+def parse_cell_config(data: dict[str, Any], where: str = "cell config") -> CellConfig:
+    """A checked ``CellConfig`` from its mapping, or a one-line ``ConfigError`` naming the problem."""
+    data = _read_adapter_file(data)
+    try:
+        config = CellConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(format_validation_error(error, CellConfig, where)) from None
+    return resolve_cell_config(config, where)
+
+
+def resolve_cell_config(config: CellConfig, where: str = "cell config") -> CellConfig:
+    """Check the names against the registries and record what the task's entry adds to the id."""
+    try:
+        resolve_method(config.method)
+        if config.task_definition is None:
+            resolve_task(config.task)
+        else:
+            check_defined_task(config.task, config.data.source)
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}") from None
+    held_out = TASKS[config.task].held_out if config.task_definition is None else None
+    recorded = held_out.describe() if held_out is not None else None
+    if config.data.held_out not in (None, recorded):
+        raise ConfigError(f"{where}: data.held_out {config.data.held_out!r}: it is recorded from the task, not set by "
+                          f"hand (task {config.task!r}: {recorded or 'no held-out split'}); remove it")
+    if config.data.held_out != recorded:
+        config = config.model_copy(update={"data": config.data.model_copy(update={"held_out": recorded})})
+    return config
+
+
+def load_cell_config(path: Path, overrides: dict[str, Any] | None = None) -> CellConfig:
+    """Read a cell YAML/JSON file, apply CLI overrides (dotted keys), validate."""
+    from harness.dotted import set_dotted
+
+    data = read_yaml_mapping(path, kind="config file")
+    for dotted, value in (overrides or {}).items():
+        set_dotted(data, dotted, value)
+    return parse_cell_config(data, where=str(path))
+
+
+def _read_adapter_file(data: Any) -> Any:
+    """``method_args: {from: adapter_config.json}``: the file's fields, then the other keys."""
+    if isinstance(data, dict) and isinstance(data.get("method_args"), dict) and "from" in data["method_args"]:
+        args = dict(data["method_args"])
+        data = {**data, "method_args": {**read_adapter_config(args.pop("from"), str(data.get("method"))), **args}}
+    return data

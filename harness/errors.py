@@ -1,0 +1,8 @@
+"""Errors every layer raises, defined below all of them (no imports), so a registry can raise
+``ConfigError`` without importing the configuration that validates names against it."""
+
+from __future__ import annotations
+
+
+class ConfigError(ValueError):
+    """A configuration problem, reported as one line that names it (the CLI exits 2)."""
