@@ -25,7 +25,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
-	$(HARNESS) stage --model minilm-l6 --model smollm2-135m --model tiny-t5 --model tiny-llama --model tiny-bert
+	$(HARNESS) prefetch --model minilm-l6 --model smollm2-135m --model tiny-t5 --model tiny-llama --model tiny-bert
 	touch $@
 
 demo: install

@@ -2,7 +2,7 @@
 
     harness run --local --model tiny-llama --method lora --task emotion --max-steps 30
     harness run --local --config cell.yaml
-    harness stage --model minilm-l6 --model smollm2-135m
+    harness prefetch --model minilm-l6 --model smollm2-135m
     harness methods [--json]
     harness plan jobs/demo.yaml [--json]
     harness matrix jobs/demo.yaml [--retry-failed] [--force] [--only method=lora]
@@ -105,8 +105,8 @@ def render_result(result: Any, cell_dir: Path) -> str:
     return redact("\n".join(lines))
 
 
-def cmd_stage(args: argparse.Namespace) -> int:
-    from harness.stage import stage_dataset, stage_model
+def cmd_prefetch(args: argparse.Namespace) -> int:
+    from harness.prefetch import prefetch_dataset, prefetch_model
 
     models = list(args.model or [])
     tasks = list(args.task or [])
@@ -116,12 +116,12 @@ def cmd_stage(args: argparse.Namespace) -> int:
         matrix = load_matrix(args.matrix)
         models += sorted({cell.config.model for cell in matrix.cells})
     if not models and not tasks:
-        raise ConfigError("nothing to stage: give --model NAME, --task NAME or --matrix FILE")
+        raise ConfigError("nothing to prefetch: give --model NAME, --task NAME or --matrix FILE")
     for name in dict.fromkeys(models):
-        print(f"staged {name}: {stage_model(name)}")
+        print(f"prefetched {name}: {prefetch_model(name)}")
     for name in dict.fromkeys(tasks):
-        stage_dataset(name)
-        print(f"staged dataset for {name}")
+        prefetch_dataset(name)
+        print(f"prefetched dataset for {name}")
     return 0
 
 
@@ -227,11 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override any config field, e.g. --set method_args.r=4 --set train.batch_size=2")
     run.set_defaults(func=cmd_run)
 
-    stage = sub.add_parser("stage", help="fetch models/datasets into the cache for offline nodes")
-    stage.add_argument("--model", action="append")
-    stage.add_argument("--task", action="append")
-    stage.add_argument("--matrix")
-    stage.set_defaults(func=cmd_stage)
+    # "stage" was this command's first name; it stays as an alias (a sweep's stages are another idea)
+    prefetch = sub.add_parser("prefetch", aliases=["stage"], help="fetch models/datasets into the cache for offline nodes")
+    prefetch.add_argument("--model", action="append")
+    prefetch.add_argument("--task", action="append")
+    prefetch.add_argument("--matrix")
+    prefetch.set_defaults(func=cmd_prefetch)
 
     plan = sub.add_parser("plan", help="dry run: the cell table and sbatch scripts")
     plan.add_argument("matrix")

