@@ -23,60 +23,10 @@ from harness.errors import ConfigError
 from harness.dotted import deep_merge, expand_dotted
 from harness.names import MATRIX_KEY_TAG, MATRIX_TAG, default_tracking_uri, matrix_key
 from harness.matrix.schema import RESERVED_KEYS, AxisEntry, Grid, MatrixSpec, Resources, SelectSpec, grid_values
-from harness.matrix.sweep import Selection, describe_point, grid_of
+from harness.matrix.cells import Cell, describe_point
+from harness.matrix.sweep import Selection, grid_of
 from harness.names import FINAL_STAGE, SELECT_STAGE, SELECT_TAG, SELECTED_TAG, STAGE_TAG, SWEEP_TAG
 
-
-
-@dataclass
-class Cell:
-    """One expanded cell: its resolved config, what its job asks for, and whether it is excluded."""
-
-    config: CellConfig
-    resources: Resources
-    excluded: str | None = None  # the stated reason
-
-    @property
-    def cell_id(self) -> str:
-        return self._id
-
-    def __post_init__(self) -> None:
-        self._id = self.config.cell_id  # hashing is cheap but not free; 500 cells ask often
-
-    @property
-    def folder(self) -> Path:
-        return self.config.output_dir
-
-    @property
-    def model(self) -> str:
-        return self.config.model
-
-    @property
-    def method(self) -> str:
-        return self.config.method
-
-    @property
-    def task(self) -> str:
-        return self.config.task
-
-    @property
-    def seed(self) -> int:
-        return self.config.seed
-
-    @property
-    def stage(self) -> str | None:
-        """select (a stage-1 grid point), final (stage 2 of a sweep), or None (not swept)."""
-        return self.config.tags.get(STAGE_TAG)
-
-    @property
-    def point(self) -> dict[str, Any]:
-        """The swept values a sweep's cell runs with: its grid point (stage 1) or the selected one (stage 2)."""
-        tag = self.config.tags.get(SWEEP_TAG if self.stage == SELECT_STAGE else SELECTED_TAG)
-        return json.loads(tag) if tag else {}
-
-    def label(self) -> str:
-        label = f"{self.task}/{self.model}/{self.method}/seed{self.seed}"
-        return label + f" [{describe_point(self.point)}]" if self.stage == SELECT_STAGE else label
 
 
 @dataclass

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from harness.errors import ConfigError
-from harness.matrix.expand import Cell
+from harness.matrix.cells import Cell
 
 FILTER_KEYS: tuple[str, ...] = ("model", "method", "task", "seed", "cell", "status")
 

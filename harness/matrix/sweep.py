@@ -32,10 +32,11 @@ from itertools import product
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from harness.matrix.cells import describe_point
 from harness.matrix.schema import SweepEntry, grid_values
 
 if TYPE_CHECKING:
-    from harness.matrix.expand import Cell
+    from harness.matrix.cells import Cell
 
 
 
@@ -53,10 +54,6 @@ def grid_of(entries: list[SweepEntry], model: str, method: str, task: str, seed:
         return [], []
     keys = list(chosen)
     return [dict(zip(keys, combination)) for combination in product(*(chosen[k] for k in keys))], used
-
-
-def describe_point(point: dict[str, Any]) -> str:
-    return ", ".join(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}" for key, value in point.items())
 
 
 # --------------------------------------------------------------------------- choosing

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.matrix.sweep import Outcome, choose, describe_point
+from harness.matrix.cells import describe_point
+from harness.matrix.sweep import Outcome, choose
 from harness.names import SELECT_STAGE
 from harness.report.load import CellRow
 from harness.report.pareto import Plot, _slug, save_plot
