@@ -16,7 +16,6 @@ from harness.dispatch.job import ENV_RUNNER
 from harness.matrix import load_matrix
 from harness.result import load_result
 
-pytest.importorskip("harness.cell")
 
 HERE = Path(__file__).resolve().parent
 

@@ -11,7 +11,6 @@ from harness.matrix import load_matrix
 from harness.result import load_result
 from harness.tracking.collect import collect, render_collect
 
-pytest.importorskip("harness.cell")
 
 
 @pytest.fixture(scope="module")

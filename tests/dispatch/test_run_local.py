@@ -20,7 +20,6 @@ from harness.dispatch.ledger import read_job, read_run
 from harness.matrix import load_matrix
 from harness.result import load_result
 
-pytest.importorskip("harness.cell")
 pytestmark = pytest.mark.slow
 
 

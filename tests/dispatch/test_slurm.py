@@ -23,7 +23,6 @@ from harness.matrix import load_matrix
 from harness.result import load_result
 from harness.tracking.collect import collect, render_collect
 
-pytest.importorskip("harness.cell")
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 import slurm_cluster  # noqa: E402  (tests/ is on sys.path via conftest)

@@ -159,7 +159,7 @@ def test_scancel_ends_cancelled(slurm_env):
 
 # --- submitit ------------------------------------------------------------------------
 
-submitit = pytest.importorskip("submitit")
+import submitit  # noqa: E402 - a dependency of the harness: its absence is a failure, not a skip
 import cloudpickle  # noqa: E402  (a submitit dependency)
 
 # Jobs unpickle the submitted callables in a fresh interpreter that cannot

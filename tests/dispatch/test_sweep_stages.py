@@ -15,7 +15,6 @@ from harness.matrix import load_matrix
 from harness.names import FINAL_STAGE, SELECT_STAGE
 from harness.result import load_result
 
-pytest.importorskip("harness.cell")
 
 LR = "train.learning_rate"
 

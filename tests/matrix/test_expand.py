@@ -136,7 +136,6 @@ def test_invalid_files_are_one_line_errors(change, expected, tmp_path):
 
 
 def test_unknown_model_is_an_error(tmp_path):
-    pytest.importorskip("harness.models")
     message = error_of(base(models=["tiny-bret"]), tmp_path)
     assert "tiny-bret" in message and "tiny-bert" in message  # names it and lists valid ones
 

@@ -6,7 +6,7 @@ from harness.matrix import ParamCounter, matrix_from_dict
 
 
 def test_counts_are_cached_per_model_method_task_and_args(tmp_path, monkeypatch):
-    methods = pytest.importorskip("harness.methods")
+    from harness import methods
     calls = []
 
     def fake(config):
@@ -23,7 +23,7 @@ def test_counts_are_cached_per_model_method_task_and_args(tmp_path, monkeypatch)
 
 
 def test_errors_become_a_column(tmp_path, monkeypatch):
-    methods = pytest.importorskip("harness.methods")
+    from harness import methods
     monkeypatch.setattr(methods, "count_parameters", lambda config: (_ for _ in ()).throw(ValueError("no such module\nmore")))
     data = {"models": ["tiny-bert"], "methods": ["lora"], "tasks": ["emotion"]}
     count = ParamCounter(persistent=False)(matrix_from_dict(data, output_dir=tmp_path).cells[0].config)
@@ -31,7 +31,6 @@ def test_errors_become_a_column(tmp_path, monkeypatch):
 
 
 def test_real_counts_offline(tmp_path):
-    pytest.importorskip("harness.methods")
     data = {"models": ["tiny-bert"], "methods": ["lora", "full"], "tasks": ["emotion"]}
     lora, full = (ParamCounter(persistent=False)(c.config) for c in matrix_from_dict(data, output_dir=tmp_path).cells)
     assert lora.error is None and 0 < lora.trainable < lora.total
@@ -39,7 +38,7 @@ def test_real_counts_offline(tmp_path):
 
 
 def test_counts_persist_on_disk_per_library_versions(tmp_path, monkeypatch):
-    methods = pytest.importorskip("harness.methods")
+    from harness import methods
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
     calls = []
     monkeypatch.setattr(methods, "count_parameters", lambda config: calls.append(1) or (7, 70))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("harness.cell")
 
 
 @pytest.mark.parametrize(("model", "task"), [("tiny-bert", "emotion"), ("tiny-t5", "billsum")])
