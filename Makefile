@@ -1,6 +1,6 @@
 # harness: one command to set up and run the CPU demo, one to run the tests.
 #   make demo    set up (venv, pinned packages, offline models) and run jobs/demo.yaml on this machine
-#   make test    set up, start the local SLURM cluster, run the whole test suite
+#   make test    set up, check lint/format/types/import contracts, start the local SLURM cluster, run the whole test suite
 # On a GPU cluster: make install TORCH_INDEX=https://download.pytorch.org/whl/cu126 ; make matrix MATRIX=jobs/thesis.yaml
 
 SHELL := /bin/bash
@@ -16,7 +16,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test browser test-fast bench matrix plan status collect report ui slurm-up slurm-down gpu-check gpu-bench device-wheels clean
+.PHONY: install lint format demo test browser test-fast bench matrix plan status collect report ui slurm-up slurm-down gpu-check gpu-bench device-wheels clean
 
 install: $(VENV)/.installed
 
@@ -48,6 +48,21 @@ CONTAINER_TEST_BUDGET_S ?= 1500
 browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	  apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+
+# Seconds, before the tests: ruff (lint, format), mypy on harness/, the import contracts
+# (architecture.ini: the layer order, no cycles). `make format` applies ruff's fixes and format.
+lint: install
+	@start=$$SECONDS; \
+	$(VENV)/bin/ruff check harness tests bench scripts && \
+	$(VENV)/bin/ruff format --check harness tests bench scripts && \
+	$(VENV)/bin/mypy && \
+	{ contracts=$$($(VENV)/bin/lint-imports --no-cache architecture.ini 2>&1) || { echo "$$contracts"; exit 1; }; } && \
+	echo "$$contracts" | grep -E "KEPT|BROKEN|Contracts:" && \
+	echo "lint, format, types and import contracts: $$((SECONDS - start)) s"
+
+format: install
+	$(VENV)/bin/ruff check --fix harness tests bench scripts
+	$(VENV)/bin/ruff format harness tests bench scripts
 
 test: install slurm-up browser
 	set -a; source $${HARNESS_SLURM_DIR:-/tmp/harness-slurm}/env.sh; set +a; \
