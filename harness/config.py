@@ -181,41 +181,6 @@ class TelemetryConfig(StrictModel):
     interval_s: float = Field(0.2, gt=0)
 
 
-TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-
-
-class TaskDefinition(StrictModel):
-    """A task defined in a matrix or cell file, not bundled: its kind, labels and scoring.
-
-    Its rows come from ``data.source`` (local files or a Hub dataset), mapped onto the kind's
-    canonical fields: ``text`` and ``label`` for classification, ``text`` and ``target`` for
-    generation. Every part of a cell that depends on the task (the head's size, label words,
-    predictions, metrics, reports) reads it from here."""
-
-    kind: Literal["classification", "generation"]
-    # classification: the class names, in id order (a source's integer labels index them)
-    labels: list[Line] | None = None
-    # generation: how outputs are scored (default rouge)
-    metric: Literal["rouge", "exact_match"] | None = None
-    # the prompt's question (classification, text-to-text models) or instruction (generation)
-    instruction: str | None = None
-
-    @model_validator(mode="after")
-    def _fits_kind(self) -> "TaskDefinition":
-        if self.kind == "classification":
-            labels = self.labels or []
-            if len(labels) < 2 or len(set(labels)) != len(labels) or not all(label.strip() for label in labels):
-                raise ValueError("a classification task needs labels: at least two distinct, non-empty class names "
-                                 "in id order, e.g. labels: [negative, positive]")
-            if self.metric is not None:
-                raise ValueError("metric is for generation tasks; classification is scored with accuracy and "
-                                 "macro/weighted precision, recall and F1")
-        elif self.labels is not None:
-            raise ValueError("labels are for classification tasks; a generation task is scored on its target text "
-                             "(metric: rouge or exact_match)")
-        return self
-
-
 # section -> {setting: its default}: see CellConfig.identity ("" is the top level)
 ADDED_LATER: dict[str, dict[str, Any]] = {
     "train": {"packing": False, "compile": False, "eval_every": 0, "distributed": "none", "fsdp_cpu_offload": False},
@@ -230,8 +195,10 @@ class CellConfig(StrictModel):
     model: str
     method: str
     task: str
-    # a task defined in the matrix (kind, labels, metric); None: a bundled task
-    task_definition: TaskDefinition | None = None
+    # a task defined in the matrix (kind, labels, metric, instruction), as a plain mapping: this
+    # bottom layer knows no task kinds; harness.cell.resolve checks it against the tasks' registry
+    # (harness.tasks.registry.TaskDefinition) and normalises it to that model's dump. None: a bundled task
+    task_definition: dict[str, Any] | None = None
     seed: int = Field(0, ge=0)
     # overrides of any field of the method's PEFT config (r, lora_alpha, target_modules, ...)
     method_args: dict[str, Any] = Field(default_factory=dict)
@@ -312,7 +279,8 @@ def _walk(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[list[str], type
 
 
 def _strict_models() -> list[type[BaseModel]]:
-    found, todo = [], list(StrictModel.__subclasses__())
+    found: list[type[BaseModel]] = []
+    todo = list(StrictModel.__subclasses__())
     while todo:
         cls = todo.pop()
         found.append(cls)

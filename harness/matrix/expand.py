@@ -258,22 +258,22 @@ def expand(spec: MatrixSpec, *, path: Path | None = None, output_dir: Path | str
                 reason = exclusion.reason
                 break
         planned = _Planned(data, patches, reason, f"{task.name}/{model.name}/{method.name}/seed{seed}")
-        points, entries = grid_of(spec.sweep, model.name, method.name, task.name, seed)
+        points, sweeps_matched = grid_of(spec.sweep, model.name, method.name, task.name, seed)
         if points and not _trains(method.name):
             not_swept.add(method.name)
             points = []
         if points:
-            used_sweeps.update(entries)
+            used_sweeps.update(sweeps_matched)
             swept.setdefault((task.name, model.name, method.name), []).append(planned)
             continue
         cells.append(builder.cell(planned))
 
     selections = []
-    for key, planned in swept.items():
-        if planned[0].excluded is not None:  # an excluded first seed: nothing to select on, cells as written
-            cells.extend(builder.cell(p) for p in planned)
+    for group, seeds_planned in swept.items():
+        if seeds_planned[0].excluded is not None:  # an excluded first seed: nothing to select on, cells as written
+            cells.extend(builder.cell(p) for p in seeds_planned)
         else:
-            selections.append(_selection(spec, builder, key, planned, cells))
+            selections.append(_selection(spec, builder, group, seeds_planned, cells))
 
     warnings = [f"sweep[{i}] ({e.match.describe()}) matches no cell" for i, e in enumerate(spec.sweep) if i not in used_sweeps]
     warnings += [f"sweep: {m} does not train, so its cells are not swept" for m in sorted(not_swept)]

@@ -71,7 +71,7 @@ def plot_timeline(
                 ax.plot(xs, ys, label=f"{label} {dev}" if multi else label, linewidth=1.2, **kw)
 
     if backend == "nvml":
-        panels = [
+        panels: list[tuple[str, list[tuple[str, str, float, dict[str, Any]]]]] = [
             ("utilization [%]", [("util_kernel_active_pct", "kernel active", 1.0, {}), ("util_mem_ctrl_pct", "memory controller", 1.0, {})]),
             (
                 "GPU memory [GiB]",
@@ -91,7 +91,7 @@ def plot_timeline(
 
     fig = Figure(figsize=(11, 2.4 * len(panels) + 0.6), layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
+    axes: list[Any] = list(fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0])
     spans = phase_spans(rows, markers, t_end_rel_s)
     colors: dict[str, str] = {}
     for phase, _, _ in spans:

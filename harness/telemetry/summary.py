@@ -154,8 +154,8 @@ def _gpu_stats(
         energy_j = 0.0
         for dev, per_phase in energy.items():
             energy_j += sum(per_phase.values()) if phase is None else per_phase.get(phase, 0.0)
-        for dev, per_phase in resets.items():
-            n_resets += sum(per_phase.values()) if phase is None else per_phase.get(phase, 0)
+        for dev, counts in resets.items():
+            n_resets += sum(counts.values()) if phase is None else counts.get(phase, 0)
     mem_used = _sum_per_sample(samples, "mem_used_bytes")
     proc_mem = _sum_per_sample(samples, "proc_mem_bytes")
     return {

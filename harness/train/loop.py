@@ -275,7 +275,8 @@ class Trainer:
                             self.accelerator.backward(loss)
                         loss_sum += float(loss.detach())
                     if self.ctx.active:  # the step's loss and tokens over every rank's share
-                        loss_sum, real_sum, slot_sum = distributed.all_sum([loss_sum, real_sum, slot_sum])
+                        summed = distributed.all_sum([loss_sum, real_sum, slot_sum])
+                        loss_sum, real_sum, slot_sum = summed[0], int(summed[1]), int(summed[2])
                         loss_sum /= self.ctx.world_size
                     progress.real_tokens += int(real_sum)
                     progress.token_slots += int(slot_sum)
