@@ -2,7 +2,8 @@
 a causal language model and an encoder-decoder, in one entry each.
 
 A head supplies the transformers Auto class, the peft task type, the families that have it,
-how training batches hold their labels (class ids or token sequences), how it predicts (an
+how training batches hold their labels (class ids or token sequences) and whether the answer is
+a sequence of its own (encoder-decoder) or continues the prompt, how it predicts (an
 argmax over class logits, or generation from left- or right-padded prompts), its class-weighted
 loss, and why padding-free packing cannot apply to it. Models, methods, tasks and the trainer
 read these fields and name no head.
@@ -41,6 +42,9 @@ class HeadSpec:
     loss_units: Callable[[dict[str, Any], Any, Any], float] = lambda batch, weights, class_ids: float(len(batch["labels"]))
     # why padding-free packing (one flattened row per batch) cannot apply; None: it can
     packing_refusal: str | None = None
+    # the answer is a sequence of its own (an encoder-decoder's decoder input), not a continuation
+    # of the prompt in one sequence (a decoder-only model's) nor a class id
+    separate_target: bool = False
 
     @property
     def generates(self) -> bool:
@@ -92,6 +96,7 @@ HEADS: dict[str, HeadSpec] = {
     for head in (
         HeadSpec("seq2seq", "AutoModelForSeq2SeqLM", "SEQ_2_SEQ_LM", ("t5",), "has no encoder-decoder head",
                  class_labels=False, prompt_padding="right", weighted_loss=_text_to_text_loss, loss_units=_token_units,
+                 separate_target=True,
                  packing_refusal="an encoder-decoder example is two sequences (encoder input, decoder target), which "
                                  "one flattened row cannot hold"),
         HeadSpec("causal", "AutoModelForCausalLM", "CAUSAL_LM", ("llama",), "is not a decoder-only model",

@@ -4,6 +4,7 @@ layer, which imports no registry) cannot check on its own.
 - ``method_args: {from: adapter_config.json}`` is read into the method's arguments, so the cell
   id follows the file's content;
 - the method and the task must be known (a bundled task, or one the matrix defines with data);
+  a defined task's ``task_definition`` is checked against the task kinds and normalised;
 - a bundled task that carves its selection split out of the training data (BillSum's
   validation) has that recorded in ``data.held_out``, which enters the cell id.
 
@@ -21,7 +22,7 @@ from pydantic import ValidationError
 from harness.config import CellConfig, format_validation_error, read_yaml_mapping
 from harness.errors import ConfigError
 from harness.methods.registry import read_adapter_config, resolve_method
-from harness.tasks.registry import TASKS, check_defined_task, resolve_task
+from harness.tasks.registry import TASKS, check_defined_task, parse_task_definition, resolve_task
 
 
 def parse_cell_config(data: dict[str, Any], where: str = "cell config") -> CellConfig:
@@ -44,6 +45,10 @@ def resolve_cell_config(config: CellConfig, where: str = "cell config") -> CellC
             check_defined_task(config.task, config.data.source)
     except ConfigError as error:
         raise ConfigError(f"{where}: {error}") from None
+    if config.task_definition is not None:  # checked against the task kinds, kept as the model's dump (the id's form)
+        definition = parse_task_definition(config.task_definition, where).model_dump(mode="json")
+        if definition != config.task_definition:
+            config = config.model_copy(update={"task_definition": definition})
     held_out = TASKS[config.task].held_out if config.task_definition is None else None
     recorded = held_out.describe() if held_out is not None else None
     if config.data.held_out not in (None, recorded):

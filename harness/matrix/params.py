@@ -63,8 +63,8 @@ class ParamCounter:
         key = (config.model, config.method, config.task, dump(config.method_args), dump(config.model_args),
                str(config.train.gradient_checkpointing))
         # a defined task's labels size the head (appended only then: bundled tasks keep their keys)
-        definition = config.task_definition
-        return key + (dump(definition.model_dump(mode="json")),) if definition else key
+        definition = config.task_definition  # the normalised dump (harness.cell.resolve)
+        return key + (dump(definition),) if definition else key
 
     def __call__(self, config: CellConfig) -> ParamCount:
         key = self.key(config)

@@ -45,7 +45,9 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from harness.config import DataSource, Line, SbatchKey, StrictModel, TaskDefinition
+from harness.config import DataSource, Line, SbatchKey, StrictModel
+from harness.tasks.kinds import KINDS
+from harness.tasks.registry import TaskDefinition
 
 # CellConfig keys a matrix may not set through ``defaults``/``set``: they are the axes
 # or are derived by the expansion (output_dir is the cell's folder).
@@ -182,13 +184,14 @@ class TaskEntry(AxisEntry):
         {name: tweets, kind: classification, labels: [negative, positive],
          source: {files: {train: tweets-train.csv, test: tweets-test.csv}, fields: {text: tweet, label: sentiment}}}
 
-    ``kind`` (classification | generation), ``labels`` (classification), ``metric`` (generation:
-    rouge | exact_match) and ``instruction`` make its ``task_definition``; ``source`` is its
-    ``data.source``. Both go into every cell of the task (and its id)."""
+    ``kind`` (a task kind: classification | generation), ``labels`` (a labelled kind's classes),
+    ``metric`` (one of the kind's scorings, e.g. rouge | exact_match) and ``instruction`` make its
+    ``task_definition`` (:class:`harness.tasks.registry.TaskDefinition` checks them); ``source`` is
+    its ``data.source``. Both go into every cell of the task (and its id)."""
 
-    kind: Literal["classification", "generation"] | None = None
+    kind: str | None = None
     labels: list[Line] | None = None
-    metric: Literal["rouge", "exact_match"] | None = None
+    metric: str | None = None
     instruction: str | None = None
     source: DataSource | None = None
 
@@ -198,7 +201,7 @@ class TaskEntry(AxisEntry):
         if self.kind is None:
             if given:
                 raise ValueError(f"task {self.name!r}: {', '.join(given)} define a task of your own, which also needs "
-                                 "kind: classification or generation")
+                                 f"kind: {' or '.join(KINDS)}")
             return self
         try:
             definition = TaskDefinition(kind=self.kind, labels=self.labels, metric=self.metric,

@@ -144,7 +144,7 @@ def _canonical(task: TaskSpec, source: DataSource, row: Row, split: str, index: 
         out[name] = row[column]
     source_field, target = task.fields
     out[source_field] = _text(out[source_field], source_field, split, index)
-    if task.kind == "classification":
+    if task.labelled:
         out[target] = _label_id(task, source, out[target], split, index)
     else:
         out[target] = _text(out[target], target, split, index)

@@ -71,7 +71,7 @@ def evaluate(
 def _score(task: TaskSpec, formatter: Formatter, examples: list[Example], outputs: dict[int, Any], generated: int) -> Evaluation:
     predictions: list[dict[str, Any]] = []
     score = SCORINGS[task.scoring].score
-    if task.kind == "generation":
+    if not task.labelled:  # the answers are texts
         texts = [outputs[i] for i in range(len(examples))]
         references = [str(e.reference) for e in examples]
         metrics, reports = score(texts, references, [])

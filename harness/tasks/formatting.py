@@ -15,9 +15,8 @@ from typing import Any
 import torch
 
 from harness.config import DataConfig
-from harness.tasks.registry import Head, TaskSpec
-
-from harness.heads import HEADS, IGNORE_INDEX
+from harness.heads import HEADS, IGNORE_INDEX, HeadName
+from harness.tasks.registry import TaskSpec
 
 
 def t5_classification_prompt(task: TaskSpec, text: str) -> str:
@@ -47,7 +46,7 @@ class Example:
 
 
 class Formatter:
-    def __init__(self, task: TaskSpec, head: Head, tokenizer: Any, data: DataConfig) -> None:
+    def __init__(self, task: TaskSpec, head: HeadName, tokenizer: Any, data: DataConfig) -> None:
         self.task, self.head, self.tokenizer, self.data = task, head, tokenizer, data
         self.eos = tokenizer.eos_token_id
         self.pad = tokenizer.pad_token_id
@@ -61,18 +60,18 @@ class Formatter:
         return ids + [self.eos]
 
     def encode(self, row: dict[str, Any]) -> Example:
-        data, task = self.data, self.task
-        if self.head == "seqcls":
-            ids = self._ids(row["text"], special=True, limit=data.max_source_tokens)
-            return Example(ids, int(row["label"]), None, int(row["label"]), int(row["label"]))
+        data, task, head = self.data, self.task, HEADS[self.head]
         answer = task.target_field
-        if self.head == "seq2seq":
-            if task.kind == "generation":
-                source, target, reference, class_id = task.prompt.t5_prefix + row["text"], row[answer], row[answer], None
-            else:
-                label = int(row["label"])
+        if head.class_labels:  # the text alone; the head predicts the class id
+            ids = self._ids(row["text"], special=True, limit=data.max_source_tokens)
+            return Example(ids, int(row[answer]), None, int(row[answer]), int(row[answer]))
+        if head.separate_target:  # encoder input and decoder target: text-to-text
+            if task.labelled:  # the label word is the target
+                label = int(row[answer])
                 source, target = t5_classification_prompt(task, row["text"]), task.label_names[label]
                 reference, class_id = label, label
+            else:
+                source, target, reference, class_id = task.prompt.t5_prefix + row["text"], row[answer], row[answer], None
             ids = self._with_eos(self._ids(source, special=True, limit=data.max_source_tokens + 1), data.max_source_tokens)
             target_ids = self._with_eos(self._ids(target, special=False), data.max_target_tokens)
             return Example(ids, target_ids, None, reference, class_id)
@@ -106,7 +105,7 @@ def pad_batch(sequences: list[list[int]], pad: int, left: bool = False) -> tuple
     return ids, mask
 
 
-def collate_train(examples: list[Example], head: Head, pad: int) -> dict[str, torch.Tensor]:
+def collate_train(examples: list[Example], head: HeadName, pad: int) -> dict[str, torch.Tensor]:
     """Right-padded training batch; padded label positions are ignored by the loss."""
     input_ids, attention_mask = pad_batch([e.input_ids for e in examples], pad)
     batch = {"input_ids": input_ids, "attention_mask": attention_mask}

@@ -1,9 +1,11 @@
 """Task kinds and scorings: behaviour that varies by kind lives in these entries, not in if-chains.
 
-A **kind** (classification, generation) says which canonical fields a row has, which head
-each model family uses, and which scorings it may use. A **scoring** says how predictions
-are scored (a function of :mod:`harness.tasks.metrics`), the report's quality columns, the
-headline metric (Pareto plots, gain over zero-shot) and the title of its tables.
+A **kind** (classification, generation) says which canonical fields a row has, whether its
+answers are classes, which head each model family uses, and which scorings it may use. A
+**scoring** says how predictions are scored (a function of :mod:`harness.tasks.metrics`), the
+report's quality columns, the headline metric (Pareto plots, gain over zero-shot) and the title
+and notes of its tables. Data loading, formatting, evaluation, a matrix's task definitions and
+the report read these fields; none of them names a kind or a scoring.
 
 Plain data: the report reads it without torch.
 """
@@ -14,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from harness.heads import HeadName
 from harness.tasks import metrics
 
 
@@ -27,9 +30,13 @@ class Scoring:
     # (predicted, references, label names) -> (metrics, reports); classification predictions are
     # class ids (-1: names no label), generation predictions texts
     score: Callable[[list[Any], list[Any], list[str]], tuple[dict[str, float], dict[str, Any]]]
+    # what it measures, in a sentence's words (an error message: "<kind> is scored with ...")
+    measures: str = ""
     # {class name: count in the evaluation set} -> {baseline name: metrics}: the report's
     # reference rows (what a model that learned nothing scores); None: no such baseline
     baselines: Callable[[dict[str, int]], dict[str, dict[str, float]]] | None = None
+    # the quality table's note on averaging, given the tasks' class counts ("2/6"); "": none
+    averaging: str = ""
 
 
 @dataclass(frozen=True)
@@ -37,8 +44,11 @@ class TaskKind:
     name: str
     target_field: str  # the canonical field of the answer: label (class) or the target text
     # the head each model family uses; a family missing here has none (BERT cannot generate)
-    heads: dict[str, str]
+    heads: dict[str, HeadName]
     scorings: tuple[str, ...]  # the first is the default
+    # answers are classes named by the task's labels (a definition must list them, a row's answer
+    # is read as a class id, predictions are class ids, class weights apply); otherwise texts
+    labelled: bool = False
 
 
 # in the report's order (the study's: summarization, then classification)
@@ -46,13 +56,17 @@ SCORINGS: dict[str, Scoring] = {
     scoring.name: scoring
     for scoring in (
         Scoring("rouge", "Summarization", "summarization", ("rouge1", "rouge2", "rougeL"), "rougeL",
-                lambda predicted, references, labels: (metrics.rouge_scores(predicted, references), {})),
+                lambda predicted, references, labels: (metrics.rouge_scores(predicted, references), {}),
+                measures="ROUGE-1/2/L/Lsum against the target text"),
         Scoring("classification", "Classification", "classification",
                 ("accuracy", "precision_macro", "recall_macro", "f1_macro"), "f1_macro",
                 lambda predicted, references, labels: metrics.classification_scores(predicted, references, labels),
-                baselines=metrics.classification_baselines),
+                measures="accuracy and macro/weighted precision, recall and F1",
+                baselines=metrics.classification_baselines,
+                averaging="Precision, recall and F1 are macro-averaged over the task's {classes} classes."),
         Scoring("exact_match", "Generation (exact match)", "exact_match", ("exact_match",), "exact_match",
-                lambda predicted, references, labels: (metrics.exact_match_scores(predicted, references), {})),
+                lambda predicted, references, labels: (metrics.exact_match_scores(predicted, references), {}),
+                measures="exact match of the generated text with the target"),
     )
 }
 
@@ -61,7 +75,7 @@ KINDS: dict[str, TaskKind] = {
     for kind in (
         # T5 as text-to-text (label words as targets); Llama and BERT with a classification head
         TaskKind("classification", "label", {"t5": "seq2seq", "llama": "seqcls", "bert": "seqcls"},
-                 ("classification",)),
+                 ("classification",), labelled=True),
         TaskKind("generation", "target", {"t5": "seq2seq", "llama": "causal"}, ("rouge", "exact_match")),
     )
 }

@@ -8,19 +8,74 @@ labels: [negative, positive]}]`` in a matrix).
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from harness.config import TASK_NAME, TaskDefinition
+from pydantic import ValidationError, model_validator
+
+from harness.config import Line, StrictModel, format_validation_error
 from harness.errors import ConfigError
+from harness.heads import HeadName
 from harness.tasks.kinds import KINDS, SCORINGS
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "data"
+TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
-TaskKind = Literal["classification", "generation"]
-Family = Literal["t5", "llama", "bert"]
-Head = Literal["seq2seq", "causal", "seqcls"]
+
+def _names(names: Any) -> str:
+    return " or ".join(names)
+
+
+class TaskDefinition(StrictModel):
+    """A task defined in a matrix or cell file, not bundled: its kind, labels and scoring.
+
+    Its rows come from ``data.source`` (local files or a Hub dataset), mapped onto the kind's
+    canonical fields: ``text`` and ``label`` for classification, ``text`` and ``target`` for
+    generation. A cell config holds it as a plain mapping (``task_definition``), which
+    :func:`harness.cell.resolve.resolve_cell_config` checks here and normalises to this model's
+    dump (the form its cell id hashes). Every part of a cell that depends on the task (the
+    head's size, label words, predictions, metrics, reports) reads it from here."""
+
+    kind: str  # a key of harness.tasks.kinds.KINDS
+    # a labelled kind (classification): the class names, in id order (a source's integer labels index them)
+    labels: list[Line] | None = None
+    # how outputs are scored, one of the kind's scorings (default: its first)
+    metric: str | None = None
+    # the prompt's question (classification, text-to-text models) or instruction (generation)
+    instruction: str | None = None
+
+    @model_validator(mode="after")
+    def _fits_kind(self) -> "TaskDefinition":
+        kind = KINDS.get(self.kind)
+        if kind is None:
+            raise ValueError(f"kind {self.kind!r}: valid: {', '.join(KINDS)}")
+        labelled = _names(name for name, entry in KINDS.items() if entry.labelled)
+        if kind.labelled:
+            labels = self.labels or []
+            if len(labels) < 2 or len(set(labels)) != len(labels) or not all(label.strip() for label in labels):
+                raise ValueError(f"a {kind.name} task needs labels: at least two distinct, non-empty class names "
+                                 "in id order, e.g. labels: [negative, positive]")
+        elif self.labels is not None:
+            raise ValueError(f"labels are for {labelled} tasks; a {kind.name} task is scored on its target text "
+                             f"(metric: {_names(kind.scorings)})")
+        if self.metric is not None and self.metric not in kind.scorings:
+            if len(kind.scorings) == 1:
+                choosing = _names(name for name, entry in KINDS.items() if len(entry.scorings) > 1)
+                raise ValueError(f"metric is for {choosing} tasks; {kind.name} is scored with "
+                                 f"{SCORINGS[kind.scorings[0]].measures}")
+            raise ValueError(f"metric {self.metric!r} for a {kind.name} task: valid: {', '.join(kind.scorings)}")
+        return self
+
+
+def parse_task_definition(data: Any, where: str = "cell config") -> TaskDefinition:
+    """A checked task definition from its mapping, or a one-line ``ConfigError``."""
+    try:
+        return TaskDefinition.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(format_validation_error(error, TaskDefinition, f"{where}: task_definition")) from None
 
 
 @dataclass(frozen=True)
@@ -56,7 +111,7 @@ class HeldOut:
 @dataclass(frozen=True)
 class TaskSpec:
     name: str
-    kind: TaskKind
+    kind: str  # a key of harness.tasks.kinds.KINDS
     # canonical fields every source is mapped onto: (input, answer)
     fields: tuple[str, ...]
     scoring: str  # a key of harness.tasks.kinds.SCORINGS
@@ -70,8 +125,13 @@ class TaskSpec:
     held_out: HeldOut | None = None  # a selection split carved out of training data
 
     @property
-    def heads(self) -> dict[str, str]:
+    def heads(self) -> dict[str, HeadName]:
         return KINDS[self.kind].heads
+
+    @property
+    def labelled(self) -> bool:
+        """Its answers are classes (its ``label_names``), not texts: see ``TaskKind.labelled``."""
+        return KINDS[self.kind].labelled
 
     @property
     def target_field(self) -> str:
@@ -107,13 +167,13 @@ TASKS: dict[str, TaskSpec] = {
 }
 
 
-def resolve_task(name: str, definition: TaskDefinition | dict[str, Any] | None = None) -> TaskSpec:
+def resolve_task(name: str, definition: TaskDefinition | Mapping[str, Any] | None = None) -> TaskSpec:
     """A bundled task by name, or the task a matrix defines (``definition``)."""
     if definition is not None:
         return defined_task(name, definition)
     if name not in TASKS:
         raise ConfigError(f"unknown task {name!r}; valid: {', '.join(TASKS)}, or define one in the matrix "
-                          "(tasks: [{name: ..., kind: classification|generation, source: ..., labels: [...]}])")
+                          f"(tasks: [{{name: ..., kind: {'|'.join(KINDS)}, source: ..., labels: [...]}}])")
     return TASKS[name]
 
 
@@ -135,12 +195,12 @@ def check_defined_task(name: str, source: Any) -> None:
                           "test: ...}}}} or source: {hub_id: ...}")
 
 
-def defined_task(name: str, definition: TaskDefinition | dict[str, Any]) -> TaskSpec:
+def defined_task(name: str, definition: TaskDefinition | Mapping[str, Any]) -> TaskSpec:
     spec = definition if isinstance(definition, TaskDefinition) else TaskDefinition.model_validate(definition)
     kind = KINDS[spec.kind]
     scoring = spec.metric or kind.scorings[0]
     assert scoring in SCORINGS and scoring in kind.scorings
-    if spec.kind == "classification":
+    if kind.labelled:
         prompt = Prompt(question=spec.instruction or Prompt.question)
     else:
         instruction = spec.instruction or Prompt.instruction
@@ -150,9 +210,9 @@ def defined_task(name: str, definition: TaskDefinition | dict[str, Any]) -> Task
                     description=f"{spec.kind} task defined in the matrix")
 
 
-def head_for(task: TaskSpec, family: str, model_name: str) -> Head:
+def head_for(task: TaskSpec, family: str, model_name: str) -> HeadName:
     try:
-        return task.heads[family]  # type: ignore[return-value]
+        return task.heads[family]
     except KeyError:
         raise ConfigError(
             f"task {task.name!r} cannot run on model {model_name!r}: a {family} model has no head for "
