@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from harness.methods.registry import FAMILIES, MethodSpec, methods
+from harness.methods.registry import MethodSpec, methods
+from harness.models.registry import FAMILIES
 from harness.tasks.kinds import KINDS
 
 

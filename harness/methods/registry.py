@@ -31,8 +31,6 @@ from typing import Any
 from harness.errors import ConfigError
 from harness.heads import HEADS
 from harness.methods import hooks
-
-FAMILIES: tuple[str, ...] = ("t5", "llama", "bert")
 # When peft has no target modules for an architecture (a model type outside its tables),
 # these are used; for T5, Llama and BERT peft's own defaults apply (they are the same).
 ATTENTION_QV = {"t5": ["q", "v"], "llama": ["q_proj", "v_proj"], "bert": ["query", "value"]}

@@ -5,10 +5,10 @@ Names are imported on first use (:mod:`harness.lazy`): the registry needs no tor
 from harness.lazy import lazy_exports
 
 _EXPORTS = {
-    "Head": "loading", "LoadedModel": "loading", "load_model": "loading", "materialise": "loading",
+    "LoadedModel": "loading", "load_model": "loading", "materialise": "loading",
     "package_dir": "loading",
     "count_module_parameters": "params", "build_meta_model": "params",
-    "PRESETS": "registry", "ModelSpec": "registry", "cache_dir": "registry", "resolve_model": "registry",
+    "FAMILIES": "registry", "PRESETS": "registry", "ModelSpec": "registry", "cache_dir": "registry", "resolve_model": "registry",
     "valid_model_names": "registry", "validate_model_name": "registry",
 }
 __all__ = sorted(_EXPORTS)

@@ -20,16 +20,14 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
 from harness.errors import ConfigError
-from harness.heads import HEADS, auto_class
-from harness.models.registry import ModelSpec, cache_dir
+from harness.heads import HEADS, HeadName, auto_class
+from harness.models.registry import FAMILIES, ModelSpec, cache_dir
 from harness.models.tokenizer import SPECIAL_TOKENS, build_tiny_tokenizer
-
-Head = Literal["seq2seq", "causal", "seqcls"]
 
 
 @dataclass
@@ -37,7 +35,7 @@ class LoadedModel:
     model: torch.nn.Module
     tokenizer: Any
     spec: ModelSpec
-    head: Head
+    head: HeadName
     quantized_4bit: bool
 
 
@@ -59,22 +57,15 @@ def _materialise_tiny(spec: ModelSpec) -> Path:
     target = cache_dir() / "models" / f"{spec.name}-{digest}"
     if (target / "config.json").is_file():
         return target
-    from transformers import BertConfig, BertForPreTraining, LlamaConfig, LlamaForCausalLM, T5Config, T5ForConditionalGeneration
+    import transformers
 
+    family = FAMILIES[spec.family]
     tokenizer = build_tiny_tokenizer()
     ids = {name: tokenizer.convert_tokens_to_ids(tok) for name, tok in SPECIAL_TOKENS.items()}
-    common = dict(vocab_size=len(tokenizer), pad_token_id=ids["pad"], eos_token_id=ids["eos"])
-    if spec.family == "t5":
-        config = T5Config(**spec.tiny_config, **common, decoder_start_token_id=ids["pad"])
-        model_cls: Any = T5ForConditionalGeneration
-    elif spec.family == "llama":
-        config = LlamaConfig(**spec.tiny_config, **common, bos_token_id=ids["bos"])
-        model_cls = LlamaForCausalLM
-    else:
-        config = BertConfig(**spec.tiny_config, **common)
-        # Pre-training heads include the pooler, so a classification head finds every base weight
-        # in the checkpoint (a pooler initialised at load time would differ between loads).
-        model_cls = BertForPreTraining
+    tokens = {"pad_token_id": ids["pad"], "eos_token_id": ids["eos"],
+              **{key: ids[token] for key, token in family.tiny_token_fields.items()}}
+    config = getattr(transformers, family.tiny_config_class)(**spec.tiny_config, vocab_size=len(tokenizer), **tokens)
+    model_cls = getattr(transformers, family.tiny_model_class)
     # A fixed seed, isolated from the caller's RNG, makes every tiny model identical everywhere.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(1234)
@@ -152,7 +143,7 @@ def bnb_4bit_config(compute_dtype: torch.dtype, skip_modules: list[str], *, shar
 
 def load_model(
     spec: ModelSpec,
-    head: Head,
+    head: HeadName,
     *,
     num_labels: int | None = None,
     label_names: list[str] | None = None,

@@ -3,6 +3,11 @@
 A model name is one of the presets below, a local directory holding a
 Hugging Face model, or a Hub id (``org/name``). Adding a preset means adding one
 entry here.
+
+A model's **family** (t5, llama, bert: encoder-decoder, decoder-only, encoder) is an entry of
+``FAMILIES``: the ``model_type`` values that belong to it, the words of a Hub id that name it,
+and how a tiny random-init model of it is built. Loading, methods and tasks read these fields
+(or key their own per-family data by the name) and test no family's name.
 """
 
 from __future__ import annotations
@@ -18,6 +23,41 @@ from harness.names import cache_dir  # noqa: F401 - re-exported: models import i
 
 Family = Literal["t5", "llama", "bert"]
 Origin = Literal["hub", "tiny", "pip_package", "local"]
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """What differs between model families, in one entry each."""
+
+    name: Family
+    # config.json model_type values of this family (a local model directory is read by it)
+    model_types: tuple[str, ...]
+    # lowercase words that name the family in a Hub id ("google/flan-t5-base": t5); a Hub model
+    # is not read before it is loaded, so its id is all there is to go by
+    hub_id_words: tuple[str, ...]
+    # tiny presets: the transformers config class and the model class that builds the random-init
+    # weights (with every weight any head of the family loads), and the config fields set to the
+    # tiny tokenizer's special tokens beyond pad and eos ({field: "bos" | "pad" | ...})
+    tiny_config_class: str
+    tiny_model_class: str
+    tiny_token_fields: dict[str, str] = field(default_factory=dict)
+
+
+FAMILIES: dict[str, FamilySpec] = {
+    family.name: family
+    for family in (
+        FamilySpec("t5", ("t5", "mt5", "umt5"), ("t5",), "T5Config", "T5ForConditionalGeneration",
+                   {"decoder_start_token_id": "pad"}),
+        FamilySpec("llama", ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2"), (), "LlamaConfig",
+                   "LlamaForCausalLM", {"bos_token_id": "bos"}),
+        # Pre-training heads include the pooler, so a classification head finds every base weight
+        # in the checkpoint (a pooler initialised at load time would differ between loads).
+        FamilySpec("bert", ("bert", "roberta", "distilbert", "xlm-roberta", "deberta-v2"), ("bert", "minilm", "roberta"),
+                   "BertConfig", "BertForPreTraining"),
+    )
+}
+# a Hub id that names no family: most Hub models are decoder-only
+HUB_ID_DEFAULT_FAMILY: Family = "llama"
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -92,11 +132,8 @@ PRESETS: dict[str, ModelSpec] = {
     )
 }
 
-MODEL_TYPE_FAMILY: dict[str, Family] = {
-    "t5": "t5", "mt5": "t5", "umt5": "t5",
-    "llama": "llama", "mistral": "llama", "qwen2": "llama", "qwen3": "llama", "gemma": "llama", "gemma2": "llama",
-    "bert": "bert", "roberta": "bert", "distilbert": "bert", "xlm-roberta": "bert", "deberta-v2": "bert",
-}
+MODEL_TYPE_FAMILY: dict[str, Family] = {model_type: family.name for family in FAMILIES.values()
+                                         for model_type in family.model_types}
 
 
 def valid_model_names() -> str:
@@ -129,9 +166,7 @@ def validate_model_name(name: str) -> None:
 
 
 def _guess_family_from_id(hub_id: str) -> Family:
+    """The first family (in ``FAMILIES`` order) a word of whose appears in the id."""
     lowered = hub_id.lower()
-    if "t5" in lowered:
-        return "t5"
-    if any(key in lowered for key in ("bert", "minilm", "roberta")):
-        return "bert"
-    return "llama"
+    return next((family.name for family in FAMILIES.values() if any(word in lowered for word in family.hub_id_words)),
+                HUB_ID_DEFAULT_FAMILY)

@@ -3,6 +3,8 @@ study's models are counted exactly on the meta device from the shipped configs."
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -72,3 +74,47 @@ def test_hub_ids_and_local_directories_resolve(tmp_path) -> None:
     (tmp_path / "config.json").write_text('{"model_type": "llama"}')
     spec = resolve_model(str(tmp_path))
     assert spec.family == "llama" and spec.origin == "local"
+
+
+@pytest.mark.parametrize("family", ["t5", "llama", "bert"])
+def test_a_family_entry_builds_its_tiny_model(family: str, tmp_path, monkeypatch) -> None:
+    """What differs by family is its registry entry: the tiny preset of each family is built afresh
+    (an empty cache) with the entry's config class, its model class's weights and its special-token
+    fields, and has the very weights of the copy in the usual cache."""
+    from harness.models import FAMILIES, PRESETS, materialise
+    from harness.models.tokenizer import SPECIAL_TOKENS
+    from harness.names import CACHE_ENV
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoTokenizer
+
+    entry = FAMILIES[family]
+    (preset,) = [spec for spec in PRESETS.values() if spec.family == family and spec.name.startswith("tiny-")]
+    usual = Path(materialise(preset))
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    folder = Path(materialise(preset))
+    assert folder.is_relative_to(tmp_path)
+    config, tokenizer = AutoConfig.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+    assert type(config).__name__ == entry.tiny_config_class and config.architectures == [entry.tiny_model_class]
+    for key, token in {"pad_token_id": "pad", "eos_token_id": "eos", **entry.tiny_token_fields}.items():
+        assert getattr(config, key) == tokenizer.convert_tokens_to_ids(SPECIAL_TOKENS[token])
+    assert all(getattr(config, key) == value for key, value in preset.tiny_config.items())
+    fresh, cached = load_file(folder / "model.safetensors"), load_file(usual / "model.safetensors")
+    assert fresh.keys() == cached.keys() and all(torch.equal(fresh[k], cached[k]) for k in fresh)
+
+
+def test_a_family_entry_names_its_model_types_and_hub_ids(tmp_path) -> None:
+    from harness.models.registry import FAMILIES, HUB_ID_DEFAULT_FAMILY
+
+    for family in FAMILIES.values():
+        for model_type in family.model_types:
+            (tmp_path / model_type).mkdir()
+            (tmp_path / model_type / "config.json").write_text(f'{{"model_type": "{model_type}"}}')
+            assert resolve_model(str(tmp_path / model_type)).family == family.name
+        for word in family.hub_id_words:
+            assert resolve_model(f"someone/my-{word}-model").family == family.name
+    assert resolve_model("sentence-transformers/all-MiniLM-L6-v2").family == "bert"
+    assert resolve_model("Qwen/Qwen2.5-0.5B").family == HUB_ID_DEFAULT_FAMILY == "llama"
+    with pytest.raises(ConfigError, match="unsupported model_type 'gpt2'; supported: bert, deberta-v2"):
+        (tmp_path / "gpt2").mkdir()
+        (tmp_path / "gpt2" / "config.json").write_text('{"model_type": "gpt2"}')
+        resolve_model(str(tmp_path / "gpt2"))
