@@ -50,6 +50,7 @@ def _data_refusals(cells: list[Cell]) -> list[tuple[Cell, str]]:
         data = cell.config.data
         trains = resolve_method(cell.method).trains
         splits = (data.train_split, data.eval_split) if trains else (data.eval_split,)
+        assert data.source is not None  # a local source: see ``local`` above
         key = json.dumps([cell.task, cell.config.task_definition, data.source.model_dump(mode="json"), splits])
         if key not in checked:
             try:

@@ -26,14 +26,21 @@ import importlib.util
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from harness.errors import ConfigError
 from harness.heads import HEADS
 from harness.methods import hooks
+
 # When peft has no target modules for an architecture (a model type outside its tables),
 # these are used; for T5, Llama and BERT peft's own defaults apply (they are the same).
 ATTENTION_QV = {"t5": ["q", "v"], "llama": ["q_proj", "v_proj"], "bert": ["query", "value"]}
+
+
+# the part a method plays in a report: the untrained reference each method's quality gain is
+# measured against (and the Pareto plots' dashed line), or the baseline that train memory and
+# energy are given relative to
+ReportRole = Literal["reference", "efficiency_baseline"]
 
 
 def _per_family(**values_by_key: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -63,6 +70,17 @@ class MethodSpec:
     refusals: dict[str, str] = field(default_factory=dict)
     description: str = ""
     generated: bool = False  # an entry made from a PeftType with nothing declared
+    report_role: ReportRole | None = None  # exactly one declared entry plays each role
+    title: str = ""  # how tables and plots name it in prose ("vs LoRA"); "": its name
+
+    @property
+    def whole_model(self) -> bool:
+        """Every weight trains (full fine-tuning): no adapter and no rank; what it saves is the model."""
+        return self.peft_type is None and self.trains
+
+    @property
+    def shown_as(self) -> str:
+        return self.title or self.name
 
     def refusal(self, family: str, head: str) -> str | None:
         """Why this method cannot run on a family's head, known without building anything."""
@@ -81,7 +99,7 @@ _NEEDS_TASK_IDS = ("needs a task id per example (it shares trained modules acros
                    "trains one task, and the harness's batches carry no task_ids")
 
 DECLARED: tuple[MethodSpec, ...] = (
-    MethodSpec("lora", "LORA", 1e-3, _LORA_STUDY, _QV,
+    MethodSpec("lora", "LORA", 1e-3, _LORA_STUDY, _QV, report_role="efficiency_baseline", title="LoRA",
                description="LoRA: low-rank updates of the attention projections"),
     MethodSpec("qlora", "LORA", 1e-3, _LORA_STUDY, _QV, quantize_4bit=True,
                description="QLoRA: LoRA on a 4-bit NF4 base with double quantization"),
@@ -138,7 +156,8 @@ DECLARED: tuple[MethodSpec, ...] = (
                refusals={"*": "CPT needs its few-shot context masks per example (cpt_token_ids, cpt_mask, "
                               "cpt_tokens_type_mask) built from its template; the harness's tasks do not produce them"}),
     MethodSpec("full", None, 5e-5, description="Full fine-tuning: every weight trains"),
-    MethodSpec("zeroshot", None, 0.0, trains=False, description="No training: evaluate the base model"),
+    MethodSpec("zeroshot", None, 0.0, trains=False, report_role="reference", title="zero-shot",
+               description="No training: evaluate the base model"),
 )
 
 
@@ -180,6 +199,18 @@ def methods() -> dict[str, MethodSpec]:
 
 def method_names() -> tuple[str, ...]:
     return tuple(methods())
+
+
+def known_method(name: str) -> MethodSpec | None:
+    """A method's entry, or None for a name the installed peft does not have (a report may read
+    results of methods an older or newer peft had)."""
+    return methods().get(name)
+
+
+def method_in_role(role: ReportRole) -> MethodSpec:
+    """The declared method that plays this part in a report."""
+    (spec,) = (spec for spec in DECLARED if spec.report_role == role)
+    return spec
 
 
 def resolve_method(name: str) -> MethodSpec:

@@ -16,8 +16,8 @@ import shutil
 from pathlib import Path
 
 from harness.errors import ConfigError
-from harness.report.load import CellRow, rows_from_matrix
 from harness.report.curves import loss_curves
+from harness.report.load import NOT_RECORDED, CellRow, rows_from_matrix
 from harness.report.pareto import pareto_plots
 from harness.report.render import ReportContent, html_page, markdown
 from harness.report.sweeps import selection_table, sensitivity_plots, split_stages
@@ -126,7 +126,12 @@ def _notes(rows: list[CellRow]) -> list[str]:
         notes.append("No cell has finished successfully yet: the tables list the planned cells only.")
     if finished and all(r.train_energy_j is None for r in finished):
         notes.append("No energy figures: no cell has NVML (GPU) telemetry, so the energy columns and plots are empty.")
-    if any(r.train_peak_kind == "rss" or r.eval_peak_kind == "rss" for r in finished):
+    if any(r.train_peak_measure == "rss" or r.eval_peak_measure == "rss" for r in finished):
         notes.append("Some cells ran on a CPU: their peak memory is the process's resident set size (RSS), "
                      "not GPU memory; the tables say which measure each row uses.")
+    unrecorded = [r for r in rows if r.finished and not r.run_recorded]
+    if unrecorded:
+        notes.append(f"{len(unrecorded)} finished cell(s) have no record of what ran (a result written before results "
+                     f"kept one, or an MLflow run without its result.json): their rank and learning rate are "
+                     f"\"{NOT_RECORDED}\", not derived again from today's defaults.")
     return notes

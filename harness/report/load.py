@@ -3,6 +3,9 @@
 A row is read from the typed :class:`~harness.result.Result` (``row_from_result``); an
 MLflow run is read through the same function from its logged ``result.json``, and only a run
 without one falls back to its flat metric names (``row_from_flat``).
+The settings a cell ran with (rank, learning rate) come from its result's ``run`` record only:
+where there is none (an old result, an MLflow run without its result.json, a cell that has not
+run), they are "not recorded", never re-derived from today's defaults.
 Cells that did not finish are rows too (status ``failed``/``oom``/...), and so are cells
 that never wrote a result (``missing``): the tables mark them instead of dropping them.
 """
@@ -10,16 +13,21 @@ that never wrote a result (``missing``): the tables mark them instead of droppin
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from harness.result import RESULT_FILE, Result, load_result
+from harness.methods.registry import known_method
+from harness.result import Result, RunRecord, has_result, load_result
 from harness.tasks.kinds import SCORINGS
 
 # status of a cell that has no result.json / whose result.json cannot be read
 MISSING = "missing"
 UNREADABLE = "unreadable"
+# a setting of what ran that the cell's result does not record (it has no run record)
+NOT_RECORDED = "not recorded"
+WHOLE_MODEL_RANK = "all"  # the rank shown for a method that trains every weight
 
 # quality figures per scoring, in table order (classification is macro-averaged), and the figure
 # the Pareto plots and "improvement over zero-shot" use: from the task kinds' registry
@@ -37,7 +45,7 @@ class CellRow:
     method: str
     seed: int
     status: str  # a Result status, or "missing" / "unreadable"
-    kind: str = "classification"  # the task's scoring (harness.tasks.kinds.SCORINGS): rouge | classification | ...
+    scoring: str = "classification"  # the task's scoring (harness.tasks.kinds.SCORINGS): rouge | classification | ...
     classes: int | None = None  # classification: the task's number of labels
     error: str | None = None
     folder: str | None = None
@@ -46,13 +54,17 @@ class CellRow:
     trainable_params: int | None = None
     total_params: int | None = None
     trainable_share: float | None = None
-    rank: str | None = None  # "8", "12→8" (AdaLoRA init→target), "200 tokens", "all"
-    learning_rate: float | None = None
-    # Peak memory per phase: the torch allocator's peak on a GPU ("gpu"), the process RSS on a CPU ("rss")
+    # the result has a run record (what ran): rank and learning rate are read from it; without one
+    # they are NOT_RECORDED (the rank) and None, whatever today's defaults say
+    run_recorded: bool = False
+    rank: str | None = None  # "8", "12→8" (AdaLoRA init→target), "200 tokens", "all", "not recorded"
+    learning_rate: float | None = None  # None: the method does not train, or not recorded
+    # Peak memory per phase and its measure: the torch allocator's peak on a GPU ("gpu"), the
+    # process RSS on a CPU ("rss")
     train_peak_bytes: float | None = None
-    train_peak_kind: str | None = None
+    train_peak_measure: str | None = None
     eval_peak_bytes: float | None = None
-    eval_peak_kind: str | None = None
+    eval_peak_measure: str | None = None
     gpu_mem_used_peak_bytes: float | None = None  # NVML, whole device(s), train phase
     train_energy_j: float | None = None  # NVML telemetry; None without a GPU
     eval_energy_j: float | None = None
@@ -108,13 +120,12 @@ def sweep_fields(config: Mapping[str, Any]) -> dict[str, Any]:
     return {"stage": stage, "point": point if isinstance(point, dict) else {}, "select": tags.get(SELECT_TAG)}
 
 
-def rank_from_peft_config(peft_config: Mapping[str, Any] | None, method: str) -> str | None:
-    """The rank of a resolved peft config as result.json records it (no registry defaults merged)."""
-    if method == "full":
-        return "all"
-    if not peft_config:
-        return None
-    return _rank(peft_config)
+def rank_from_run(run: RunRecord, method: str) -> str | None:
+    """The rank of a cell as its run record has it (the resolved peft config, defaults included)."""
+    spec = known_method(method)
+    if spec is not None and spec.whole_model:
+        return WHOLE_MODEL_RANK
+    return _rank(run.peft_config) if run.peft_config else None
 
 
 def _rank(args: Mapping[str, Any]) -> str | None:
@@ -127,38 +138,15 @@ def _rank(args: Mapping[str, Any]) -> str | None:
     return None
 
 
-def rank_of(config: Mapping[str, Any]) -> str | None:
-    """The rank a cell trained with, from its method args over the method's defaults."""
-    method = str(config.get("method"))
-    overrides = dict(config.get("method_args") or {})
-    if method == "full":
-        return "all"
-    if method == "zeroshot":
+def unrecorded_rank(method: str) -> str | None:
+    """The rank of a cell without a run record: what its method says by itself (full fine-tuning
+    trains all weights, zero-shot trains none), else NOT_RECORDED."""
+    spec = known_method(method)
+    if spec is not None and spec.whole_model:
+        return WHOLE_MODEL_RANK
+    if spec is not None and not spec.trains:
         return None
-    args = overrides
-    try:  # the registry's defaults apply where the matrix did not set a value
-        from harness.methods.registry import resolve_method
-        from harness.models.registry import resolve_model
-
-        # the merge order of harness.methods.resolve_method_args, without its peft import (seconds)
-        spec, family = resolve_method(method), resolve_model(str(config.get("model"))).family
-        args = {**spec.defaults, **spec.family_defaults.get(family, {}), **overrides}
-    except Exception:  # noqa: BLE001 - a model unknown here (e.g. a path on the cluster): overrides only
-        pass
-    return _rank(args)
-
-
-def _learning_rate(config: Mapping[str, Any]) -> float | None:
-    """The rate the cell trained at: its own, else its method's default (zero-shot: none)."""
-    value = _number(config.get("train") or {}, "learning_rate")
-    if value is not None or config.get("method") == "zeroshot":
-        return value
-    try:
-        from harness.methods.registry import resolve_method
-
-        return resolve_method(str(config.get("method"))).learning_rate
-    except Exception:  # noqa: BLE001
-        return None
+    return NOT_RECORDED
 
 
 def _number(flat: Mapping[str, Any], key: str) -> float | None:
@@ -186,15 +174,17 @@ def row_from_flat(
     error: str | None = None,
     folder: str | None = None,
     source: str = "file",
+    run: RunRecord | None = None,
 ) -> CellRow:
     """Build a row from MLflow-style metric names (``eff/...``, ``gpu/<phase>/...``) and a config:
-    an MLflow run without its result.json, or a cell without a result (placeholder). Rank and
-    learning rate are derived from the config there, as no record of what ran is at hand."""
-    task = str(config.get("task"))
-    kind, classes = task_scoring(config)
+    an MLflow run without its result.json (its params may hold the run record: ``run``), or a
+    cell without a result (placeholder). Without a run record, rank and learning rate are not
+    recorded."""
+    task, method = str(config.get("task")), str(config.get("method"))
+    scoring, classes = task_scoring(config)
     trained = _number(flat, "eff/train/wall_s") is not None
-    train_peak, train_kind = _peak(flat, "train")
-    eval_peak, eval_kind = _peak(flat, "eval")
+    train_peak, train_measure = _peak(flat, "train")
+    eval_peak, eval_measure = _peak(flat, "eval")
     trainable = _number(flat, "eff/trainable_params")
     total = _number(flat, "eff/total_params")
     share = _number(flat, "eff/trainable_share")
@@ -202,25 +192,26 @@ def row_from_flat(
         cell_id=cell_id,
         task=task,
         model=str(config.get("model")),
-        method=str(config.get("method")),
+        method=method,
         seed=int(config.get("seed") or 0),
         status=status,
-        kind=kind,
+        scoring=scoring,
         classes=classes,
         error=error,
         folder=folder,
         source=source,
-        metrics={k: float(flat[k]) for k in QUALITY.get(kind, ()) if _number(flat, k) is not None},
+        metrics={k: float(flat[k]) for k in QUALITY.get(scoring, ()) if _number(flat, k) is not None},
         # a failed cell may never have counted its parameters (the defaults are 0)
         trainable_params=int(trainable) if trainable is not None and (total or 0) > 0 else None,
         total_params=int(total) if total else None,
         trainable_share=share if total else None,
-        rank=rank_of(config),
-        learning_rate=_learning_rate(config),
+        run_recorded=run is not None,
+        rank=rank_from_run(run, method) if run else unrecorded_rank(method),
+        learning_rate=run.learning_rate if run else None,
         train_peak_bytes=train_peak if trained else None,
-        train_peak_kind=train_kind if trained else None,
+        train_peak_measure=train_measure if trained else None,
         eval_peak_bytes=eval_peak,
-        eval_peak_kind=eval_kind,
+        eval_peak_measure=eval_measure,
         gpu_mem_used_peak_bytes=_number(flat, "gpu/train/mem_used_peak_bytes"),
         train_energy_j=_number(flat, "gpu/train/energy_j"),
         eval_energy_j=_number(flat, "gpu/eval/energy_j"),
@@ -236,24 +227,26 @@ def row_from_flat(
 def row_from_result(result: Result, folder: Path | str | None = None, source: str = "file") -> CellRow:
     """A row read from the typed result: its metrics, efficiency and telemetry fields, and its
     ``run`` record (what ran: rank from the resolved peft config, the learning rate used)."""
-    kind, classes = task_scoring(result.config)
+    scoring, classes = task_scoring(result.config)
     eff, run, method = result.efficiency, result.run, result.method
     gpu = {k: float(v) for k, v in (result.telemetry.get("metrics") or {}).items() if isinstance(v, (int, float))}
-    train_peak, train_kind = _phase_peak(result, "train")
-    eval_peak, eval_kind = _phase_peak(result, "eval")
+    train_peak, train_measure = _phase_peak(result, "train")
+    eval_peak, eval_measure = _phase_peak(result, "eval")
     counted = eff.total_params > 0  # a failed cell may never have counted its parameters
     return CellRow(
         cell_id=result.cell_id, task=result.task, model=result.model, method=method, seed=result.seed,
-        status=result.status, kind=kind, classes=classes,
+        status=result.status, scoring=scoring, classes=classes,
         error=result.error.splitlines()[0] if result.error else None,
         folder=str(folder) if folder else None, source=source,
-        metrics={k: float(result.metrics[k]) for k in QUALITY.get(kind, ()) if k in result.metrics},
+        metrics={k: float(result.metrics[k]) for k in QUALITY.get(scoring, ()) if k in result.metrics},
         trainable_params=eff.trainable_params if counted else None,
         total_params=eff.total_params if counted else None,
         trainable_share=eff.trainable_share if counted else None,
-        rank=rank_from_peft_config(run.peft_config, method) if run else rank_of(result.config),
-        learning_rate=run.learning_rate if run else _learning_rate(result.config),
-        train_peak_bytes=train_peak, train_peak_kind=train_kind, eval_peak_bytes=eval_peak, eval_peak_kind=eval_kind,
+        run_recorded=run is not None,
+        rank=rank_from_run(run, method) if run else unrecorded_rank(method),
+        learning_rate=run.learning_rate if run else None,
+        train_peak_bytes=train_peak, train_peak_measure=train_measure,
+        eval_peak_bytes=eval_peak, eval_peak_measure=eval_measure,
         gpu_mem_used_peak_bytes=gpu.get("gpu/train/mem_used_peak_bytes"),
         train_energy_j=gpu.get("gpu/train/energy_j"), eval_energy_j=gpu.get("gpu/eval/energy_j"),
         train_samples_per_s=eff.train_samples_per_s, train_tokens_per_s=eff.train_tokens_per_s, mfu=eff.mfu,
@@ -294,7 +287,7 @@ def rows_from_matrix(matrix: Any) -> list[CellRow]:
     rows = []
     for cell in matrix.active:
         folder = Path(cell.folder)
-        if not (folder / RESULT_FILE).is_file():
+        if not has_result(folder):
             rows.append(placeholder_row(cell.config, cell.cell_id, MISSING))
             continue
         try:

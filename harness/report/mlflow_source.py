@@ -3,7 +3,7 @@
 A run's ``result.json`` artifact is the source of truth when it is there (read with
 ``load_result``, like a cell folder); otherwise the row is rebuilt from the run's
 metrics (the names :func:`harness.tracking.result_metrics` logs), params (the flattened
-cell config) and tags.
+cell config, and the run record under ``run.``) and tags.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import yaml
 from harness.errors import ConfigError
 from harness.names import CELL_TAG
 from harness.report.load import MISSING, UNREADABLE, CellRow, placeholder_row, row_from_flat, row_from_result
-from harness.result import RESULT_FILE, load_result
+from harness.result import RESULT_FILE, RunRecord, load_result
 
 _RUN_STATUS = {"FINISHED": "success", "FAILED": "failed", "KILLED": "cancelled", "RUNNING": "running", "SCHEDULED": "running"}
 
@@ -70,13 +70,25 @@ def row_from_run(client: Any, run: Any) -> CellRow:
                 return row_from_result(load_result(path), folder=None, source="mlflow")
     except Exception:  # noqa: BLE001 - fall back to what the run itself holds
         pass
+    from harness.tracking.mlflow_log import RUN_PARAMS
+
     config = _unflatten(dict(run.data.params))
+    recorded = config.pop(RUN_PARAMS, None)
     for key in ("model", "method", "task"):
         config.setdefault(key, tags.get(key))
     config.setdefault("seed", int(tags.get("seed") or 0))
     status = tags.get("status") or _RUN_STATUS.get(run.info.status, "running")
     return row_from_flat(cell_id=tags.get(CELL_TAG, run_id), status=status, config=config,
-                         flat=dict(run.data.metrics), source="mlflow")
+                         flat=dict(run.data.metrics), source="mlflow", run=_run_record(recorded))
+
+
+def _run_record(logged: Any) -> RunRecord | None:
+    """The run record a run's params hold (logged by harness.tracking), or None: a run logged
+    before they held one, or one whose params were cut short."""
+    try:
+        return RunRecord.model_validate(logged) if isinstance(logged, dict) else None
+    except ValueError:
+        return None
 
 
 def rows_from_mlflow(uri: str, experiment: str, cells: list[Any] | None = None) -> list[CellRow]:

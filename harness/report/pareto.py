@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.report.load import HEADLINE
+from harness.report.tables import GIB, PEAK_MEASURES, Group, reference
 from harness.tasks.kinds import LABELS
-from harness.report.tables import GIB, PEAK_KINDS, Group
 
 # axis name -> (x label, Group attribute, scale, log x)
 AXES: dict[str, tuple[str, str, float, bool]] = {
@@ -53,15 +53,16 @@ def frontier(points: list[Point]) -> list[Point]:
 def _points(groups: list[Group], axis: str) -> list[Point]:
     _, attribute, scale, log = AXES[axis]
     points = []
+    skipped = reference().name  # drawn as a line across the plot, not a point
     for group in groups:
-        if group.method == "zeroshot":
+        if group.method == skipped:
             continue
         value = group.first(attribute) if attribute == "trainable_params" else group.mean(attribute)
-        quality = group.summary(HEADLINE[group.kind])
-        if value is None or quality.mean is None or (log and float(value) <= 0):  # type: ignore[arg-type]
+        quality = group.summary(HEADLINE[group.scoring])
+        if value is None or quality.mean is None or (log and float(value) <= 0):
             continue
         err = None if quality.half_width is None else quality.half_width * 100
-        points.append(Point(group.method, float(value) * scale, quality.mean * 100, err))  # type: ignore[arg-type]
+        points.append(Point(group.method, float(value) * scale, quality.mean * 100, err))
     return points
 
 
@@ -92,9 +93,10 @@ def pareto_plots(groups: list[Group], folder: Path) -> list[Plot]:
     pairs = list(dict.fromkeys((g.task, g.model) for g in groups))
     for task, model in pairs:
         members = [g for g in groups if (g.task, g.model) == (task, model)]
-        kind = members[0].kind
-        metric = LABELS[HEADLINE[kind]]
-        zeroshot = next((g for g in members if g.method == "zeroshot" and g.ok), None)
+        headline = HEADLINE[members[0].scoring]
+        metric = LABELS[headline]
+        ref = reference()
+        base_group = next((g for g in members if g.method == ref.name and g.ok), None)
         for axis, (xlabel, _, _, log) in AXES.items():
             points = _points(members, axis)
             if len(points) < 2:
@@ -109,15 +111,15 @@ def pareto_plots(groups: list[Group], folder: Path) -> list[Plot]:
                 ax.annotate(p.method, (p.x, p.y), textcoords="offset points", xytext=(5, 4), fontsize=8)
             ax.step([p.x for p in on_frontier], [p.y for p in on_frontier], where="post", color="tab:red",
                     linewidth=1.2, label="Pareto frontier", zorder=2)
-            if zeroshot is not None:
-                base = zeroshot.summary(HEADLINE[kind]).mean
+            if base_group is not None:
+                base = base_group.summary(headline).mean
                 if base is not None:
-                    ax.axhline(base * 100, color="tab:blue", linestyle="--", linewidth=1, label="zero-shot")
+                    ax.axhline(base * 100, color="tab:blue", linestyle="--", linewidth=1, label=ref.shown_as)
             if log:
                 ax.set_xscale("log")
             if axis == "memory":  # say what was measured: GPU allocator or host RSS
-                measures = {g.peak_kind("train") for g in members} - {None}
-                measure = PEAK_KINDS.get(measures.pop(), "mixed") if len(measures) == 1 else "mixed measures"
+                measures = {m for g in members if (m := g.peak_measure("train")) is not None}
+                measure = PEAK_MEASURES.get(measures.pop(), "mixed") if len(measures) == 1 else "mixed measures"
                 xlabel = f"{xlabel[:-1]}, {measure})"
             plots.append(save_plot(figure, ax, xlabel=xlabel, ylabel=f"{metric} (×100, mean ± 95 % CI)",
                                    title=f"{task} / {model}: {metric} vs {axis}",

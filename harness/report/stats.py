@@ -8,8 +8,8 @@ shown as such rather than as "± 0".
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 LEVEL = 0.95
 

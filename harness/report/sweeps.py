@@ -109,7 +109,7 @@ def sensitivity_plots(grid_rows: list[CellRow], folder: Path) -> list[Plot]:
         figure = Figure(figsize=(6.4, 4.4), dpi=110)
         FigureCanvasAgg(figure)
         ax = figure.add_subplot()
-        for index, (method, key, metric, split, points, selected) in enumerate(lines):
+        for index, (method, _, _, _, points, selected) in enumerate(lines):
             xs, ys = zip(*points)
             ax.plot(xs, [y * 100 for y in ys], marker="o", color=f"C{index % 10}", label=method)
             for x, y in points:
@@ -118,10 +118,10 @@ def sensitivity_plots(grid_rows: list[CellRow], folder: Path) -> list[Plot]:
         values = [x for line in lines for x, _ in line[4]]
         if min(values) > 0 and max(values) / min(values) >= 10:
             ax.set_xscale("log")
-        keys = sorted({line[1] for line in lines})
+        swept = sorted({line[1] for line in lines})
         metric, split = lines[0][2], lines[0][3]
-        plots.append(save_plot(figure, ax, xlabel=", ".join(keys), ylabel=f"{LABELS.get(metric, metric)} on {split} (×100)",
-                               title=f"{task} / {model}: sensitivity to {', '.join(keys)} (ringed: selected)",
+        plots.append(save_plot(figure, ax, xlabel=", ".join(swept), ylabel=f"{LABELS.get(metric, metric)} on {split} (×100)",
+                               title=f"{task} / {model}: sensitivity to {', '.join(swept)} (ringed: selected)",
                                path=folder / f"sensitivity_{_slug(task)}_{_slug(model)}.png", task=task, model=model,
                                axis="sensitivity"))
     return plots

@@ -1,6 +1,8 @@
-"""The report's tables: the study's four (quality and efficiency per task kind) plus the
-figures the study lacked (confidence intervals, seeds, gains over zero-shot, memory and
-energy relative to LoRA, per-phase peaks, throughput), every cell, and what did not finish.
+"""The report's tables: the study's four (quality and efficiency per scoring) plus the
+figures the study lacked (confidence intervals, seeds, gains over the zero-shot reference,
+memory and energy relative to the efficiency baseline (LoRA), per-phase peaks, throughput),
+every cell, and what did not finish. Which method plays which part is its registry entry's
+``report_role``; a method this peft no longer has is reported like any other.
 
 Each table has raw numbers (``data``, for CSV: quality in [0, 1] as in result.json,
 memory in bytes, energy in joules) and a formatted view (``display``, for Markdown and
@@ -11,20 +13,31 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import pandas as pd
 
-from harness.methods.registry import method_names
-from harness.report.load import HEADLINE, QUALITY, CellRow
+from harness.methods.registry import MethodSpec, method_in_role, method_names
+from harness.report.load import HEADLINE, NOT_RECORDED, QUALITY, CellRow
 from harness.report.stats import Summary, difference, mean, summarize
 from harness.tasks.kinds import LABELS, SCORINGS
 
 GIB = 1024**3
 DASH = "—"
 NOT_FINISHED_MARK = "⚠"
-KIND_TITLES = {name: scoring.title for name, scoring in SCORINGS.items()}
+SCORING_TITLES = {name: scoring.title for name, scoring in SCORINGS.items()}
 TABLE_IDS = {name: scoring.table for name, scoring in SCORINGS.items()}
-PEAK_KINDS = {"gpu": "GPU allocator", "rss": "host RSS"}
+PEAK_MEASURES = {"gpu": "GPU allocator", "rss": "host RSS"}
+
+
+def reference() -> MethodSpec:
+    """The zero-shot reference: every table's first row, each method's quality gain is over it."""
+    return method_in_role("reference")
+
+
+def efficiency_baseline() -> MethodSpec:
+    """The method train memory and energy are given relative to (LoRA)."""
+    return method_in_role("efficiency_baseline")
 
 
 @dataclass
@@ -34,7 +47,7 @@ class Group:
     task: str
     model: str
     method: str
-    kind: str
+    scoring: str
     rows: list[CellRow] = field(default_factory=list)
 
     @property
@@ -47,12 +60,18 @@ class Group:
     def mean(self, attribute: str) -> float | None:
         return mean([getattr(r, attribute) for r in self.ok])
 
-    def first(self, attribute: str) -> object:
+    def first(self, attribute: str) -> Any:
         return next((getattr(r, attribute) for r in self.rows if getattr(r, attribute) is not None), None)
 
-    def peak_kind(self, phase: str) -> str | None:
-        kinds = {getattr(r, f"{phase}_peak_kind") for r in self.ok} - {None}
-        return kinds.pop() if len(kinds) == 1 else ("mixed" if kinds else None)
+    def recorded(self, attribute: str) -> Any:
+        """A setting of what ran (rank, learning rate): from the first seed whose result records
+        it; from the others (NOT_RECORDED, or what the method says by itself) when none does."""
+        recorded = [r for r in self.rows if r.run_recorded]
+        return next((getattr(r, attribute) for r in recorded or self.rows if getattr(r, attribute) is not None), None)
+
+    def peak_measure(self, phase: str) -> str | None:
+        measures = {getattr(r, f"{phase}_peak_measure") for r in self.ok} - {None}
+        return measures.pop() if len(measures) == 1 else ("mixed" if measures else None)
 
     @property
     def unfinished(self) -> Counter[str]:
@@ -82,7 +101,8 @@ def _method_order(method: str) -> tuple[int, str]:
 
 def group_rows(rows: list[CellRow]) -> list[Group]:
     """Groups in a stable order: task and model as they first appear, methods in registry order
-    (zero-shot after the others in the registry, so it is moved first: it is every table's baseline)."""
+    (the zero-shot reference is after the others in the registry, so it is moved first: it is every
+    table's baseline)."""
     groups: dict[tuple[str, str, str], Group] = {}
     tasks: list[str] = []
     models: list[str] = []
@@ -90,11 +110,12 @@ def group_rows(rows: list[CellRow]) -> list[Group]:
         tasks += [row.task] if row.task not in tasks else []
         models += [row.model] if row.model not in models else []
         key = (row.task, row.model, row.method)
-        groups.setdefault(key, Group(row.task, row.model, row.method, row.kind)).rows.append(row)
+        groups.setdefault(key, Group(row.task, row.model, row.method, row.scoring)).rows.append(row)
     for group in groups.values():
         group.rows.sort(key=lambda r: r.seed)
+    first = reference().name
     return sorted(groups.values(), key=lambda g: (tasks.index(g.task), models.index(g.model),
-                                                  g.method != "zeroshot", _method_order(g.method)))
+                                                  g.method != first, _method_order(g.method)))
 
 
 def _baseline(groups: list[Group], group: Group, method: str) -> Group | None:
@@ -145,16 +166,18 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 # --------------------------------------------------------------------------- the tables
 
 
-def quality_table(groups: list[Group], kind: str) -> Table | None:
-    """Quality per model and method, zero-shot first, with CI, seeds and the gain over zero-shot."""
-    chosen = [g for g in groups if g.kind == kind]
+def quality_table(groups: list[Group], scoring: str) -> Table | None:
+    """Quality per model and method, the zero-shot reference first, with CI, seeds and the gain over it."""
+    chosen = [g for g in groups if g.scoring == scoring]
     if not chosen:
         return None
-    metrics, headline = QUALITY[kind], HEADLINE[kind]
+    metrics, headline = QUALITY[scoring], HEADLINE[scoring]
+    ref = reference()
+    gain_column, gain_label = f"{headline}_gain_vs_{ref.name}", f"Δ {LABELS[headline]} vs {ref.shown_as}"
     data, display, flagged = [], [], []
     for group in chosen:
-        zeroshot = _baseline(groups, group, "zeroshot") if group.method != "zeroshot" else None
-        gain = difference(group.summary(headline), zeroshot.summary(headline)) if zeroshot else Summary(0, None)
+        base = _baseline(groups, group, ref.name) if group.method != ref.name else None
+        gain = difference(group.summary(headline), base.summary(headline)) if base else Summary(0, None)
         raw: dict[str, object] = {"task": group.task, "model": group.model, "method": group.method,
                                   "seeds_finished": len(group.ok), "seeds_planned": len(group.rows)}
         shown: dict[str, str] = {"Model": group.model, "Method": group.method,
@@ -164,14 +187,14 @@ def quality_table(groups: list[Group], kind: str) -> Table | None:
             raw.update({f"{metric}_mean": s.mean, f"{metric}_std": s.std, f"{metric}_ci95": s.half_width,
                         f"{metric}_low": s.low, f"{metric}_high": s.high})
             shown[LABELS[metric]] = fmt_ci(s)
-        raw.update({f"{headline}_gain_vs_zeroshot": gain.mean, f"{headline}_gain_vs_zeroshot_ci95": gain.half_width})
-        shown[f"Δ {LABELS[headline]} vs zero-shot"] = fmt_signed_ci(gain)
+        raw.update({gain_column: gain.mean, f"{gain_column}_ci95": gain.half_width})
+        shown[gain_label] = fmt_signed_ci(gain)
         raw["not_finished"] = group.note.removeprefix(f"{NOT_FINISHED_MARK} ")
         shown["Status"] = group.note or "ok"
         data.append(raw)
         display.append(shown)
         flagged.append(bool(group.note))
-    baselines = SCORINGS[kind].baselines
+    baselines = SCORINGS[scoring].baselines
     for task in dict.fromkeys(g.task for g in chosen) if baselines else ():
         counts = next((r.class_counts for g in chosen if g.task == task for r in g.ok if r.class_counts), None)
         for name, figures in (baselines(counts) if counts else {}).items():  # type: ignore[misc]
@@ -179,47 +202,50 @@ def quality_table(groups: list[Group], kind: str) -> Table | None:
                    **{f"{metric}_mean": figures.get(metric) for metric in metrics}}
             shown = {"Model": DASH, "Method": name, "Seeds": DASH,
                      **{LABELS[m]: f"{figures[m] * 100:.2f}" if m in figures else DASH for m in metrics},
-                     f"Δ {LABELS[headline]} vs zero-shot": DASH, "Status": "baseline"}
+                     gain_label: DASH, "Status": "baseline"}
             data.append(raw)
             display.append(shown)
             flagged.append(False)
     classes = sorted({r.classes for g in chosen for r in g.rows if r.classes})
-    averaging = (f" Precision, recall and F1 are macro-averaged over the task's {'/'.join(map(str, classes))} classes."
-                 if kind == "classification" and classes else "")
+    averaging = SCORINGS[scoring].averaging
+    averaging = f" {averaging.format(classes='/'.join(map(str, classes)))}" if averaging and classes else ""
     note = (f"Mean over finished seeds ± half-width of the 95 % confidence interval (Student t, n−1 degrees of "
-            f"freedom), in points (×100). \"± {DASH}\": one seed, no interval. Δ vs zero-shot: same model and task; "
+            f"freedom), in points (×100). \"± {DASH}\": one seed, no interval. Δ vs {ref.shown_as}: same model and task; "
             f"Welch interval when both sides have several seeds.{averaging}"
             + (" Baseline rows: what a model that learned nothing scores on the same evaluation set (majority class: "
                "always its most frequent class; uniform chance: expected figures of a uniform random guess)."
                if baselines else ""))
-    return Table(f"{TABLE_IDS[kind]}_quality", f"{KIND_TITLES[kind]}: quality", note, pd.DataFrame(data), pd.DataFrame(display), flagged)
+    return Table(f"{TABLE_IDS[scoring]}_quality", f"{SCORING_TITLES[scoring]}: quality", note, pd.DataFrame(data),
+                 pd.DataFrame(display), flagged)
 
 
-def efficiency_table(groups: list[Group], kind: str) -> Table | None:
-    """Parameters, rank, per-phase peak memory, energy, throughput; memory and energy relative to LoRA."""
-    chosen = [g for g in groups if g.kind == kind]
+def efficiency_table(groups: list[Group], scoring: str) -> Table | None:
+    """Parameters, rank, per-phase peak memory, energy, throughput; memory and energy relative to
+    the efficiency baseline (LoRA)."""
+    chosen = [g for g in groups if g.scoring == scoring]
     if not chosen:
         return None
+    versus = efficiency_baseline()
     data, display, flagged = [], [], []
     for group in chosen:
-        lora = _baseline(groups, group, "lora")
+        base = _baseline(groups, group, versus.name)
         train_peak, eval_peak = group.mean("train_peak_bytes"), group.mean("eval_peak_bytes")
-        train_kind, eval_kind = group.peak_kind("train"), group.peak_kind("eval")
-        same_measure = lora is not None and lora.peak_kind("train") == train_kind
-        memory_vs_lora = _ratio(train_peak, lora.mean("train_peak_bytes")) if lora and same_measure else None
+        train_measure, eval_measure = group.peak_measure("train"), group.peak_measure("eval")
+        same_measure = base is not None and base.peak_measure("train") == train_measure
+        memory_vs = _ratio(train_peak, base.mean("train_peak_bytes")) if base and same_measure else None
         train_energy, eval_energy = group.mean("train_energy_j"), group.mean("eval_energy_j")
-        energy_vs_lora = _ratio(train_energy, lora.mean("train_energy_j")) if lora else None
+        energy_vs = _ratio(train_energy, base.mean("train_energy_j")) if base else None
         trainable = group.first("trainable_params")
         share = group.first("trainable_share")
         raw = {
-            "task": group.task, "model": group.model, "method": group.method, "rank": group.first("rank"),
-            "learning_rate": group.first("learning_rate"),
+            "task": group.task, "model": group.model, "method": group.method, "rank": group.recorded("rank"),
+            "learning_rate": group.recorded("learning_rate"),
             "trainable_params": trainable, "total_params": group.first("total_params"), "trainable_share": share,
-            "train_peak_bytes": train_peak, "train_peak_measure": train_kind,
-            "eval_peak_bytes": eval_peak, "eval_peak_measure": eval_kind,
+            "train_peak_bytes": train_peak, "train_peak_measure": train_measure,
+            "eval_peak_bytes": eval_peak, "eval_peak_measure": eval_measure,
             "gpu_mem_used_peak_bytes": group.mean("gpu_mem_used_peak_bytes"),
-            "train_memory_vs_lora": memory_vs_lora,
-            "train_energy_j": train_energy, "eval_energy_j": eval_energy, "train_energy_vs_lora": energy_vs_lora,
+            f"train_memory_vs_{versus.name}": memory_vs,
+            "train_energy_j": train_energy, "eval_energy_j": eval_energy, f"train_energy_vs_{versus.name}": energy_vs,
             "train_samples_per_s": group.mean("train_samples_per_s"), "train_tokens_per_s": group.mean("train_tokens_per_s"),
             "mfu": group.mean("mfu"),
             "train_wall_s": group.mean("train_wall_s"), "eval_wall_s": group.mean("eval_wall_s"),
@@ -231,11 +257,11 @@ def efficiency_table(groups: list[Group], kind: str) -> Table | None:
             "Trainable": fmt_count(trainable), "Share": DASH if share is None else f"{100 * float(share):.4f} %",
             "Train peak (GiB)": fmt_num(None if train_peak is None else train_peak / GIB),
             "Eval peak (GiB)": fmt_num(None if eval_peak is None else eval_peak / GIB),
-            "Memory measure": PEAK_KINDS.get(train_kind or eval_kind or "", train_kind or eval_kind or DASH),
-            "Train memory vs LoRA": fmt_ratio(memory_vs_lora),
+            "Memory measure": PEAK_MEASURES.get(train_measure or eval_measure or "", train_measure or eval_measure or DASH),
+            f"Train memory vs {versus.shown_as}": fmt_ratio(memory_vs),
             "Train energy (kJ)": fmt_num(None if train_energy is None else train_energy / 1e3, 1),
             "Eval energy (kJ)": fmt_num(None if eval_energy is None else eval_energy / 1e3, 1),
-            "Train energy vs LoRA": fmt_ratio(energy_vs_lora),
+            f"Train energy vs {versus.shown_as}": fmt_ratio(energy_vs),
             "Samples/s": fmt_num(raw["train_samples_per_s"]), "Tokens/s": fmt_num(raw["train_tokens_per_s"], 0),
             "MFU": DASH if raw["mfu"] is None else f"{100 * float(raw['mfu']):.1f} %",
             "Seeds": f"{len(group.ok)}/{len(group.rows)}", "Status": group.note or "ok",
@@ -244,30 +270,37 @@ def efficiency_table(groups: list[Group], kind: str) -> Table | None:
         display.append(shown)
         flagged.append(bool(group.note))
     note = ("Means over finished seeds. Peak memory per phase, kept apart: on a GPU the torch allocator's peak "
-            "(allocated bytes), on a CPU the process's peak RSS (see \"Memory measure\"). \"vs LoRA\": ratio to LoRA on "
-            "the same model and task (train phase). Energy from NVML telemetry (GPU only). Share: trainable / total "
+            f"(allocated bytes), on a CPU the process's peak RSS (see \"Memory measure\"). \"vs {versus.shown_as}\": ratio to "
+            f"{versus.shown_as} on the same model and task (train phase). Rank: \"{NOT_RECORDED}\" where the results do not "
+            "record what ran (results without a run record, cells that have not run). Energy from NVML telemetry (GPU only). Share: trainable / total "
             "parameters, 4-bit weights counted at full size. Throughput: training samples and non-padding tokens per second. MFU: tokens/s x (4N + 2T, "
             "6N for full fine-tuning) / the GPU's dense bf16 peak (harness/train/mfu.py).")
-    return Table(f"{TABLE_IDS[kind]}_efficiency", f"{KIND_TITLES[kind]}: efficiency", note, pd.DataFrame(data), pd.DataFrame(display), flagged)
+    return Table(f"{TABLE_IDS[scoring]}_efficiency", f"{SCORING_TITLES[scoring]}: efficiency", note, pd.DataFrame(data),
+                 pd.DataFrame(display), flagged)
 
 
-CELL_COLUMNS = ("task", "model", "method", "seed", "status", "cell_id", "rank", "learning_rate", "trainable_params",
-                "total_params", "trainable_share", "train_peak_bytes", "train_peak_kind", "eval_peak_bytes",
-                "eval_peak_kind", "gpu_mem_used_peak_bytes", "train_energy_j", "eval_energy_j", "train_samples_per_s",
-                "train_tokens_per_s", "mfu", "train_wall_s", "eval_wall_s", "error", "folder", "source")
+# cells.csv: its columns (CellRow attributes), and the published names it keeps where they differ
+# (the memory measure was first published as "..._peak_kind")
+CELL_COLUMNS = ("task", "model", "method", "seed", "status", "cell_id", "run_recorded", "rank", "learning_rate",
+                "trainable_params", "total_params", "trainable_share", "train_peak_bytes", "train_peak_measure",
+                "eval_peak_bytes", "eval_peak_measure", "gpu_mem_used_peak_bytes", "train_energy_j", "eval_energy_j",
+                "train_samples_per_s", "train_tokens_per_s", "mfu", "train_wall_s", "eval_wall_s", "error", "folder",
+                "source")
+PUBLISHED_CELL_COLUMNS = {"train_peak_measure": "train_peak_kind", "eval_peak_measure": "eval_peak_kind"}
 
 
 def cells_table(groups: list[Group]) -> Table:
     """Every cell, one row each, raw figures (the tables above aggregate these)."""
-    metric_names = list(dict.fromkeys(m for kind in QUALITY.values() for m in kind))
+    metric_names = list(dict.fromkeys(m for columns in QUALITY.values() for m in columns))
+    columns = [PUBLISHED_CELL_COLUMNS.get(k, k) for k in CELL_COLUMNS]
     data = []
     for group in groups:
         for row in group.rows:
             values = asdict(row)
-            record = {k: values[k] for k in CELL_COLUMNS}
+            record = {name: values[k] for name, k in zip(columns, CELL_COLUMNS)}
             record.update({m: row.metrics.get(m) for m in metric_names})
             data.append(record)
-    frame = pd.DataFrame(data, columns=[*CELL_COLUMNS, *metric_names])
+    frame = pd.DataFrame(data, columns=[*columns, *metric_names])
     display = frame[["task", "model", "method", "seed", "status"]].copy()
     return Table("cells", "Every cell", "One row per planned cell.", frame, display)
 

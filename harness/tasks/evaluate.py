@@ -12,8 +12,8 @@ from typing import Any
 import torch
 
 from harness.config import DataConfig
-from harness.tasks.formatting import Example, Formatter, pad_batch
 from harness.heads import HEADS
+from harness.tasks.formatting import Example, Formatter, pad_batch
 from harness.tasks.kinds import SCORINGS
 from harness.tasks.registry import TaskSpec
 
@@ -73,9 +73,9 @@ def _score(task: TaskSpec, formatter: Formatter, examples: list[Example], output
     score = SCORINGS[task.scoring].score
     if not task.labelled:  # the answers are texts
         texts = [outputs[i] for i in range(len(examples))]
-        references = [str(e.reference) for e in examples]
-        metrics, reports = score(texts, references, [])
-        predictions = [{"index": i, "prediction": t, "reference": r} for i, (t, r) in enumerate(zip(texts, references))]
+        targets = [str(e.reference) for e in examples]
+        metrics, reports = score(texts, targets, [])
+        predictions = [{"index": i, "prediction": t, "reference": r} for i, (t, r) in enumerate(zip(texts, targets))]
         return Evaluation(metrics, reports, predictions, generated)
     labels = list(task.label_names)
     predicted: list[int] = []

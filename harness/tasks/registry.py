@@ -48,7 +48,7 @@ class TaskDefinition(StrictModel):
     instruction: str | None = None
 
     @model_validator(mode="after")
-    def _fits_kind(self) -> "TaskDefinition":
+    def _fits_kind(self) -> TaskDefinition:
         kind = KINDS.get(self.kind)
         if kind is None:
             raise ValueError(f"kind {self.kind!r}: valid: {', '.join(KINDS)}")

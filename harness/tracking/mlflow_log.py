@@ -20,6 +20,9 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
 
 MAX_PARAM_LENGTH = 6000
+# params under this prefix hold the result's run record (what ran: resolved peft config, learning
+# rate), beside the cell config's, so a reader without result.json still has it (harness.report)
+RUN_PARAMS = "run"
 
 
 def artifact_location(uri: str) -> str | None:
@@ -82,6 +85,21 @@ def result_tags(result: Result) -> dict[str, str]:
     return tags
 
 
+def run_params(result: Result) -> dict[str, Any]:
+    """The run record as params: its fields, and the resolved peft config's one level deep (their
+    values whole: a pattern's keys, such as ``.*q_proj``, are not valid param names)."""
+    if result.run is None:
+        return {}
+    record = result.run.model_dump(mode="json")
+    peft_config = record.pop("peft_config")
+    params = {f"{RUN_PARAMS}.{key}": value for key, value in record.items()}
+    if peft_config is None:
+        params[f"{RUN_PARAMS}.peft_config"] = None
+    else:
+        params.update({f"{RUN_PARAMS}.peft_config.{key}": value for key, value in peft_config.items()})
+    return params
+
+
 def find_run(client: Any, experiment_id: str, cell_id: str) -> str | None:
     runs = client.search_runs([experiment_id], filter_string=f"tags.`{CELL_TAG}` = '{cell_id}'", max_results=1)
     return runs[0].info.run_id if runs else None
@@ -111,8 +129,8 @@ def log_result(
         run_name = f"{result.task}/{result.model}/{result.method}/seed{result.seed}"
         run_id = client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
     existing_params = client.get_run(run_id).data.params
-    params = [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in sorted(flatten(result.config).items())
-              if k not in existing_params]
+    logged = {**flatten(result.config), **run_params(result)}
+    params = [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in sorted(logged.items()) if k not in existing_params]
     metrics = [Metric(k, v, 0, 0) for k, v in sorted(result_metrics(result).items())]
     for step, loss in result.efficiency.eval_loss_history:
         metrics.append(Metric("validation/loss", float(loss), 0, int(step)))

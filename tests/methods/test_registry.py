@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import CellConfig
 from harness.cell.resolve import parse_cell_config
+from harness.config import CellConfig
 from harness.errors import ConfigError
 from harness.methods.build import MANAGED_FIELDS, config_fields, count_parameters
 from harness.methods.registry import methods, peft_types, resolve_method
@@ -127,3 +127,18 @@ def test_harness_methods_lists_every_method_and_why_not(tmp_path: Path) -> None:
     assert rows["zeroshot"]["families"]["bert"] is False
     table = subprocess.run([sys.executable, "-m", "harness.cli", "methods"], capture_output=True, text=True, check=True)
     assert all(name in table.stdout for name in methods())
+
+
+def test_the_report_asks_each_method_its_part() -> None:
+    """What a report needs of a method is in its entry: one zero-shot reference (untrained), one
+    efficiency baseline, which methods train every weight (no rank); a name this peft lacks is none."""
+    from harness.methods.registry import DECLARED, known_method, method_in_role
+
+    reference, baseline = method_in_role("reference"), method_in_role("efficiency_baseline")
+    assert (reference.name, reference.shown_as, reference.trains) == ("zeroshot", "zero-shot", False)
+    assert (baseline.name, baseline.shown_as, baseline.trains) == ("lora", "LoRA", True)
+    for role in ("reference", "efficiency_baseline"):
+        assert sum(spec.report_role == role for spec in DECLARED) == 1
+    assert [name for name, spec in methods().items() if spec.whole_model] == ["full"]
+    assert resolve_method("vera").shown_as == "vera" and resolve_method("vera").report_role is None
+    assert known_method("lora") is resolve_method("lora") and known_method("a_method_peft_dropped") is None

@@ -81,11 +81,12 @@ def test_a_family_entry_builds_its_tiny_model(family: str, tmp_path, monkeypatch
     """What differs by family is its registry entry: the tiny preset of each family is built afresh
     (an empty cache) with the entry's config class, its model class's weights and its special-token
     fields, and has the very weights of the copy in the usual cache."""
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoTokenizer
+
     from harness.models import FAMILIES, PRESETS, materialise
     from harness.models.tokenizer import SPECIAL_TOKENS
     from harness.names import CACHE_ENV
-    from safetensors.torch import load_file
-    from transformers import AutoConfig, AutoTokenizer
 
     entry = FAMILIES[family]
     (preset,) = [spec for spec in PRESETS.values() if spec.family == family and spec.name.startswith("tiny-")]

@@ -261,6 +261,62 @@ def test_logging_failure_does_not_fail_the_report(matrix_file: Path, tmp_path: P
     assert (build_report(matrix_file, output=tmp_path / "r") / "report.html").is_file()
 
 
+def test_a_result_without_a_run_record_says_not_recorded(report: Path, matrix_file: Path, tmp_path: Path):
+    """An old result.json (written before results kept a run record): the report does not derive
+    the rank or learning rate again from today's defaults, it says they are not recorded."""
+    import json
+
+    from harness.report import load
+    from harness.report.tables import efficiency_table, group_rows
+
+    rows = []
+    for cell in load_matrix(matrix_file).active:
+        if (cell.folder / "result.json").is_file() and cell.model == "tiny-bert" and cell.seed == 0:
+            data = json.loads((cell.folder / "result.json").read_text())
+            assert data.pop("run")["learning_rate"] > 0
+            (tmp_path / cell.method).mkdir()
+            (tmp_path / cell.method / "old.json").write_text(json.dumps(data))
+            rows.append(load.row_from_result(load_result(tmp_path / cell.method / "old.json")))
+    by_method = {row.method: row for row in rows}
+    assert set(by_method) == {"lora", "ia3", "full"} and not any(row.run_recorded for row in rows)
+    assert by_method["lora"].rank == load.NOT_RECORDED and by_method["lora"].learning_rate is None
+    assert by_method["full"].rank == "all"  # a fact of the method, not a setting
+    table = efficiency_table(group_rows(rows), "classification")
+    assert table is not None
+    frame = table.data.set_index("method")
+    assert frame.loc["lora", "rank"] == frame.loc["ia3", "rank"] == load.NOT_RECORDED
+    assert frame["learning_rate"].isna().all()
+    assert (table.display["Rank"] == load.NOT_RECORDED).sum() == 2
+    # the file-based report, whose results record what ran, has the settings
+    efficiency = pd.read_csv(report / "classification_efficiency.csv")
+    assert _row(efficiency, "tiny-bert", "lora")["learning_rate"] == pytest.approx(1e-2)
+    # a cell placeholder (never run) and an MLflow run without its params' run record: not recorded either
+    flat = load.row_from_flat(cell_id="x", status="success", config={"model": "tiny-bert", "method": "ia3",
+                                                                     "task": "emotion", "train": {"learning_rate": 3e-3}},
+                              flat={})
+    assert (flat.rank, flat.learning_rate, flat.run_recorded) == (load.NOT_RECORDED, None, False)
+
+
+def test_a_method_this_peft_does_not_have_is_reported_like_any_other(results):
+    """Results of a method an older peft had: no registry entry, still a row, a group and a point."""
+    from dataclasses import replace
+
+    from harness.report import load
+    from harness.report.pareto import _points
+    from harness.report.tables import efficiency_table, group_rows, quality_table
+
+    result = results["tiny-bert", "lora", 0]
+    row = replace(load.row_from_result(result), method="a_method_peft_dropped")
+    rows = [row, load.row_from_result(result)]
+    groups = group_rows(rows)
+    assert [g.method for g in groups] == ["lora", "a_method_peft_dropped"]
+    quality, efficiency = quality_table(groups, "classification"), efficiency_table(groups, "classification")
+    assert quality is not None and efficiency is not None
+    dropped = efficiency.data.set_index("method").loc["a_method_peft_dropped"]
+    assert dropped["rank"] == "8" and dropped["train_memory_vs_lora"] == pytest.approx(1.0)
+    assert {p.method for p in _points(groups, "params")} == {"lora", "a_method_peft_dropped"}
+
+
 # --------------------------------------------------------------------------- units
 
 

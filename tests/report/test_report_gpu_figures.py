@@ -14,11 +14,15 @@ import yaml
 from harness.matrix import load_matrix
 from harness.report import build_report
 from harness.report.stats import t_quantile
-from harness.result import Efficiency, PhaseStats, Result, write_result
+from harness.result import Efficiency, PhaseStats, Result, RunRecord, write_result
 
 GIB = 1024**3
 ROUGE_L = {("lora", 0): 0.30, ("lora", 1): 0.34, ("lora", 2): 0.32, ("ia3", 0): 0.28, ("ia3", 1): 0.26,
            ("zeroshot", 0): 0.20}
+# what a cell records it ran (result.json's run): the report reads the rank from here
+PEFT_CONFIGS = {"lora": {"peft_type": "LORA", "r": 2, "lora_alpha": 16, "target_modules": ["q", "v"]},
+                "ia3": {"peft_type": "IA3", "target_modules": ["k", "v", "wo"], "feedforward_modules": ["wo"]},
+                "zeroshot": None}
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +55,8 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                   total_params=10**6, trainable_share=1e-3, phases=phases,
                                   train_samples_per_s=2.0 if trains else None, train_tokens_per_s=900.0 if trains else None),
             telemetry={"metrics": energy},
+            run=RunRecord(head="seq2seq", family="t5", peft_config=PEFT_CONFIGS[cell.method],
+                          learning_rate=1e-3 if trains else None),
         ))
     return build_report(path)
 
