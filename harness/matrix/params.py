@@ -16,7 +16,7 @@ from pathlib import Path
 
 from harness.config import CellConfig
 from harness.names import cache_dir
-from harness.result import write_json_atomic
+from harness.jsonfile import write_json_atomic
 
 
 @dataclass(frozen=True)

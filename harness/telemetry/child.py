@@ -20,9 +20,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.jsonfile import write_json_atomic
+
 from .host import HostBackend
 from .nvml import NvmlBackend, NvmlUnavailable
-from .schema import COMMON_COLUMNS, CSV_NAME, META_NAME, CsvSink, write_json_atomic
+from .schema import COMMON_COLUMNS, CSV_NAME, META_NAME, CsvSink
 
 _PR_SET_PDEATHSIG = 1
 
@@ -243,7 +245,7 @@ def _loop(cfg: ChildConfig, phase: SharedPhase, conn: Any, backend: Any, sink: C
 
 def _safe_write_meta(path: Path, meta: dict[str, Any]) -> None:
     try:
-        write_json_atomic(path, meta)
+        write_json_atomic(path, meta, indent=1, sort_keys=True)
     except Exception:
         pass
 

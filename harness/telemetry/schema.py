@@ -11,9 +11,10 @@ import csv
 import json
 import math
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, TextIO
+from typing import Any, TextIO
 
 CSV_NAME = "telemetry.csv"
 PNG_NAME = "timeline.png"
@@ -157,12 +158,6 @@ def _fmt(value: Any) -> Any:
     if isinstance(value, float):
         return f"{value:.6f}".rstrip("0").rstrip(".") if math.isfinite(value) else ""
     return value
-
-
-def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True, default=str))
-    os.replace(tmp, path)
 
 
 def read_json(path: Path) -> dict[str, Any]:
