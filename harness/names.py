@@ -17,6 +17,9 @@ from pathlib import Path
 CACHE_ENV = "HARNESS_CACHE"
 TRACKING_ENV = "MLFLOW_TRACKING_URI"
 TRACKING_DB = "mlflow.db"
+# a cell folder's files besides its result (result.json and the files beside it: harness.result)
+CELL_LOG = "log.txt"  # the cell's log: status points at it
+CELL_CONFIG = "config.yaml"  # the resolved cell config (submit and the cell write the same file), for reruns by hand
 
 
 def cache_dir() -> Path:

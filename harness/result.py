@@ -1,15 +1,19 @@
-"""The ``result.json`` schema: the single source of truth of a cell.
+"""``result.json``: the single source of truth of a cell, its schema and its one owner.
 
-Defined here, once, and versioned. Everything downstream (tracking, dispatch
-status, reports) reads results through :func:`load_result`. A result is written
-atomically (temp file + rename) so a killed process never leaves half a file.
+The schema is defined here, once, and versioned. :class:`ResultFile` owns a cell folder's
+result: the cell writes ``result.json`` through it (begun "running", updated, finished, then the
+tracking outcome noted); the job and ``harness collect`` write small files of their own beside
+it (``outcome.json``: the job's final word when the runner could not give it; ``tracking.json``:
+where collect logged the result), and :func:`load_result`, the one reader everybody uses
+(dispatch status, collect, reports, sweeps), merges them. Every file is written atomically
+(:mod:`harness.jsonfile`) and with credentials in URIs redacted.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
-import tempfile
 import typing
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,8 +21,19 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness.jsonfile import write_json_atomic
+from harness.redact import redact_values
+
+log = logging.getLogger(__name__)
+
 SCHEMA_VERSION = 1
 RESULT_FILE = "result.json"
+OUTCOME_FILE = "outcome.json"  # the job's final word (the last time-out, a failure outside the runner)
+TRACKING_FILE = "tracking.json"  # where `harness collect` logged the result
+# a cell's result is read from these together, and a retry moves them aside together
+RESULT_FILES = (RESULT_FILE, OUTCOME_FILE, TRACKING_FILE)
+SPACE_RESERVE = ".space-reserve"  # freed for the final result.json when the disk is full
+SPACE_RESERVE_BYTES = 1 << 20
 
 Status = Literal["success", "failed", "oom", "timeout", "cancelled", "running"]
 # the statuses a cell ends with (every status but "running"): status, collect and the job read these
@@ -141,47 +156,193 @@ class Result(BaseModel):
         return int(self.config.get("seed", 0))
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
-
-
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def write_json_atomic(path: Path, payload: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+class JobOutcome(BaseModel):
+    """``outcome.json``: how the job ended a cell whose runner could not say (its last time-out
+    or preemption, a failure before or outside the runner). Read over a result.json that is
+    missing or still "running"; a final result.json (the runner's own word) wins."""
+
+    model_config = ConfigDict(extra="forbid")
+    cell_id: str
+    status: Status
+    error: str | None = None
+    traceback: str | None = None
+    config: dict[str, Any]  # the result's config when the runner wrote none
+    started_at: str = Field(default_factory=lambda: now_iso())
+    finished_at: str = Field(default_factory=lambda: now_iso())
+
+
+class CollectedTracking(BaseModel):
+    """``tracking.json``: where ``harness collect`` logged a result, for that result only."""
+
+    model_config = ConfigDict(extra="forbid")
+    started_at: str  # of the result it was logged from: a later run of the cell makes this stale
+    tracking: TrackingStatus
+
+
+class ResultFile:
+    """A cell folder's result: ``result.json`` and the small files that complete it.
+
+    The cell's life-cycle: :meth:`reserve` space, :meth:`begin` ("running"; an earlier run's
+    companions go), :meth:`write` updates, :meth:`finish` (the final word, even on a full
+    disk), :meth:`note_tracking`, :meth:`release`. The job writes :meth:`end_job`, collect
+    :meth:`note_collected`; :meth:`load` merges them all.
+    """
+
+    def __init__(self, cell_dir: Path) -> None:
+        self.cell_dir = Path(cell_dir)
+        self.path = self.cell_dir / RESULT_FILE
+
+    # ------------------------------------------------------------ the cell's writes
+
+    def reserve(self) -> None:
+        """Set aside room for the final result.json: if the disk fills while the cell runs, the
+        reserve is freed and the result still says what happened (instead of staying "running").
+        Raises OSError when the folder cannot be written."""
+        reserve = self.cell_dir / SPACE_RESERVE
+        try:
+            with reserve.open("wb") as handle:
+                handle.write(b"\0" * SPACE_RESERVE_BYTES)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError:
+            reserve.unlink(missing_ok=True)
+            raise
+
+    def release(self) -> None:
+        (self.cell_dir / SPACE_RESERVE).unlink(missing_ok=True)
+
+    def begin(self, result: Result) -> None:
+        """The first write of a run ("running"); what an earlier run's job or collect left goes."""
+        for name in (OUTCOME_FILE, TRACKING_FILE):
+            (self.cell_dir / name).unlink(missing_ok=True)
+        self.write(result)
+
+    def write(self, result: Result) -> None:
+        _write(self.path, result.model_dump(mode="json"))
+
+    def finish(self, result: Result) -> None:
+        """The last write; on a full disk, free the reserve, record why (a success or a running
+        result becomes "failed"), write again."""
+        try:
+            self.write(result)
+            return
+        except OSError as error:
+            self.release()
+            log.error("could not write %s (%s); freed the space reserve", RESULT_FILE, error)
+            if result.status in ("success", "running"):
+                result.status = "failed"
+            result.error = result.error or f"{type(error).__name__}: {error}"
+        self.write(result)
+
+    def note_tracking(self, result: Result) -> None:
+        """Rewrite result.json with its tracking outcome; the final one is on disk already."""
+        try:
+            self.write(result)
+        except OSError as error:
+            log.warning("could not record the tracking outcome in %s: %s", RESULT_FILE, error)
+
+    # ------------------------------------------------------------ the job's and collect's
+
+    def end_job(self, outcome: JobOutcome) -> None:
+        """The job's final word, unless the runner has given its own."""
+        try:
+            current = self.peek()
+        except (OSError, ValueError):  # unreadable: the outcome stands in for it
+            current = None
+        if current is not None and current.get("status") in FINAL_STATUSES:
+            return
+        _write(self.cell_dir / OUTCOME_FILE, outcome.model_dump(mode="json"))
+
+    def note_collected(self, result: Result, tracking: TrackingStatus) -> None:
+        """Where collect logged ``result`` (the collect digest ignores the tracking section)."""
+        try:
+            _write(self.cell_dir / TRACKING_FILE,
+                   CollectedTracking(started_at=result.started_at, tracking=tracking).model_dump(mode="json"))
+        except OSError:
+            log.warning("could not record the MLflow run in %s", self.cell_dir / TRACKING_FILE)
+
+    # ------------------------------------------------------------ reading
+
+    def exists(self) -> bool:
+        return self.path.exists() or (self.cell_dir / OUTCOME_FILE).exists()
+
+    def peek(self) -> dict[str, Any] | None:
+        """The merged result as plain JSON, unvalidated (fast, for plan time); None when there
+        is none. Raises OSError or ValueError when result.json cannot be read."""
+        outcome = _read_optional(self.cell_dir / OUTCOME_FILE)
+        try:
+            data: dict[str, Any] | None = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            data = None
+        except ValueError:
+            if outcome is None:
+                raise
+            data = None  # the job's outcome replaces an unreadable file
+        if outcome is not None and (data is None or data.get("status") not in FINAL_STATUSES):
+            data = _with_outcome(data, outcome)
+        collected = _read_optional(self.cell_dir / TRACKING_FILE)
+        if data is not None and collected is not None and collected.get("started_at") == data.get("started_at"):
+            data["tracking"] = collected.get("tracking")
+        return data
+
+    def load(self) -> Result:
+        data = self.peek()
+        if data is None:
+            raise FileNotFoundError(f"{self.path}: no result")
+        return _validated(data, self.path)
+
+
+def _write(path: Path, payload: dict[str, Any]) -> None:
+    # redacted whichever field carries a credential: a tracking URI's password never reaches a file
+    write_json_atomic(path, redact_values(payload))
+
+
+def _read_optional(path: Path) -> dict[str, Any] | None:
+    """A companion file, or None when it is absent or unreadable (a half-written one is no word)."""
     try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are shared like any file
-        with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle, indent=2, sort_keys=False, default=str)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
-def write_result(cell_dir: Path, result: Result) -> Path:
-    """The one writer of result.json: atomic, and with credentials in URIs redacted
-    (a tracking URI's password never reaches the file, whichever field carries it)."""
-    from harness.redact import redact_values
-
-    path = cell_dir / RESULT_FILE
-    write_json_atomic(path, redact_values(result.model_dump(mode="json")))
-    return path
+def _with_outcome(data: dict[str, Any] | None, outcome: dict[str, Any]) -> dict[str, Any]:
+    """The job's final word over what the runner recorded (or over nothing)."""
+    if data is None:
+        fields = ("cell_id", "status", "error", "traceback", "config", "started_at", "finished_at")
+        return Result(**{key: outcome.get(key) for key in fields}).model_dump(mode="json")
+    return {**data, **{key: outcome.get(key) for key in ("status", "error", "traceback", "finished_at")}}
 
 
-def load_result(cell_dir_or_file: Path) -> Result:
-    path = cell_dir_or_file if cell_dir_or_file.suffix == ".json" else cell_dir_or_file / RESULT_FILE
-    data = json.loads(path.read_text())
+def _validated(data: dict[str, Any], path: Path) -> Result:
     version = data.get("schema_version")
     if version != SCHEMA_VERSION:
         raise ValueError(f"{path}: result schema version {version}, this harness reads {SCHEMA_VERSION}")
     return Result.model_validate(data)
+
+
+def write_result(cell_dir: Path, result: Result) -> Path:
+    """result.json as it stands (tests and tools that set a folder up); a cell uses ResultFile."""
+    file = ResultFile(cell_dir)
+    file.write(result)
+    return file.path
+
+
+def has_result(cell_dir: Path) -> bool:
+    """Whether the folder holds a result (result.json, or the job's outcome without one)."""
+    return ResultFile(cell_dir).exists()
+
+
+def load_result(cell_dir_or_file: Path) -> Result:
+    """A cell folder's result, its companions merged; or one result file as it is (a result.json
+    downloaded from MLflow). Raises FileNotFoundError, ValueError (unreadable, another version)."""
+    path = Path(cell_dir_or_file)
+    if path.suffix != ".json":
+        return ResultFile(path).load()
+    if path.name == RESULT_FILE:
+        return ResultFile(path.parent).load()
+    return _validated(json.loads(path.read_text()), path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -128,16 +129,39 @@ def test_ia3_feedforward_must_be_a_subset_of_targets(make_cell) -> None:
         run_cell(config)
 
 
+def assert_produced(config, result) -> None:
+    """What a successful training cell must leave: finite metrics, one prediction per evaluation
+    example, the saved weights, the run record and the efficiency figures, on disk as returned."""
+    cell_dir = Path(config.output_dir)
+    on_disk = load_result(cell_dir)
+    assert on_disk.status == "success" and on_disk.metrics == result.metrics
+    assert result.metrics and all(math.isfinite(value) for value in result.metrics.values()), result.metrics
+    run = result.run
+    assert run is not None and run.learning_rate == config.train.learning_rate
+    assert run.total_steps == config.train.max_steps and run.eval_examples == config.data.max_eval_samples
+    assert len((cell_dir / "predictions.jsonl").read_text().splitlines()) == run.eval_examples
+    weights = cell_dir / ("model" if resolve_method(config.method).peft_type is None else "adapter")
+    assert weights.is_dir() and result.artifacts[weights.name] == weights.name
+    eff = result.efficiency
+    assert set(eff.phases) == {"load", "train", "eval"} and all(p.wall_s > 0 for p in eff.phases.values())
+    assert eff.trainable_params > 0 and eff.train_steps == run.total_steps and eff.train_samples_per_s > 0
+    assert eff.adapter_bytes and eff.adapter_bytes > 0
+    assert len(eff.loss_history) == eff.train_steps and math.isfinite(eff.final_train_loss)
+
+
 def test_class_weighted_loss_runs_for_both_formulations(make_cell) -> None:
     for model in ("tiny-bert", "tiny-t5"):
-        result = run_cell(make_cell(model, "lora", "emotion", data={"class_weighted_loss": True}))
+        config = make_cell(model, "lora", "emotion", data={"class_weighted_loss": True})
+        result = run_cell(config)
         assert result.status == "success", result.traceback
+        assert_produced(config, result)
 
 
 def test_gradient_checkpointing_and_accumulation(make_cell) -> None:
     config = make_cell("tiny-llama", "lora", "billsum", train={"gradient_checkpointing": True, "grad_accum": 2})
     result = run_cell(config)
     assert result.status == "success", result.traceback
+    assert_produced(config, result)
     # 8 examples in batches of 4: one optimizer step takes both micro-batches of an epoch
     assert result.efficiency.train_samples == 6 * 8
 

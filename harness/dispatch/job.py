@@ -1,11 +1,12 @@
 """The job every cell runs as: a checkpointable submitit callable.
 
-``CellJob.__call__`` runs ``harness.cell.run_cell`` (which writes result.json and
-resumes from the cell folder's checkpoint by itself). On SLURM's warning signal
-before the time limit, or on preemption, submitit calls ``checkpoint``: it saves
-the live trainer (through the callback the cell registers, ``harness.preemption``), counts the event,
-and requeues, or, once the bound is reached, writes the final result (``timeout``)
-so the cell's state is never left to guesswork.
+``CellJob.__call__`` runs the cell runner (``DEFAULT_RUNNER``: a cell recorded to MLflow; it
+writes result.json and resumes from the cell folder's checkpoint by itself). On SLURM's warning
+signal before the time limit, or on preemption, submitit calls ``checkpoint``: it saves the live
+trainer (through the callback the cell registers, ``harness.preemption``), counts the event, and
+requeues, or, once the bound is reached, writes the job's final outcome (``timeout``, in
+``outcome.json``, which ``harness.result.load_result`` reads over a result still "running") so the
+cell's state is never left to guesswork. The job never writes result.json: the cell owns it.
 
 This module must stay light to import: local jobs waiting for a slot import it
 before they know they will run, so torch & co are imported only inside ``run``.
@@ -22,22 +23,26 @@ import socket
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import submitit
 
 from harness import folder_lock, preemption
-from harness.config import CellConfig
 from harness.cell.resolve import parse_cell_config
+from harness.config import CellConfig
 from harness.dispatch.ledger import read_run, update_run
-from harness.result import FINAL_STATUSES, RESULT_FILE, Result, load_result, now_iso, write_result
+from harness.result import FINAL_STATUSES, JobOutcome, ResultFile, Status, now_iso
 from harness.train import distributed
 
 log = logging.getLogger(__name__)
 
 ENV_RUNNER = "HARNESS_CELL_RUNNER"  # "module:function"; tests point it at a stand-in
-DEFAULT_RUNNER = "harness.cell:run_cell"
+# The cell recorded to MLflow, composed in harness.tracking: neither dispatch nor the cell may
+# import tracking (it sits above both), and the job is pickled and run in another process, so
+# the runner is named here and imported there, when the job runs.
+DEFAULT_RUNNER = "harness.tracking.record:run_cell"
 FINAL = FINAL_STATUSES
 
 _slot_handle: int | None = None  # the open lock file of a local slot (never pickled)
@@ -51,7 +56,7 @@ class CellStopped(BaseException):
     turn it into ``failed``; ``CellJob.__call__`` catches it and writes the final status.
     """
 
-    def __init__(self, status: str, message: str) -> None:
+    def __init__(self, status: Status, message: str) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -132,7 +137,7 @@ class CellJob(submitit.helpers.Checkpointable):
             status = self._run(config)
         except CellStopped as stop:
             # the last time-out/preemption: the runner has unwound (leaving "running"),
-            # now the final word goes into result.json
+            # now the job's final word goes into outcome.json
             write_final(config, stop.status, stop.message, None)
             status = stop.status
         finally:
@@ -202,8 +207,8 @@ class CellJob(submitit.helpers.Checkpointable):
             else:
                 reason = f"preempted {self.preemptions} times (max_preemptions={self.max_preemptions})"
                 stop = CellStopped("cancelled", f"{reason}; last checkpoint at step {step}")
-            # Written now in case the process dies before unwinding, and again by __call__
-            # once the runner has unwound (its own cleanup rewrites result.json).
+            # Written now in case the process dies before unwinding; __call__ writes it again
+            # once the runner has unwound, if the runner's own cleanup left no final result.
             write_final(config, stop.status, stop.message, None)
             self._stop = stop
             self._keep_signalling()
@@ -264,22 +269,12 @@ def checkpoint_trainer() -> int | None:
     return int(step) if step is not None else None
 
 
-def write_final(config: CellConfig, status: str, error: str | None, trace: str | None) -> None:
-    """Write (or complete) result.json with a final status, keeping what the runner recorded."""
-    cell_dir = Path(config.output_dir)
-    existing: Result | None = None
-    if (cell_dir / RESULT_FILE).exists():
-        try:
-            existing = load_result(cell_dir)
-        except Exception:  # noqa: BLE001 - unreadable: replace it
-            existing = None
-    if existing is not None and existing.status in FINAL:
-        return  # the runner already decided
-    if existing is not None:
-        result = existing.model_copy(update={"status": status, "error": error, "traceback": trace, "finished_at": now_iso()})
-    else:
-        result = Result(cell_id=config.cell_id, status=status, error=error, traceback=trace, config=config.public_dump(), finished_at=now_iso())
-    write_result(cell_dir, result)
+def write_final(config: CellConfig, status: Status, error: str | None, trace: str | None) -> None:
+    """The job's final word on the cell (``outcome.json``), unless the runner has given its own;
+    ``load_result`` reads it over what the runner recorded."""
+    outcome = JobOutcome(cell_id=config.cell_id, status=status, error=error, traceback=trace,
+                         config=config.public_dump())
+    ResultFile(Path(config.output_dir)).end_job(outcome)
 
 
 def _job_id() -> str | None:

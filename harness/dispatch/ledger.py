@@ -20,7 +20,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from harness.result import RESULT_FILE, now_iso, write_json_atomic
+from harness.jsonfile import write_json_atomic
+from harness.result import RESULT_FILES, now_iso
 
 JOB_FILE = "job.json"
 RUN_FILE = "run.json"
@@ -98,14 +99,15 @@ def append_ledger(output_dir: Path, records: list[JobRecord]) -> None:
 def archive_previous(cell_dir: Path, *, everything: bool) -> Path | None:
     """Move the previous attempt aside before a resubmission.
 
-    ``everything=False`` (``--retry-failed``) moves only result.json and run.json, so
+    ``everything=False`` (``--retry-failed``) moves only the result (result.json and the files
+    beside it, ``harness.result.RESULT_FILES``) and run.json, so
     a timed-out cell resumes from its checkpoint; ``everything=True`` (``--force``)
     moves the whole folder content, so the cell starts from scratch.
     """
     if not cell_dir.is_dir():
         return None
     names = [p for p in cell_dir.iterdir() if p.name != HISTORY_DIR] if everything else [
-        p for p in (cell_dir / RESULT_FILE, cell_dir / RUN_FILE) if p.exists()
+        p for p in (*(cell_dir / name for name in RESULT_FILES), cell_dir / RUN_FILE) if p.exists()
     ]
     if not names:
         return None

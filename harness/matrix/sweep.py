@@ -25,7 +25,6 @@ entry. A method that does not train (zero-shot) is not swept: its cells run as w
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from itertools import product
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from harness.matrix.cells import describe_point
 from harness.matrix.schema import SweepEntry, grid_values
+from harness.result import FINAL_STATUSES, ResultFile
 
 if TYPE_CHECKING:
     from harness.matrix.cells import Cell
@@ -124,16 +124,14 @@ def _edges(point: dict[str, Any], outcomes: list[Outcome]) -> dict[str, str]:
 
 
 def read_outcome(folder: Path, point: dict[str, Any], metric: str, cell_id: str) -> Outcome:
-    """A grid point's outcome from its cell folder's result.json (plain JSON: plan-time speed)."""
-    from harness.result import FINAL_STATUSES, RESULT_FILE
-
-    path = folder / RESULT_FILE
+    """A grid point's outcome from its cell folder's result, as ``load_result`` merges it (read
+    as plain JSON, unvalidated: plan-time speed)."""
     try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        return Outcome(point, "waiting", cell_id=cell_id)
+        data = ResultFile(folder).peek()
     except (OSError, ValueError):
         return Outcome(point, "unreadable", cell_id=cell_id)
+    if data is None:
+        return Outcome(point, "waiting", cell_id=cell_id)
     status = str(data.get("status"))
     if status not in FINAL_STATUSES:
         return Outcome(point, "waiting", cell_id=cell_id)

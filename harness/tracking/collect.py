@@ -12,17 +12,23 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from harness.matrix import Matrix, load_matrix, parse_filter
-from harness.names import CELL_TAG, COLLECTED_TAG, MATRIX_KEY_TAG, MATRIX_TAG, PARENT_TAG, ROLE_TAG, matrix_filter, matrix_key
-from harness.result import FINAL_STATUSES, RESULT_FILE, Result, load_result, write_result
-
-log = logging.getLogger(__name__)
-
+from harness.names import (
+    CELL_TAG,
+    COLLECTED_TAG,
+    MATRIX_KEY_TAG,
+    MATRIX_TAG,
+    PARENT_TAG,
+    ROLE_TAG,
+    matrix_filter,
+    matrix_key,
+)
+from harness.result import FINAL_STATUSES, Result, ResultFile, TrackingStatus, has_result, load_result
 
 
 @dataclass
@@ -126,7 +132,9 @@ def _collect_locked(report: CollectReport, client: Any, selection: Any) -> None:
             report.errors.append(f"{cell.label()} ({cell.cell_id[:8]}): {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
             continue
         (report.updated if existing else report.created).append(cell.cell_id)
-        _record_tracking(cell.folder, result, uri, run_id)
+        # where the cell now lives in MLflow: tracking.json beside the result (collect never
+        # writes result.json), which load_result reads as the result's tracking section
+        ResultFile(cell.folder).note_collected(result, TrackingStatus(status="logged", uri=uri, run_id=run_id))
 
     try:
         from harness.tracking.ui import publish_runs_view
@@ -149,7 +157,7 @@ def result_digest(result: Result) -> str:
 
 
 def _final_result(folder: Path) -> Result | None:
-    if not (folder / RESULT_FILE).exists():
+    if not has_result(folder):
         return None
     try:
         result = load_result(folder)
@@ -183,15 +191,6 @@ def _create_parent(client: Any, experiment_id: str, matrix: Matrix) -> str:
     if matrix.path and matrix.path.is_file():
         client.log_artifact(run_id, str(matrix.path))
     return run_id
-
-
-def _record_tracking(folder: Path, result: Result, uri: str, run_id: str) -> None:
-    """Note in result.json where the cell now lives in MLflow (the digest ignores this part)."""
-    try:
-        result.tracking.status, result.tracking.uri, result.tracking.run_id, result.tracking.error = "logged", uri, run_id, None
-        write_result(folder, result)
-    except OSError:
-        log.warning("could not record the MLflow run in %s", folder / RESULT_FILE)
 
 
 def render_collect(report: CollectReport) -> str:

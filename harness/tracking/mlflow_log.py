@@ -8,12 +8,13 @@ never lost because a tracking server is down. Runs are found again by their
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from harness.dotted import flatten
 from harness.names import CELL_TAG, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND, PARENT_TAG, default_tracking_uri  # noqa: F401 - re-exported
-from harness.result import Result
+from harness.result import Result, write_result
 
 # An unreachable server must fail in seconds, not after MLflow's minutes of retries.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
@@ -146,6 +147,8 @@ def log_result(
             client.log_artifacts(run_id, str(path), artifact_path=name)
         elif path.is_file():
             client.log_artifact(run_id, str(path))
-    client.log_artifact(run_id, str(cell_dir / "result.json"))
+    with tempfile.TemporaryDirectory() as tmp:  # the result as read (load_result merges the job's
+        # and collect's files with result.json), not the bare file in the folder
+        client.log_artifact(run_id, str(write_result(Path(tmp), result)))
     client.set_terminated(run_id, status="FINISHED" if result.status == "success" else "FAILED")
     return run_id

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from harness.cell import run_cell
+from harness.tracking.record import run_cell  # the cell, recorded to MLflow
 from harness.result import load_result
 
 
