@@ -23,8 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.cell.resolve import load_cell_config, parse_cell_config
-from harness.errors import ConfigError
+from harness.dispatch.cell_state import SUCCESSFUL
+from harness.dispatch.executors import executor_names
 from harness.dotted import set_dotted
+from harness.errors import ConfigError
 from harness.redact import redact
 
 
@@ -59,7 +61,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.tracking.record import run_cell  # the cell, recorded to MLflow
+    from harness.cell import run_cell
 
     if not args.local:
         raise ConfigError("`harness run` runs one cell in this process: add --local (use `harness matrix` for a cluster)")
@@ -147,7 +149,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     if args.wait:  # a sweep's stage 2 is submitted from here when its stage 1 has ended
         final = commands.wait(args.matrix, only=args.only, continue_stages=True, executor=args.executor)
         print(commands.render_status(final))
-        return 0 if all(state.status in ("success", "excluded") for state in final.states) else 1
+        return 0 if all(state.status in SUCCESSFUL for state in final.states) else 1
     return 0
 
 
@@ -245,7 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     matrix.add_argument("--retry-failed", action="store_true")
     matrix.add_argument("--force", action="store_true")
     matrix.add_argument("--only", help="filter, e.g. method=lora,task=emotion")
-    matrix.add_argument("--executor", choices=["slurm", "local", "debug"])
+    matrix.add_argument("--executor", choices=executor_names(),
+                        help="run with this executor instead of the file's executor.cluster (submitit's cluster)")
     matrix.add_argument("--wait", action="store_true", help="block until every cell has finished")
     matrix.set_defaults(func=cmd_matrix)
 

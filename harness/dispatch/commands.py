@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.dispatch.executor import check_executor, group_cells, job_script, resolve_kind
+from harness.dispatch.executor import group_cells
+from harness.dispatch.executors import check_executor, get_executor, resolve_cluster
 from harness.dispatch.render import human_count, table
 from harness.dispatch.sacct import Runner
+from harness.dispatch.stages import describe
 from harness.dispatch.status import StatusReport, cell_states
 from harness.dispatch.submit import SubmitReport, submit_matrix
 from harness.matrix import Matrix, ParamCounter, load_matrix, parse_filter
@@ -32,14 +34,14 @@ from harness.names import FINAL_STAGE, SELECT_STAGE
 class JobScript:
     group: int
     description: str
-    executor: str
+    executor: str  # the executor's name
     text: str
 
 
 @dataclass
 class PlanReport:
     matrix: Matrix
-    executor: str
+    executor: str  # the executor's name
     rows: list[dict[str, Any]]
     scripts: list[JobScript] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
@@ -63,12 +65,12 @@ def plan(
     them (a quick look at the expansion only). Raises ConfigError for a refused cell."""
     matrix = load_matrix(path, output_dir=output_dir)
     selection = parse_filter(only)
-    kind, notice = resolve_kind(matrix, executor)
+    cluster, notice = resolve_cluster(matrix, executor)
     cells = [c for c in matrix.cells if selection.matches(c)]
     counter = ParamCounter()
     if params:
         check_cells(matrix, cells, counter)
-        check_executor(kind, matrix, cells)
+        check_executor(cluster, matrix, cells)
     report_status = cell_states(matrix, cells, runner=runner) if with_status else None
     status_of = {s.cell.cell_id: s for s in report_status.states} if report_status else {}
     groups = group_cells([c for c in cells if c.excluded is None])
@@ -103,9 +105,9 @@ def plan(
                 "folder": str(cell.folder),
             }
         )
-    scripts = [JobScript(g.index, g.describe(), kind, job_script(kind, matrix, g)) for g in groups]
+    scripts = [JobScript(g.index, g.describe(), cluster.name, cluster.job_script(matrix, g)) for g in groups]
     notices = list(matrix.warnings) + ([notice] if notice else []) + (report_status.notices if report_status else [])
-    return PlanReport(matrix=matrix, executor=kind, rows=rows, scripts=scripts, notices=notices)
+    return PlanReport(matrix=matrix, executor=cluster.name, rows=rows, scripts=scripts, notices=notices)
 
 
 def submit(
@@ -237,8 +239,6 @@ def render_selections(matrix: Matrix) -> list[str]:
     """One line per sweep: its grid's progress, or what it selected (ties, failed points)."""
     if not matrix.selections:
         return []
-    from harness.dispatch.stages import describe
-
     lines = ["", "sweeps (stage 1 selects on its split, stage 2 runs the selected value on every seed):"]
     lines += [f"  {selection.describe()}" for selection in matrix.selections]
     scheduled = describe(matrix.output_dir) if matrix.waiting else None
@@ -251,7 +251,7 @@ def render_submit(report: SubmitReport) -> str:
     lines += [f"  {a}" for a in report.arrays]
     lines += [f"  skipped {n}: {reason}" for reason, n in report.skipped.items()]
     lines += [f"error: {e}" for e in report.errors]
-    if report.submitted and report.executor != "debug":
+    if report.submitted and not get_executor(report.executor).in_process:
         path = report.matrix.path or "FILE"
         lines.append(f"follow with: harness status {path}")
     return "\n".join(lines)

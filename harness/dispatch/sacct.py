@@ -11,15 +11,17 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+
+from harness.dispatch.cell_state import CellStatus
 
 SACCT_FIELDS = ("JobID", "State", "ExitCode", "Elapsed", "NodeList")
 
 # SLURM job state -> cell status (for cells without a final result.json)
 QUEUED_STATES = frozenset({"PENDING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESV_DEL_HOLD", "SUSPENDED", "CONFIGURING", "RESIZING", "SPECIAL_EXIT"})
 RUNNING_STATES = frozenset({"RUNNING", "COMPLETING", "SIGNALING", "STAGE_OUT"})
-FINAL_STATES = {
+FINAL_STATES: dict[str, CellStatus] = {
     "CANCELLED": "cancelled",
     "PREEMPTED": "cancelled",
     "REVOKED": "cancelled",
@@ -46,7 +48,7 @@ class JobState:
     raw_state: str = ""
 
     @property
-    def cell_status(self) -> str:
+    def cell_status(self) -> CellStatus:
         if self.state in QUEUED_STATES:
             return "queued"
         if self.state in RUNNING_STATES:
@@ -61,19 +63,19 @@ class SchedulerReport:
     error: str | None = None
 
 
-def _run(command: list[str]) -> "subprocess.CompletedProcess[str]":
+def run_command(command: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
 
 
 def query(job_ids: Iterable[str], *, runner: Runner | None = None) -> SchedulerReport:
     """States of the given jobs (``123`` or ``123_4``), keyed by the id as given and by task."""
-    runner = runner or _run
+    runner = runner or run_command
     arrays = sorted({str(j).split("_", 1)[0] for j in job_ids if j}, key=_numeric)
     report = SchedulerReport()
     if not arrays:
         return report
     command = ["sacct", "-j", ",".join(arrays), "-X", "-P", "-n", "-o", ",".join(SACCT_FIELDS)]
-    if shutil.which("sacct") is None and runner is _run:
+    if shutil.which("sacct") is None and runner is run_command:
         report.error = "sacct not found on the PATH"
     else:
         report.calls.append(command)
@@ -88,7 +90,7 @@ def query(job_ids: Iterable[str], *, runner: Runner | None = None) -> SchedulerR
             report.error = f"sacct failed: {_first_line(done.stderr) or f'exit {done.returncode}'}"
     # Fallback: squeue knows only live jobs, but that is what keeps us from resubmitting them.
     command = ["squeue", "-h", "-r", "-o", "%i|%T", "-j", ",".join(arrays)]
-    if shutil.which("squeue") is None and runner is _run:
+    if shutil.which("squeue") is None and runner is run_command:
         return report
     report.calls.append(command)
     try:

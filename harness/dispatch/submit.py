@@ -1,6 +1,6 @@
 """Submit a matrix: every selected cell as part of one submitit job array per resource group.
 
-Returns as soon as the scheduler has the jobs (the debug executor, by design, runs
+Returns as soon as the scheduler has the jobs (an in-process executor, by design, runs
 them here and now). What was submitted is recorded next to each cell (job.json)
 and in ``<output_dir>/jobs.jsonl``; a cell whose job is queued or running is never
 submitted again, whatever the flags.
@@ -8,7 +8,6 @@ submitted again, whatever the flags.
 
 from __future__ import annotations
 
-import copy
 import logging
 import tempfile
 from dataclasses import dataclass, field
@@ -17,25 +16,26 @@ from typing import Any
 
 import yaml
 
-from harness.errors import ConfigError
 from harness.dispatch import stages
-from harness.dispatch.executor import check_executor, ResourceGroup, group_cells, make_executor, resolve_kind
-from harness.dispatch.job import CellJob, write_final
+from harness.dispatch.cell_state import ACTIVE, FINAL, RETRYABLE, CellState
+from harness.dispatch.executor import Executor, ResourceGroup, group_cells
+from harness.dispatch.executors import check_executor, resolve_cluster
+from harness.dispatch.job import CellJob
 from harness.dispatch.ledger import JobRecord, append_ledger, archive_previous, now_iso, read_run, update_run, write_job
-from harness.dispatch.status import ACTIVE, FINAL, CellState, StatusReport, cell_states
+from harness.dispatch.status import StatusReport, cell_states
+from harness.errors import ConfigError
 from harness.matrix import Cell, Matrix, parse_filter
 from harness.matrix.checks import check_cells
 
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.yaml"  # the resolved cell config (run_cell writes the same file), for reruns by hand
-RETRYABLE = frozenset({"failed", "oom", "timeout", "cancelled", "unknown"})
 
 
 @dataclass
 class SubmitReport:
     matrix: Matrix
-    executor: str
+    executor: str  # the executor's name
     submitted: list[JobRecord] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> number of cells
     errors: list[str] = field(default_factory=list)
@@ -85,41 +85,41 @@ def submit_matrix(
     continue_stages: bool = True,
 ) -> SubmitReport:
     """Submit the selected cells. A sweep's stage 2 follows on its own (``harness.dispatch.stages``):
-    the debug executor runs it here, the others schedule a re-invocation for when stage 1 ends,
+    an in-process executor runs it here, the others schedule a re-invocation for when stage 1 ends,
     unless ``continue_stages`` is False (``--wait`` re-invokes from the waiting process)."""
-    kind, notice = resolve_kind(matrix, executor)
-    report = _submit(matrix, kind, retry_failed=retry_failed, force=force, only=only, runner=runner)
+    cluster, notice = resolve_cluster(matrix, executor)
+    report = _submit(matrix, cluster, retry_failed=retry_failed, force=force, only=only, runner=runner)
     if notice:
         report.notices.append(notice)
-    while kind == "debug" and report.ok and matrix.resolve_selections():  # stage 2 of what just ran
-        again = _submit(matrix, kind, retry_failed=False, force=False, only=only, runner=runner)
+    while cluster.in_process and report.ok and matrix.resolve_selections():  # stage 2 of what just ran
+        again = _submit(matrix, cluster, retry_failed=False, force=False, only=only, runner=runner)
         report.submitted += again.submitted
         report.arrays += again.arrays
         report.errors += again.errors
     points = {c.cell_id for s in matrix.waiting for c in s.points}
     stage1 = sorted({r.array_job_id for r in report.submitted if r.cell_id in points})
-    if stage1 and continue_stages and kind != "debug" and report.ok:
-        report.notices.append(stages.schedule(matrix, kind, only, stage1))
-    elif matrix.waiting and kind != "debug":
+    if stage1 and continue_stages and not cluster.in_process and report.ok:
+        report.notices.append(stages.schedule(matrix, cluster, only, stage1))
+    elif matrix.waiting and not cluster.in_process:
         report.notices.append(f"{len(matrix.waiting)} sweep(s) wait for stage 1 to end before stage 2 is submitted")
     return report
 
 
-def _submit(matrix: Matrix, kind: str, *, retry_failed: bool, force: bool, only: str | None, runner: Any) -> SubmitReport:
+def _submit(matrix: Matrix, cluster: Executor, *, retry_failed: bool, force: bool, only: str | None, runner: Any) -> SubmitReport:
     states = cell_states(matrix, runner=runner)  # one sacct call
     chosen, skipped = select_cells(states, retry_failed=retry_failed, force=force, only=only)
-    report = SubmitReport(matrix=matrix, executor=kind, skipped=skipped, notices=[*matrix.warnings, *states.notices])
+    report = SubmitReport(matrix=matrix, executor=cluster.name, skipped=skipped, notices=[*matrix.warnings, *states.notices])
     if not chosen:
         return report
     check_cells(matrix, chosen)  # a refused cell is a ConfigError here: nothing submitted, no folder written
-    check_executor(kind, matrix, chosen, submitting=True)
+    check_executor(cluster, matrix, chosen)
     for folder in (matrix.output_dir, matrix.submitit_folder):
         _check_writable(folder)
     with stages.submit_lock(matrix.output_dir):
-        return _submit_chosen(matrix, kind, report, chosen, retry_failed=retry_failed, force=force, only=only, runner=runner)
+        return _submit_chosen(matrix, cluster, report, chosen, retry_failed=retry_failed, force=force, only=only, runner=runner)
 
 
-def _submit_chosen(matrix: Matrix, kind: str, report: SubmitReport, chosen: list[Cell], *, retry_failed: bool,
+def _submit_chosen(matrix: Matrix, cluster: Executor, report: SubmitReport, chosen: list[Cell], *, retry_failed: bool,
                    force: bool, only: str | None, runner: Any) -> SubmitReport:
     # under the submission lock: a concurrent ``harness matrix`` (a stage-2 continuation, a user)
     # may have submitted some of these cells since they were chosen
@@ -135,17 +135,15 @@ def _submit_chosen(matrix: Matrix, kind: str, report: SubmitReport, chosen: list
     groups = group_cells(chosen)
     for group in groups:
         try:
-            records, jobs = _submit_group(kind, matrix, group, n_local=len(chosen), previous=by_id)
+            records, jobs = _submit_group(cluster, matrix, group, n_local=len(chosen), previous=by_id)
         except Exception as error:  # noqa: BLE001 - one group's refusal (bad partition) must not hide the others
             message = str(error).strip().splitlines()
             report.errors.append(f"group {group.index} ({group.describe()}): submission failed: {message[-1] if message else type(error).__name__}")
             continue
         report.submitted += records
-        arrays = "run in this process" if kind == "debug" else f"{kind} job(s) " + ", ".join(sorted({r.array_job_id for r in records}))
-        report.arrays.append(f"group {group.index} ({group.describe()}): {arrays}")
+        report.arrays.append(f"group {group.index} ({group.describe()}): {cluster.describe_jobs(records)}")
         append_ledger(matrix.output_dir, records)
-        if kind == "debug":
-            _run_debug(group, jobs)
+        cluster.run_submitted(group, jobs)
     return report
 
 
@@ -172,7 +170,7 @@ def _prepare_folder(cell: Cell, state: CellState, *, force: bool) -> None:
 
 
 def _submit_group(
-    kind: str, matrix: Matrix, group: ResourceGroup, *, n_local: int, previous: dict[str, CellState]
+    cluster: Executor, matrix: Matrix, group: ResourceGroup, *, n_local: int, previous: dict[str, CellState]
 ) -> tuple[list[JobRecord], list[Any]]:
     spec = matrix.spec.executor
     r = group.resources
@@ -181,13 +179,12 @@ def _submit_group(
         signal_delay_s=r.signal_delay_s,
         max_requeues=spec.max_requeues,
         max_preemptions=spec.max_preemptions,
-        local_slots=str(matrix.submitit_folder / "slots") if kind == "local" else None,
+        local_slots=cluster.slots_folder(matrix),
         parallelism=spec.array_parallelism,
         cpus=r.cpus,
     )
-    executor = make_executor(kind, matrix, group, n_local=n_local)
     configs = [cell.config.model_dump(mode="json") for cell in group.cells]
-    jobs = executor.map_array(fn, configs)
+    jobs = cluster.make(matrix, group, n_local=n_local).map_array(fn, configs)
     submitted_at = now_iso()
     records = []
     for cell, job in zip(group.cells, jobs):
@@ -196,7 +193,7 @@ def _submit_group(
         record = JobRecord(
             cell_id=cell.cell_id,
             job_id=str(job.job_id),
-            executor=kind,
+            executor=cluster.name,
             submitit_folder=str(matrix.submitit_folder),
             stdout=str(paths.stdout),
             stderr=str(paths.stderr),
@@ -210,18 +207,3 @@ def _submit_group(
         records.append(record)
     return records, jobs
 
-
-def _run_debug(group: ResourceGroup, jobs: list[Any]) -> None:
-    """Debug executor: run each cell here, one after another, without submitit's pdb on errors."""
-    from submitit.core.utils import environment_variables
-
-    for cell, job in zip(group.cells, jobs):
-        try:
-            delayed = job.submission()
-            # jobs of one array share the callable; elsewhere each unpickles its own copy
-            delayed.function = copy.copy(delayed.function)
-            with environment_variables(SUBMITIT_DEBUG_JOB_ID=job.job_id):
-                delayed.result()
-        except Exception as error:  # noqa: BLE001 - CellJob records failures itself; this is the last guard
-            log.exception("debug cell %s", cell.cell_id)
-            write_final(cell.config, "failed", f"{type(error).__name__}: {error}", None)

@@ -10,7 +10,7 @@ Shape (every key but the axes is optional)::
     name: smoke                      # default: the file's stem; the MLflow parent run
     output_dir: outputs/smoke        # $VARS and ~ expand; relative to the working dir
     tracking: {uri: null, experiment: smoke, live: auto}
-    executor: {kind: slurm, array_parallelism: 16, max_requeues: 3,
+    executor: {cluster: slurm, array_parallelism: 16, max_requeues: 3,
                container: {runtime: apptainer, image: ~/images/harness.sif, binds: [/scratch/data]}}
     resources: {gpus: 1, cpus: 8, mem_gb: 64, time_min: 240, partition: gpu}
     models: [tiny-bert, {name: llama-3.2-3b, resources: {mem_gb: 96}}]
@@ -130,10 +130,16 @@ class ContainerSpec(StrictModel):
         return self
 
 
-class ExecutorSpec(StrictModel):
-    """How cells are run: submitit's slurm, local (subprocesses here) or debug (in-process)."""
+OLD_CLUSTER_KEY = "kind"  # what executor.cluster was called before
 
-    kind: Literal["slurm", "local", "debug"] = "slurm"
+
+class ExecutorSpec(StrictModel):
+    """How cells are run. ``cluster`` names the executor, in submitit's word: slurm, local
+    (subprocesses here) or debug (in-process). The names are dispatch's registry
+    (``harness.dispatch.executors``), which refuses an unknown one before anything is planned or
+    submitted; this layer sits below dispatch, so it keeps the plain string."""
+
+    cluster: Line = "slurm"
     # running tasks per job array (sbatch --array=0-N%P); the local executor runs at most P cells at once
     array_parallelism: int = 16
     # requeues after a time-out (each resumes from the cell's checkpoint); then the cell ends as timeout
@@ -150,6 +156,19 @@ class ExecutorSpec(StrictModel):
     fallback_to_local: bool = True
     # run each cell's python inside a pinned image (harness.dispatch.container); default: on the host
     container: "ContainerSpec" = Field(default_factory=lambda: ContainerSpec())
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_key(cls, data: Any) -> Any:
+        """``executor.kind`` is the old name of ``executor.cluster`` and still accepted."""
+        if not isinstance(data, dict) or OLD_CLUSTER_KEY not in data:
+            return data
+        data = dict(data)
+        old = data.pop(OLD_CLUSTER_KEY)
+        if data.setdefault("cluster", old) != old:
+            raise ValueError(f"executor.{OLD_CLUSTER_KEY} {old!r} and executor.cluster {data['cluster']!r} disagree; "
+                             f"give executor.cluster only")
+        return data
 
     @model_validator(mode="after")
     def _positive(self) -> "ExecutorSpec":

@@ -12,9 +12,10 @@ import pytest
 import yaml
 from dispatch_helpers import smoke_dict
 
-from harness.errors import ConfigError
 from harness.dispatch import container
-from harness.dispatch.executor import group_cells, job_script, python_command
+from harness.dispatch.executor import group_cells, python_command
+from harness.dispatch.executors import get_executor
+from harness.errors import ConfigError
 from harness.matrix import matrix_from_dict
 
 
@@ -190,7 +191,7 @@ def test_missing_image_fails_the_submission(tmp_path):
 def test_plan_shows_the_launcher_without_resolving(tmp_path):
     matrix = _matrix(tmp_path, runtime="apptainer", image=str(tmp_path / "not-built-yet.sif"))
     group = group_cells(matrix.active)[0]
-    script = job_script("slurm", matrix, group)
+    script = get_executor("slurm").job_script(matrix, group)
     assert "container-apptainer-gpu0.sh -u -m submitit.core._submit" in script
     assert "#   exec apptainer exec \\" in script and "#       --cleanenv \\" in script and "<resolved at submission>" in script
     assert not container.launcher_path(matrix, container.container_spec(matrix), 0).exists()

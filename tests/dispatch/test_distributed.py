@@ -22,7 +22,7 @@ HERE = Path(__file__).resolve().parent
 
 def cell_file(tmp: Path, name: str, *, model: str, task: str, tasks: int | None, **resources) -> Path:
     data = smoke_dict(tmp / name, name=name, models=[model], methods=["lora"], tasks=[task], exclude=[],
-                      executor={"kind": "local", "array_parallelism": 2})
+                      executor={"cluster": "local", "array_parallelism": 2})
     data["resources"].update(resources, **({"tasks_per_node": tasks} if tasks else {}))
     data["defaults"]["train"].update(max_steps=4, batch_size=4)
     data["defaults"]["method_args"] = {"lora_dropout": 0.0}  # dropout draws differ per rank
@@ -130,7 +130,7 @@ def test_distributed_refusals(tmp_path, resources, settings, executor, message):
     import yaml
 
     data = yaml.safe_load(text)
-    data["executor"]["kind"] = executor
+    data["executor"]["cluster"] = executor
     for key, value in settings.items():
         data["defaults"].setdefault(key, {}).update(value)
     write_matrix(path, data)

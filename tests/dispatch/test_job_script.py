@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from dispatch_helpers import smoke_dict
 
+from harness.dispatch.executor import group_cells
+from harness.dispatch.executors import get_executor
 from harness.errors import ConfigError
-from harness.dispatch.executor import group_cells, job_script
 from harness.matrix import matrix_from_dict
 
 HOSTILE = ["x\ntouch /tmp/pwned", "x\r\n#SBATCH --time=1", "x\x00y", "x\x1b[2Jy", "x\u2028y", "x\x85y"]
@@ -85,11 +86,11 @@ def test_rendered_script_parses_and_keeps_every_directive(tmp_path: Path) -> Non
         "resources": {"partition": "gpu", "account": AWKWARD, "qos": "normal", "constraint": "a100&nvlink",
                       "sbatch_extra": {"mail-type": "END,FAIL", "comment": AWKWARD, "exclusive": True},
                       "setup": ["export X='a b'"]},
-        "executor": {"job_name": AWKWARD, "kind": "slurm"},
+        "executor": {"job_name": AWKWARD, "cluster": "slurm"},
     })
     matrix = matrix_from_dict(data)
     for group in group_cells(matrix.active):
-        script = job_script("slurm", matrix, group)
+        script = get_executor("slurm").job_script(matrix, group)
         checked = subprocess.run(["bash", "-n"], input=script, capture_output=True, text=True, timeout=30)
         assert checked.returncode == 0, checked.stderr
         directives, rest = _sbatch_block(script)

@@ -18,7 +18,7 @@ def ran(tmp_path_factory):
     """tiny-bert lora succeeds; tiny-bert ia3 asks for bf16, which only the machine that runs
     the cell can refuse (a CPU here), so it passes the plan and fails when it runs."""
     tmp = tmp_path_factory.mktemp("debug")
-    data = smoke_dict(tmp / "out", models=["tiny-bert"], exclude=[], executor={"kind": "debug"})
+    data = smoke_dict(tmp / "out", models=["tiny-bert"], exclude=[], executor={"cluster": "debug"})
     data["overrides"].append({"match": {"method": "ia3"}, "set": {"train": {"precision": "bf16"}}})
     path = write_matrix(tmp / "smoke.yaml", data)
     with pytest.MonkeyPatch.context() as mp:

@@ -40,7 +40,7 @@ def local_run(tmp_path_factory):
         models=["tiny-bert", "tiny-llama"],
         exclude=[{"match": {"model": "tiny-llama", "method": "ia3"}, "reason": "not needed here"}],
     )
-    data["executor"].update(kind="slurm", array_parallelism=3, max_requeues=0)  # slurm: falls back to local
+    data["executor"].update(cluster="slurm", array_parallelism=3, max_requeues=0)  # slurm: falls back to local
     data["overrides"] += [
         # long enough to be preempted mid-training
         {"match": {"model": "tiny-bert", "method": "lora"}, "set": {"train": {"max_steps": 300, "log_every": 5, "checkpoint_every": 5}}},

@@ -77,7 +77,7 @@ def mlflow_server(tmp_path_factory):
 
 
 def _slurm(data: dict, partition: str) -> dict:
-    data["executor"].update(kind="slurm", array_parallelism=3)
+    data["executor"].update(cluster="slurm", array_parallelism=3)
     data["resources"].update(partition=partition, mem_gb=None)
     return data
 

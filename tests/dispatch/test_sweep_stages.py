@@ -21,7 +21,7 @@ LR = "train.learning_rate"
 
 def sweep_file(tmp, executor: str):
     data = smoke_dict(tmp / "out", models=["tiny-bert"], methods=["lora"], seeds=[0, 1], exclude=[],
-                      executor={"kind": executor, "array_parallelism": 2})
+                      executor={"cluster": executor, "array_parallelism": 2})
     data["defaults"]["train"]["max_steps"] = 2
     data["sweep"] = [{"values": {LR: [1.0e-4, 3.0e-2]}}]
     data["select"] = {"metric": "f1_macro", "split": "validation"}

@@ -1,0 +1,137 @@
+"""A cell's state as its folder tells it: the status names, and what result.json and job.json say.
+
+The statuses are defined here once: a result's own (``harness.result.Status``) plus the states
+only dispatch knows (pending, queued, unknown, excluded). What the scheduler says about a job
+still in flight is each executor's business (``harness.dispatch.executors``).
+"""
+
+from __future__ import annotations
+
+import os
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from harness.dispatch.ledger import JobRecord, RunRecord, read_job, read_run
+from harness.matrix import Cell
+from harness.result import FINAL_STATUSES, RESULT_FILE, Result, Status, load_result
+
+ActiveStatus = Literal["queued", "running"]
+# in the order ``harness status`` counts them
+CellStatus = Literal["pending", ActiveStatus, Status, "unknown", "excluded"]
+CELL_STATUSES: tuple[CellStatus, ...] = typing.get_args(CellStatus)
+ACTIVE: frozenset[CellStatus] = frozenset(typing.get_args(ActiveStatus))
+FINAL: frozenset[str] = FINAL_STATUSES
+# a cell that ended this way is submitted again with --retry-failed
+RETRYABLE: frozenset[str] = frozenset({*FINAL_STATUSES - {"success"}, "unknown"})
+# a matrix whose cells all ended this way has nothing left to do (``harness matrix --wait`` exits 0)
+SUCCESSFUL: frozenset[CellStatus] = frozenset({"success", "excluded"})
+CELL_LOG = "log.txt"  # written by harness.cell.run_cell
+
+
+@dataclass
+class CellState:
+    cell: Cell
+    status: CellStatus
+    job: JobRecord | None = None
+    run: RunRecord | None = None
+    result: Result | None = None
+    error: str | None = None  # first line
+    log: str | None = None  # where to look
+    scheduler_state: str | None = None  # e.g. sacct's OUT_OF_MEMORY
+
+    @property
+    def job_id(self) -> str | None:
+        return self.job.job_id if self.job else None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "cell_id": self.cell.cell_id,
+            "model": self.cell.model,
+            "method": self.cell.method,
+            "task": self.cell.task,
+            "seed": self.cell.seed,
+            "status": self.status,
+            "job_id": self.job_id,
+            "executor": self.job.executor if self.job else None,
+            "attempts": self.run.attempts if self.run else 0,
+            "scheduler_state": self.scheduler_state,
+            "error": self.error,
+            "log": self.log,
+            "folder": str(self.cell.folder),
+            "excluded_reason": self.cell.excluded,
+        }
+
+
+def read_cell(cell: Cell) -> CellState:
+    """What the folder says: a final result.json, else the job recorded in job.json, else pending."""
+    folder = cell.folder
+    job = read_job(folder)
+    run = read_run(folder) if job is not None else None
+    state = CellState(cell=cell, status="pending" if job is None else "queued", job=job, run=run)
+    if job is not None:
+        state.log = job.stderr
+    if (folder / RESULT_FILE).exists():
+        try:
+            result = load_result(folder)
+        except Exception as error:  # noqa: BLE001 - shown, not fatal
+            state.error = f"unreadable result.json: {error}"
+        else:
+            state.result = result
+            if result.status in FINAL:
+                state.status = result.status
+                if result.status != "success":
+                    state.error = first_line(result.error) or _last_line(result.traceback)
+                    state.log = _result_log(folder, result) or state.log
+    return state
+
+
+def reread_final(state: CellState) -> bool:
+    """Read the folder again after the job was seen to end: it may have written its final
+    result.json since the folder was first read. True (and ``state`` updated) if it has."""
+    again = read_cell(state.cell)
+    if again.status not in FINAL:
+        return False
+    state.status, state.result, state.error, state.log = again.status, again.result, again.error, again.log
+    return True
+
+
+def _result_log(folder: Path, result: Result) -> str | None:
+    for name in ("log", "train_log", "stderr"):
+        if name in result.artifacts:
+            return str(folder / result.artifacts[name])
+    log_file = folder / CELL_LOG
+    return str(log_file) if log_file.exists() else None
+
+
+def log_error(path: str | None, max_bytes: int = 64_000) -> str | None:
+    """The last exception-looking line of a job's stderr (e.g. ``ModuleNotFoundError: ...``)."""
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(handle.tell() - max_bytes, 0))
+            lines = handle.read().decode(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        text = line.strip()
+        if text and ("Error" in text or "Exception" in text or "Killed" in text or text.startswith("slurmstepd")):
+            return text[:300]
+    return None
+
+
+def first_line(text: str | None) -> str | None:
+    for line in (text or "").splitlines():
+        if line.strip():
+            return line.strip()[:300]
+    return None
+
+
+def _last_line(text: str | None) -> str | None:
+    for line in reversed((text or "").splitlines()):
+        if line.strip():
+            return line.strip()[:300]
+    return None
