@@ -61,7 +61,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.cell import run_cell
+    from harness.tracking.record import run_cell  # the cell, recorded to MLflow
 
     if not args.local:
         raise ConfigError("`harness run` runs one cell in this process: add --local (use `harness matrix` for a cluster)")

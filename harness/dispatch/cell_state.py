@@ -15,7 +15,8 @@ from typing import Literal
 
 from harness.dispatch.ledger import JobRecord, RunRecord, read_job, read_run
 from harness.matrix import Cell
-from harness.result import FINAL_STATUSES, RESULT_FILE, Result, Status, load_result
+from harness.names import CELL_LOG
+from harness.result import FINAL_STATUSES, Result, Status, has_result, load_result
 
 ActiveStatus = Literal["queued", "running"]
 # in the order ``harness status`` counts them
@@ -27,7 +28,6 @@ FINAL: frozenset[str] = FINAL_STATUSES
 RETRYABLE: frozenset[str] = frozenset({*FINAL_STATUSES - {"success"}, "unknown"})
 # a matrix whose cells all ended this way has nothing left to do (``harness matrix --wait`` exits 0)
 SUCCESSFUL: frozenset[CellStatus] = frozenset({"success", "excluded"})
-CELL_LOG = "log.txt"  # written by harness.cell.run_cell
 
 
 @dataclass
@@ -72,7 +72,7 @@ def read_cell(cell: Cell) -> CellState:
     state = CellState(cell=cell, status="pending" if job is None else "queued", job=job, run=run)
     if job is not None:
         state.log = job.stderr
-    if (folder / RESULT_FILE).exists():
+    if has_result(folder):
         try:
             result = load_result(folder)
         except Exception as error:  # noqa: BLE001 - shown, not fatal
