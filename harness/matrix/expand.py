@@ -327,7 +327,7 @@ class _CellBuilder:
 
 def distributed_refusal(config: CellConfig, resources: Resources) -> str | None:
     """Why a cell cannot run as its resources' processes, or None (checks of the config alone;
-    the executor's are in harness.dispatch.executor.executor_refusal)."""
+    the executor's are in harness.dispatch.executors.executor_refusal)."""
     from harness.methods.build import is_prompt_learning
     from harness.methods.registry import resolve_method
 
