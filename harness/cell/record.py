@@ -27,7 +27,7 @@ def record_cell(config: CellConfig, file: ResultFile, result: Result, recorder: 
     if not config.tracking.enabled:
         result.tracking.status = "disabled"
     elif recorder is None:
-        return
+        return  # stays "pending": `harness collect` logs it
     else:
         result.tracking = recorder(config, file.cell_dir, result)
     file.note_tracking(result)
