@@ -64,7 +64,7 @@ format: install
 	$(VENV)/bin/ruff check --fix harness tests bench scripts
 	$(VENV)/bin/ruff format harness tests bench scripts
 
-test: install slurm-up browser
+test: install lint slurm-up browser
 	set -a; source $${HARNESS_SLURM_DIR:-/tmp/harness-slurm}/env.sh; set +a; \
 	$(PY) -m pytest -q -p no:cacheprovider --durations=15 -m "not docker" $(PYTEST_ARGS); core=$$?; \
 	if [ $$core -eq 5 ]; then echo "pytest collected no tests"; core=0; fi; \

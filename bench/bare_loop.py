@@ -49,14 +49,19 @@ def main() -> None:
     labels = sorted({int(r["label"]) for r in train})
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     model = AutoModelForSequenceClassification.from_pretrained(args.model, num_labels=len(labels))
-    model = get_peft_model(model, LoraConfig(task_type="SEQ_CLS", r=args.rank, lora_alpha=args.rank, lora_dropout=0.0,
-                                             target_modules=["query", "value"]))
+    model = get_peft_model(
+        model,
+        LoraConfig(
+            task_type="SEQ_CLS", r=args.rank, lora_alpha=args.rank, lora_dropout=0.0, target_modules=["query", "value"]
+        ),
+    )
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / (args.warmup_steps + 1)))
 
     def batch(rows: list[dict]) -> dict:
-        encoded = tokenizer([r["text"] for r in rows], truncation=True, max_length=args.max_length, padding=True,
-                            return_tensors="pt")
+        encoded = tokenizer(
+            [r["text"] for r in rows], truncation=True, max_length=args.max_length, padding=True, return_tensors="pt"
+        )
         encoded["labels"] = torch.tensor([int(r["label"]) for r in rows])
         return encoded
 
@@ -67,7 +72,7 @@ def main() -> None:
         if len(order) < args.batch_size:  # a fresh shuffled epoch
             order = list(range(len(train)))
             random.shuffle(order)
-        indices, order = order[: args.batch_size], order[args.batch_size:]
+        indices, order = order[: args.batch_size], order[args.batch_size :]
         loss = model(**batch([train[i] for i in indices])).loss
         loss.backward()
         if args.clip:
@@ -80,11 +85,22 @@ def main() -> None:
     predictions: list[int] = []
     with torch.no_grad():
         for start in range(0, len(test), 64):
-            predictions += model(**{k: v for k, v in batch(test[start:start + 64]).items() if k != "labels"}).logits.argmax(-1).tolist()
+            predictions += (
+                model(**{k: v for k, v in batch(test[start : start + 64]).items() if k != "labels"})
+                .logits.argmax(-1)
+                .tolist()
+            )
     references = [int(r["label"]) for r in test]
-    print(json.dumps({"seed": args.seed, "accuracy": accuracy_score(references, predictions),
-                      "f1_macro": f1_score(references, predictions, average="macro"),
-                      "seconds": time.perf_counter() - started}))
+    print(
+        json.dumps(
+            {
+                "seed": args.seed,
+                "accuracy": accuracy_score(references, predictions),
+                "f1_macro": f1_score(references, predictions, average="macro"),
+                "seconds": time.perf_counter() - started,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -44,8 +44,13 @@ def matrix(out: Path, seeds: int, partition: str | None, hold: bool) -> dict:
         "name": "bench500",
         "output_dir": str(out),
         "executor": {"kind": "slurm", "array_parallelism": 16},
-        "resources": {"cpus": 1, "time_min": 10, "signal_delay_s": 60, "partition": partition,
-                      "sbatch_extra": {"hold": True} if hold else {}},
+        "resources": {
+            "cpus": 1,
+            "time_min": 10,
+            "signal_delay_s": 60,
+            "partition": partition,
+            "sbatch_extra": {"hold": True} if hold else {},
+        },
         # per-model resources: one job array per model
         "models": [{"name": m, "resources": {"mem_gb": 1 + i}} for i, m in enumerate(MODELS)],
         "methods": METHODS,
@@ -122,13 +127,21 @@ def main() -> None:
     print(f"bench_matrix: {len(m.cells)} cells, {len(arrays)} job arrays, submitted to {target}")
     print(f"  load + validate + expand : {t_load:6.2f} s")
     print(f"  plan without param counts: {t_plan_fast:6.2f} s   (expansion, status, job scripts)")
-    print(f"  plan with param counts   : {t_plan:6.2f} s   ({counted} cells counted; the first count imports torch/transformers/peft)")
-    print(f"  submit (arrays + ledgers): {t_submit:6.2f} s   ({len(report.submitted)} cells, errors: {report.errors or 'none'})")
-    print(f"  status (1 sacct call)    : {t_status:6.2f} s   ({len(st.scheduler_calls)} scheduler call(s)): {st.counts()}")
+    print(
+        f"  plan with param counts   : {t_plan:6.2f} s   ({counted} cells counted; the first count imports torch/transformers/peft)"
+    )
+    print(
+        f"  submit (arrays + ledgers): {t_submit:6.2f} s   ({len(report.submitted)} cells, errors: {report.errors or 'none'})"
+    )
+    print(
+        f"  status (1 sacct call)    : {t_status:6.2f} s   ({len(st.scheduler_calls)} scheduler call(s)): {st.counts()}"
+    )
     print(f"  submit again (no-op)     : {t_again:6.2f} s   ({len(again.submitted)} submitted)")
     ok = t_plan_fast + t_submit < 10 and t_status < 10
-    print(f"  target plan+submit < 10 s and status < 10 s: {'met' if ok else 'MISSED'}"
-          f" (plan without counts + submit = {t_plan_fast + t_submit:.2f} s; with counts {t_plan + t_submit:.2f} s)")
+    print(
+        f"  target plan+submit < 10 s and status < 10 s: {'met' if ok else 'MISSED'}"
+        f" (plan without counts + submit = {t_plan_fast + t_submit:.2f} s; with counts {t_plan + t_submit:.2f} s)"
+    )
     if real and arrays:
         subprocess.run(["scancel", *arrays], check=False, timeout=60)
     if not args.keep:

@@ -38,19 +38,36 @@ sys.path.insert(0, str(REPO))
 BARE_SETTINGS = {"max_grad_norm": None, "warmup_ratio": 0.0, "group_by_length": False}
 
 
-def harness_run(seed: int, steps: int, out: Path, defaults: bool, changes: dict[str, object] | None = None) -> dict[str, float]:
+def harness_run(
+    seed: int, steps: int, out: Path, defaults: bool, changes: dict[str, object] | None = None
+) -> dict[str, float]:
     """One harness cell; ``defaults``: the harness's defaults (then ``changes``) where the bare
     loop has settings of its own, else the bare loop's."""
     from harness.cell import run_cell
     from harness.config import CellConfig
 
-    train = {"max_steps": steps, "batch_size": 32, "eval_batch_size": 64, "learning_rate": 2e-3,
-             "scheduler": "constant", "progress_bar": False, "log_every": 0}
+    train = {
+        "max_steps": steps,
+        "batch_size": 32,
+        "eval_batch_size": 64,
+        "learning_rate": 2e-3,
+        "scheduler": "constant",
+        "progress_bar": False,
+        "log_every": 0,
+    }
     train |= (changes or {}) if defaults else BARE_SETTINGS
-    config = CellConfig(model="minilm-l6", method="lora", task="emotion", seed=seed, output_dir=out / f"harness-{seed}",
-                        method_args={"r": 8, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": ["query", "value"]},
-                        train=train, data={"max_source_tokens": 128}, tracking={"enabled": False},
-                        telemetry={"enabled": False})
+    config = CellConfig(
+        model="minilm-l6",
+        method="lora",
+        task="emotion",
+        seed=seed,
+        output_dir=out / f"harness-{seed}",
+        method_args={"r": 8, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": ["query", "value"]},
+        train=train,
+        data={"max_source_tokens": 128},
+        tracking={"enabled": False},
+        telemetry={"enabled": False},
+    )
     result = run_cell(config)
     if result.status != "success":
         raise SystemExit(f"harness cell failed: {result.error}")
@@ -63,9 +80,22 @@ def bare_run(seed: int, steps: int) -> dict[str, float]:
     from harness.tasks import resolve_task
 
     bundled = resolve_task("emotion").bundled
-    done = subprocess.run([sys.executable, str(REPO / "bench" / "bare_loop.py"), materialise(resolve_model("minilm-l6")),
-                           str(bundled["train"]), str(bundled["test"]), "--seed", str(seed), "--steps", str(steps)],
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "bench" / "bare_loop.py"),
+            materialise(resolve_model("minilm-l6")),
+            str(bundled["train"]),
+            str(bundled["test"]),
+            "--seed",
+            str(seed),
+            "--steps",
+            str(steps),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -95,24 +125,46 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--modes", nargs="+", choices=sorted(MODES), default=["same", "defaults"],
-                        help="the harness side: the bare loop's settings, its own defaults, or both (default)")
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        choices=sorted(MODES),
+        default=["same", "defaults"],
+        help="the harness side: the bare loop's settings, its own defaults, or both (default)",
+    )
     parser.add_argument("--json", type=Path, help="write every run and the summaries to this file")
-    parser.add_argument("--train", type=setting, nargs="+", default=[], metavar="KEY=VALUE",
-                        help="train settings changed on the defaults side, e.g. warmup_ratio=0.06")
+    parser.add_argument(
+        "--train",
+        type=setting,
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="train settings changed on the defaults side, e.g. warmup_ratio=0.06",
+    )
     args = parser.parse_args()
     changes = dict(args.train)
     out = Path(tempfile.mkdtemp(prefix="parity-"))
-    sides = ["bare loop", *(f"harness, {MODES[m]}" + (f" ({differing_defaults(changes)})" if m == "defaults" else "")
-                            for m in args.modes)]
+    sides = [
+        "bare loop",
+        *(
+            f"harness, {MODES[m]}" + (f" ({differing_defaults(changes)})" if m == "defaults" else "")
+            for m in args.modes
+        ),
+    ]
     runs: dict[str, list[dict[str, float]]] = {side: [] for side in sides}
     for seed in args.seeds:
         runs[sides[0]].append(bare_run(seed, args.steps))
         for side, mode in zip(sides[1:], args.modes):
             runs[side].append(harness_run(seed, args.steps, out / mode, mode == "defaults", changes))
-        print(f"seed {seed}: " + "  ".join(f"{side.split(',')[0]}{'' if side == sides[0] else ' ' + mode} "
-                                          f"{runs[side][-1]['accuracy']:.4f}/{runs[side][-1]['f1_macro']:.4f}"
-                                          for side, mode in zip(sides, ["", *args.modes])), flush=True)
+        print(
+            f"seed {seed}: "
+            + "  ".join(
+                f"{side.split(',')[0]}{'' if side == sides[0] else ' ' + mode} "
+                f"{runs[side][-1]['accuracy']:.4f}/{runs[side][-1]['f1_macro']:.4f}"
+                for side, mode in zip(sides, ["", *args.modes])
+            ),
+            flush=True,
+        )
     print(f"\nparity, {len(args.seeds)} seeds, {args.steps} steps: mean ± half-width of the 95 % t interval")
     metrics = ("accuracy", "f1_macro")
     bare = {metric: summarize([r[metric] for r in runs[sides[0]]]) for metric in metrics}
@@ -130,7 +182,9 @@ def main() -> None:
                 paired = summarize([h[metric] - b[metric] for h, b in zip(rows, runs[sides[0]])])
                 entry |= {"paired_difference": paired.mean, "paired_half_width": paired.half_width}
             summary[name][metric] = entry
-            cells.append(f"{metric} {s.mean:.4f}" + (f" ± {s.half_width:.4f}" if s.half_width is not None else "") + inside)
+            cells.append(
+                f"{metric} {s.mean:.4f}" + (f" ± {s.half_width:.4f}" if s.half_width is not None else "") + inside
+            )
         print(f"  {name:<58} " + "   ".join(cells))
     print("paired, harness minus bare loop seed by seed (an interval that holds 0: no systematic gap found)")
     for name in sides[1:]:
@@ -141,8 +195,13 @@ def main() -> None:
         print(f"  {name:<58} " + "   ".join(cells))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"seeds": args.seeds, "steps": args.steps, "train_changes": changes,
-                                         "runs": runs, "summary": summary}, indent=1) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {"seeds": args.seeds, "steps": args.steps, "train_changes": changes, "runs": runs, "summary": summary},
+                indent=1,
+            )
+            + "\n"
+        )
         print(f"written to {args.json}")
 
 

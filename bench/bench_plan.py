@@ -26,19 +26,47 @@ REPO = Path(__file__).resolve().parents[1]
 HARNESS = [sys.executable, "-m", "harness.cli"]
 MODELS = ["tiny-bert", "tiny-llama", "tiny-t5", "minilm-l6", "bert-base-uncased"]
 # 20 methods that run on every one of these models' classification heads
-METHODS = ["lora", "dora", "rslora", "adalora", "loha", "lokr", "ia3", "vera", "oft", "boft", "hra", "fourierft",
-           "ln_tuning", "delora", "gralora", "prefix", "ptuning", "prompt_tuning", "tinylora", "full"]
+METHODS = [
+    "lora",
+    "dora",
+    "rslora",
+    "adalora",
+    "loha",
+    "lokr",
+    "ia3",
+    "vera",
+    "oft",
+    "boft",
+    "hra",
+    "fourierft",
+    "ln_tuning",
+    "delora",
+    "gralora",
+    "prefix",
+    "ptuning",
+    "prompt_tuning",
+    "tinylora",
+    "full",
+]
 
 
 def grid(out: Path) -> dict:
-    return {"name": "bench-plan-500", "output_dir": str(out), "models": MODELS, "methods": METHODS,
-            "tasks": ["emotion"], "seeds": list(range(5)), "defaults": {"train": {"max_steps": 10}}}
+    return {
+        "name": "bench-plan-500",
+        "output_dir": str(out),
+        "models": MODELS,
+        "methods": METHODS,
+        "tasks": ["emotion"],
+        "seeds": list(range(5)),
+        "defaults": {"train": {"max_steps": 10}},
+    }
 
 
 def plan_seconds(matrix: Path, env: dict[str, str]) -> float:
     start = time.perf_counter()
-    subprocess.run([*HARNESS, "plan", str(matrix), "--no-scripts"], check=True, env=env, cwd=REPO,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [*HARNESS, "plan", str(matrix), "--no-scripts"], check=True, env=env, cwd=REPO, stdout=subprocess.DEVNULL
+    )
     return time.perf_counter() - start
 
 
@@ -51,9 +79,11 @@ def main() -> None:
         big = Path(tmp) / "grid500.yaml"
         big.write_text(yaml.safe_dump(grid(Path(tmp) / "out")))
         print(f"{'matrix':<28} {'cold s':>8} {'warm s (median of ' + str(args.runs) + ')':>24}  target")
-        for label, matrix in (("jobs/thesis.yaml (86 cells)", REPO / "jobs" / "thesis.yaml"),
-                              ("thesis-tuned (7-point sweep)", REPO / "jobs" / "thesis-tuned.yaml"),
-                              ("500 cells x 20 methods", big)):
+        for label, matrix in (
+            ("jobs/thesis.yaml (86 cells)", REPO / "jobs" / "thesis.yaml"),
+            ("thesis-tuned (7-point sweep)", REPO / "jobs" / "thesis-tuned.yaml"),
+            ("500 cells x 20 methods", big),
+        ):
             cold = plan_seconds(matrix, env)
             warm = statistics.median(plan_seconds(matrix, env) for _ in range(args.runs))
             verdict = "ok" if warm < 1.0 else "SLOW"

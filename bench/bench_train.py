@@ -45,14 +45,16 @@ def build(seed: int = 0):
     formatter = Formatter(task, "seqcls", loaded.tokenizer, data)
     examples = [formatter.encode(r) for r in load_split(task, data, "train", limit=STEPS * BATCH)]
     args = resolve_method_args(method, spec.family, {})
-    model = apply_method(loaded.model, method, "seqcls", args, total_steps=STEPS, gradient_checkpointing=False,
-                         quantized=False)
+    model = apply_method(
+        loaded.model, method, "seqcls", args, total_steps=STEPS, gradient_checkpointing=False, quantized=False
+    )
     return model, examples, formatter.pad, method
 
 
 def train_config() -> TrainConfig:
-    return TrainConfig(max_steps=STEPS, batch_size=BATCH, group_by_length=False, progress_bar=False, log_every=0,
-                       learning_rate=1e-3)
+    return TrainConfig(
+        max_steps=STEPS, batch_size=BATCH, group_by_length=False, progress_bar=False, log_every=0, learning_rate=1e-3
+    )
 
 
 def time_harness(sampler: bool = False) -> float:
@@ -63,9 +65,18 @@ def time_harness(sampler: bool = False) -> float:
     model, examples, pad, method = build()
     accelerate.state.AcceleratorState._reset_state(reset_partial_state=True)
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(model, examples, head="seqcls", pad_id=pad, config=train_config(), method=method,
-                          learning_rate=1e-3, seed=0, checkpoint_dir=Path(tmp) / "ckpt",
-                          accelerator=accelerate.Accelerator(cpu=True))
+        trainer = Trainer(
+            model,
+            examples,
+            head="seqcls",
+            pad_id=pad,
+            config=train_config(),
+            method=method,
+            learning_rate=1e-3,
+            seed=0,
+            checkpoint_dir=Path(tmp) / "ckpt",
+            accelerator=accelerate.Accelerator(cpu=True),
+        )
         telemetry = TelemetrySampler(Path(tmp), interval_s=0.2, backend="auto", plot=False) if sampler else None
         if telemetry:
             telemetry.start()
@@ -112,12 +123,16 @@ def alternate(first, second) -> tuple[float, float]:
 
 
 def main() -> int:
-    print(f"bench_train: {MODEL} + {METHOD} on {TASK}, batch {BATCH}, {STEPS} steps x {ROUNDS} alternating rounds, "
-          f"{torch.get_num_threads()} torch threads")
+    print(
+        f"bench_train: {MODEL} + {METHOD} on {TASK}, batch {BATCH}, {STEPS} steps x {ROUNDS} alternating rounds, "
+        f"{torch.get_num_threads()} torch threads"
+    )
     time_minimal()  # warm caches (tokenizer, model files, kernels) before timing either side
     harness_s, minimal_s = alternate(time_harness, time_minimal)
-    print(f"  step time  harness {harness_s * 1e3:8.1f} ms   minimal loop {minimal_s * 1e3:8.1f} ms   "
-          f"ratio {harness_s / minimal_s:.3f}  (target <= 1.05)")
+    print(
+        f"  step time  harness {harness_s * 1e3:8.1f} ms   minimal loop {minimal_s * 1e3:8.1f} ms   "
+        f"ratio {harness_s / minimal_s:.3f}  (target <= 1.05)"
+    )
 
     task = resolve_task(TASK)
     rows = load_split(task, DataConfig(), "train", limit=None)
@@ -127,12 +142,16 @@ def main() -> int:
     config = TrainConfig(batch_size=BATCH)
     plain = expected_padding_fraction(examples, config, seed=0, group_by_length=False)
     grouped = expected_padding_fraction(examples, config, seed=0, group_by_length=True)
-    print(f"  padding    emotion train ({len(examples)} examples, batch {BATCH}): random batches {plain:.1%}, "
-          f"length-grouped {grouped:.1%}  (ratio {grouped / plain:.3f})")
+    print(
+        f"  padding    emotion train ({len(examples)} examples, batch {BATCH}): random batches {plain:.1%}, "
+        f"length-grouped {grouped:.1%}  (ratio {grouped / plain:.3f})"
+    )
 
     on_s, off_s = alternate(lambda: time_harness(sampler=True), time_harness)
-    print(f"  telemetry  sampler on (0.2 s) {on_s * 1e3:8.1f} ms   off {off_s * 1e3:8.1f} ms   "
-          f"ratio {on_s / off_s:.3f}  (target <= 1.01)")
+    print(
+        f"  telemetry  sampler on (0.2 s) {on_s * 1e3:8.1f} ms   off {off_s * 1e3:8.1f} ms   "
+        f"ratio {on_s / off_s:.3f}  (target <= 1.01)"
+    )
     return 0
 
 

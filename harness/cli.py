@@ -45,8 +45,14 @@ def _parse_value(text: str) -> Any:
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
-    for name, key in (("model", "model"), ("method", "method"), ("task", "task"), ("seed", "seed"),
-                      ("max_steps", "train.max_steps"), ("tracking_uri", "tracking.uri")):
+    for name, key in (
+        ("model", "model"),
+        ("method", "method"),
+        ("task", "task"),
+        ("seed", "seed"),
+        ("max_steps", "train.max_steps"),
+        ("tracking_uri", "tracking.uri"),
+    ):
         value = getattr(args, name, None)
         if value is not None:
             overrides[key] = value
@@ -64,7 +70,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.tracking.record import run_cell  # the cell, recorded to MLflow
 
     if not args.local:
-        raise ConfigError("`harness run` runs one cell in this process: add --local (use `harness matrix` for a cluster)")
+        raise ConfigError(
+            "`harness run` runs one cell in this process: add --local (use `harness matrix` for a cluster)"
+        )
     overrides = _overrides(args)
     if args.config:
         config = load_cell_config(Path(args.config), overrides)
@@ -89,20 +97,25 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def render_result(result: Any, cell_dir: Path) -> str:
     eff = result.efficiency
-    lines = [f"cell {result.cell_id}  {result.model} / {result.method} / {result.task} / seed {result.seed}: "
-             f"{result.status}"]
+    lines = [
+        f"cell {result.cell_id}  {result.model} / {result.method} / {result.task} / seed {result.seed}: {result.status}"
+    ]
     if result.error:
         lines.append(f"  error: {result.error.splitlines()[0]}")
     for key, value in result.metrics.items():
         lines.append(f"  {key:<24} {value:.4f}")
-    lines.append(f"  {'trainable params':<24} {eff.trainable_params:,} of {eff.total_params:,} "
-                 f"({100 * eff.trainable_share:.3f}%)")
+    lines.append(
+        f"  {'trainable params':<24} {eff.trainable_params:,} of {eff.total_params:,} "
+        f"({100 * eff.trainable_share:.3f}%)"
+    )
     if eff.train_samples_per_s:
         lines.append(f"  {'train samples/s':<24} {eff.train_samples_per_s:.2f}")
     for phase, stats in eff.phases.items():
         peak = stats.peak_allocated_bytes or stats.peak_rss_bytes or 0
         lines.append(f"  {phase + ' phase':<24} {stats.wall_s:.1f} s, peak {peak / 2**20:.0f} MiB")
-    lines.append(f"  tracking: {result.tracking.status}" + (f" ({result.tracking.error})" if result.tracking.error else ""))
+    lines.append(
+        f"  tracking: {result.tracking.status}" + (f" ({result.tracking.error})" if result.tracking.error else "")
+    )
     lines.append(f"  folder: {cell_dir}")
     return redact("\n".join(lines))
 
@@ -141,8 +154,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_matrix(args: argparse.Namespace) -> int:
     from harness.dispatch import commands
 
-    report = commands.submit(args.matrix, retry_failed=args.retry_failed, force=args.force, only=args.only,
-                             executor=args.executor, continue_stages=not args.wait)
+    report = commands.submit(
+        args.matrix,
+        retry_failed=args.retry_failed,
+        force=args.force,
+        only=args.only,
+        executor=args.executor,
+        continue_stages=not args.wait,
+    )
     print(commands.render_submit(report))
     if not report.ok:
         return 1
@@ -177,8 +196,10 @@ def cmd_ui_path(args: argparse.Namespace) -> int:
     matrix = load_matrix(args.matrix)
     found = MlflowClient(tracking_uri=matrix.tracking_uri).get_experiment_by_name(matrix.experiment)
     if found is None:
-        raise ConfigError(f"experiment {matrix.experiment!r} is not in {redact(matrix.tracking_uri)} yet; "
-                          f"run `harness collect {args.matrix}` first")
+        raise ConfigError(
+            f"experiment {matrix.experiment!r} is not in {redact(matrix.tracking_uri)} yet; "
+            f"run `harness collect {args.matrix}` first"
+        )
     print(runs_view_path(found.experiment_id, matrix.name))
     return 0
 
@@ -225,12 +246,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output", help="cell folder (default outputs/local/<task>/<model>/<method>/seed<k>-<id>)")
     run.add_argument("--tracking-uri")
     run.add_argument("--no-tracking", action="store_true")
-    run.add_argument("--set", action="append", metavar="KEY=VALUE",
-                     help="override any config field, e.g. --set method_args.r=4 --set train.batch_size=2")
+    run.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override any config field, e.g. --set method_args.r=4 --set train.batch_size=2",
+    )
     run.set_defaults(func=cmd_run)
 
     # "stage" was this command's first name; it stays as an alias (a sweep's stages are another idea)
-    prefetch = sub.add_parser("prefetch", aliases=["stage"], help="fetch models/datasets into the cache for offline nodes")
+    prefetch = sub.add_parser(
+        "prefetch", aliases=["stage"], help="fetch models/datasets into the cache for offline nodes"
+    )
     prefetch.add_argument("--model", action="append")
     prefetch.add_argument("--task", action="append")
     prefetch.add_argument("--matrix")
@@ -247,8 +274,11 @@ def build_parser() -> argparse.ArgumentParser:
     matrix.add_argument("--retry-failed", action="store_true")
     matrix.add_argument("--force", action="store_true")
     matrix.add_argument("--only", help="filter, e.g. method=lora,task=emotion")
-    matrix.add_argument("--executor", choices=executor_names(),
-                        help="run with this executor instead of the file's executor.cluster (submitit's cluster)")
+    matrix.add_argument(
+        "--executor",
+        choices=executor_names(),
+        help="run with this executor instead of the file's executor.cluster (submitit's cluster)",
+    )
     matrix.add_argument("--wait", action="store_true", help="block until every cell has finished")
     matrix.set_defaults(func=cmd_matrix)
 

@@ -21,14 +21,15 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from harness.errors import ConfigError
 
 
-
 def single_line(value: str) -> str:
     """Refuse control characters (newline, carriage return, NUL, ...) in a value that reaches a
     job script: a newline there would end an ``#SBATCH`` line and run the rest as a command."""
     for index, char in enumerate(value):
         if unicodedata.category(char) == "Cc" or char in "\u2028\u2029":
-            raise ValueError(f"control character {char!r} at position {index} in {value[:40]!r}: values that reach "
-                             "a job script must be one line of printable text")
+            raise ValueError(
+                f"control character {char!r} at position {index} in {value[:40]!r}: values that reach "
+                "a job script must be one line of printable text"
+            )
     return value
 
 
@@ -40,8 +41,10 @@ SBATCH_KEY = re.compile(r"[a-z][a-z0-9-]*")
 
 def sbatch_key(value: str) -> str:
     if not SBATCH_KEY.fullmatch(value):
-        raise ValueError(f"sbatch_extra key {value[:40]!r}: write an sbatch long option without its dashes, "
-                         "lowercase letters, digits and '-' (e.g. mail-type, exclusive)")
+        raise ValueError(
+            f"sbatch_extra key {value[:40]!r}: write an sbatch long option without its dashes, "
+            "lowercase letters, digits and '-' (e.g. mail-type, exclusive)"
+        )
     return value
 
 
@@ -58,7 +61,11 @@ class StrictModel(BaseModel):
             default = field.get_default(call_default_factory=True) if not field.is_required() else "<required>"
             if isinstance(default, BaseModel):
                 default = "{...}"
-            parts.append(f"{name}={default!r}" if not isinstance(default, str) or default != "<required>" else f"{name} (required)")
+            parts.append(
+                f"{name}={default!r}"
+                if not isinstance(default, str) or default != "<required>"
+                else f"{name} (required)"
+            )
         return ", ".join(parts)
 
 
@@ -79,7 +86,7 @@ class DataSource(StrictModel):
     label_names: list[str] | None = None
 
     @model_validator(mode="after")
-    def _one_origin(self) -> "DataSource":
+    def _one_origin(self) -> DataSource:
         if self.hub_id and self.files and any(Path(f).suffix for f in self.files.values()):
             raise ValueError("data source: give either hub_id or local files, not both")
         return self
@@ -157,7 +164,7 @@ class TrainConfig(StrictModel):
     progress_bar: bool = True
 
     @model_validator(mode="after")
-    def _positive(self) -> "TrainConfig":
+    def _positive(self) -> TrainConfig:
         for name in ("batch_size", "eval_batch_size", "grad_accum"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name} must be >= 1")
@@ -294,15 +301,18 @@ _MAPPING_ERRORS = frozenset({"model_type", "model_attributes_type", "dict_type"}
 def _preferred(errors: list[Any]) -> Any:
     """Of the errors pydantic reports for a ``str | Model`` union, the one of the branch the
     user meant: the mapping's own problem for a mapping, the string's for a string."""
+
     def wrong_branch(error: Any) -> bool:
         last = str(error["loc"][-1]) if error["loc"] else ""
         tagged = _UNION_TAG.fullmatch(last)
         # function-after[single_line(), str] is a string branch; function-after[..., TaskEntry] a mapping's
-        scalar_branch = last in _SCALAR_TAGS or bool(tagged and last.rstrip("]").rsplit(",", 1)[-1].strip()
-                                                      in {"str", "int", "float", "bool"})
+        scalar_branch = last in _SCALAR_TAGS or bool(
+            tagged and last.rstrip("]").rsplit(",", 1)[-1].strip() in {"str", "int", "float", "bool"}
+        )
         given_mapping = isinstance(error.get("input"), dict)
-        return (scalar_branch and given_mapping) or (error["type"] in _MAPPING_ERRORS and not given_mapping
-                                                     and len(errors) > 1)
+        return (scalar_branch and given_mapping) or (
+            error["type"] in _MAPPING_ERRORS and not given_mapping and len(errors) > 1
+        )
 
     return next((e for e in errors if not wrong_branch(e)), errors[0])
 

@@ -10,10 +10,27 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-PACKAGES = ("torch", "transformers", "peft", "accelerate", "datasets", "bitsandbytes", "mlflow", "submitit",
-            "scikit-learn", "rouge-score", "nvidia-ml-py")
-SLURM_VARS = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_PARTITION", "SLURM_RESTART_COUNT",
-              "SLURM_JOB_NODELIST")
+PACKAGES = (
+    "torch",
+    "transformers",
+    "peft",
+    "accelerate",
+    "datasets",
+    "bitsandbytes",
+    "mlflow",
+    "submitit",
+    "scikit-learn",
+    "rouge-score",
+    "nvidia-ml-py",
+)
+SLURM_VARS = (
+    "SLURM_JOB_ID",
+    "SLURM_ARRAY_JOB_ID",
+    "SLURM_ARRAY_TASK_ID",
+    "SLURM_JOB_PARTITION",
+    "SLURM_RESTART_COUNT",
+    "SLURM_JOB_NODELIST",
+)
 
 
 def git_commit() -> str | None:
@@ -39,8 +56,12 @@ def accelerator_info() -> dict[str, Any]:
             "bf16_supported": torch.cuda.is_bf16_supported(),
             "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         }
-    return {"type": "cpu", "name": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads()}
+    return {
+        "type": "cpu",
+        "name": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+    }
 
 
 def package_versions() -> dict[str, str | None]:
@@ -63,7 +84,10 @@ def environment() -> dict[str, Any]:
         "packages": package_versions(),
         "accelerator": accelerator_info(),
         "slurm": {k: os.environ[k] for k in SLURM_VARS if k in os.environ},
-        "container": {k.removeprefix("HARNESS_CONTAINER_").lower(): v for k, v in os.environ.items()
-                      if k.startswith("HARNESS_CONTAINER_")},
+        "container": {
+            k.removeprefix("HARNESS_CONTAINER_").lower(): v
+            for k, v in os.environ.items()
+            if k.startswith("HARNESS_CONTAINER_")
+        },
         "hf_hub_offline": os.environ.get("HF_HUB_OFFLINE"),
     }

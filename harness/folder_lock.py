@@ -43,8 +43,10 @@ def acquire(cell_dir: Path) -> bool:
     except OSError:
         holder = _read_holder(handle)
         os.close(handle)
-        raise CellBusy(f"cell folder {cell_dir} is in use by a live run ({holder}); wait for it to end or stop "
-                       "that process: a folder never has two writers") from None
+        raise CellBusy(
+            f"cell folder {cell_dir} is in use by a live run ({holder}); wait for it to end or stop "
+            "that process: a folder never has two writers"
+        ) from None
     os.ftruncate(handle, 0)
     os.write(handle, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
     _held[path] = handle

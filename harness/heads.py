@@ -39,7 +39,9 @@ class HeadSpec:
     # (batch, class weights or None, class ids) -> what the head's loss averages over in this batch
     # (examples, label tokens, class weights): a rank of a distributed cell scales its loss by its
     # share of the global batch's units, so the averaged gradient is the one-process gradient
-    loss_units: Callable[[dict[str, Any], Any, Any], float] = lambda batch, weights, class_ids: float(len(batch["labels"]))
+    loss_units: Callable[[dict[str, Any], Any, Any], float] = lambda batch, weights, class_ids: float(
+        len(batch["labels"])
+    )
     # why padding-free packing (one flattened row per batch) cannot apply; None: it can
     packing_refusal: str | None = None
     # the answer is a sequence of its own (an encoder-decoder's decoder input), not a continuation
@@ -94,19 +96,44 @@ def _no_class_weights(model: Any, batch: dict[str, Any], weights: Any, class_ids
 HEADS: dict[str, HeadSpec] = {
     head.name: head
     for head in (
-        HeadSpec("seq2seq", "AutoModelForSeq2SeqLM", "SEQ_2_SEQ_LM", ("t5",), "has no encoder-decoder head",
-                 class_labels=False, prompt_padding="right", weighted_loss=_text_to_text_loss, loss_units=_token_units,
-                 separate_target=True,
-                 packing_refusal="an encoder-decoder example is two sequences (encoder input, decoder target), which "
-                                 "one flattened row cannot hold"),
-        HeadSpec("causal", "AutoModelForCausalLM", "CAUSAL_LM", ("llama",), "is not a decoder-only model",
-                 class_labels=False, prompt_padding="left", weighted_loss=_no_class_weights,
-                 loss_units=_shifted_token_units),
-        HeadSpec("seqcls", "AutoModelForSequenceClassification", "SEQ_CLS", ("t5", "llama", "bert"),
-                 "has no sequence-classification head", class_labels=True, prompt_padding=None,
-                 weighted_loss=_class_loss, loss_units=_example_units,
-                 packing_refusal="a classification head pools one position per padded row (the last token, or "
-                                 "[CLS]), which a row of several examples does not have"),
+        HeadSpec(
+            "seq2seq",
+            "AutoModelForSeq2SeqLM",
+            "SEQ_2_SEQ_LM",
+            ("t5",),
+            "has no encoder-decoder head",
+            class_labels=False,
+            prompt_padding="right",
+            weighted_loss=_text_to_text_loss,
+            loss_units=_token_units,
+            separate_target=True,
+            packing_refusal="an encoder-decoder example is two sequences (encoder input, decoder target), which "
+            "one flattened row cannot hold",
+        ),
+        HeadSpec(
+            "causal",
+            "AutoModelForCausalLM",
+            "CAUSAL_LM",
+            ("llama",),
+            "is not a decoder-only model",
+            class_labels=False,
+            prompt_padding="left",
+            weighted_loss=_no_class_weights,
+            loss_units=_shifted_token_units,
+        ),
+        HeadSpec(
+            "seqcls",
+            "AutoModelForSequenceClassification",
+            "SEQ_CLS",
+            ("t5", "llama", "bert"),
+            "has no sequence-classification head",
+            class_labels=True,
+            prompt_padding=None,
+            weighted_loss=_class_loss,
+            loss_units=_example_units,
+            packing_refusal="a classification head pools one position per padded row (the last token, or "
+            "[CLS]), which a row of several examples does not have",
+        ),
     )
 }
 

@@ -31,6 +31,7 @@ def default_tracking_uri(folder: Path) -> str:
     """``$MLFLOW_TRACKING_URI``, else a SQLite store in ``folder`` (a cell's, or a matrix's output)."""
     return os.environ.get(TRACKING_ENV) or f"sqlite:///{(Path(folder) / TRACKING_DB).absolute()}"
 
+
 MATRIX_TAG = "harness.matrix"  # the matrix name, on the parent run and every cell's run
 # sha256 of the matrix name: what searches filter on, since a name may hold quotes that an
 # MLflow filter string cannot escape reliably
@@ -54,6 +55,8 @@ def matrix_key(name: str) -> str:
 def matrix_filter(name: str) -> str:
     """The MLflow filter string for every run of a matrix."""
     return f"tags.`{MATRIX_KEY_TAG}` = '{matrix_key(name)}'"
+
+
 # The MLflow UI opens an experiment with this kind on its model-training runs view, not its
 # GenAI overview (traces, latency, token usage)
 EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"

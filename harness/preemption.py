@@ -9,7 +9,7 @@ nothing about training: the cell registers a callback for as long as it trains
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 Checkpoint = Callable[[], "int | None"]  # saves now; returns the step a requeued job resumes from
 

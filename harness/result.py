@@ -260,8 +260,10 @@ class ResultFile:
     def note_collected(self, result: Result, tracking: TrackingStatus) -> None:
         """Where collect logged ``result`` (the collect digest ignores the tracking section)."""
         try:
-            _write(self.cell_dir / TRACKING_FILE,
-                   CollectedTracking(started_at=result.started_at, tracking=tracking).model_dump(mode="json"))
+            _write(
+                self.cell_dir / TRACKING_FILE,
+                CollectedTracking(started_at=result.started_at, tracking=tracking).model_dump(mode="json"),
+            )
         except OSError:
             log.warning("could not record the MLflow run in %s", self.cell_dir / TRACKING_FILE)
 

@@ -43,8 +43,10 @@ class _LimitedLoader(yaml.SafeLoader):
     def compose_node(self, parent: Any, index: Any) -> Any:  # noqa: D102 - PyYAML's hook
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
-            raise YamlRefused(f"line {event.start_mark.line + 1}: YAML aliases (*{event.anchor}) are not allowed "
-                              "in matrix and cell files; write the value out (or use the matrix's defaults/overrides)")
+            raise YamlRefused(
+                f"line {event.start_mark.line + 1}: YAML aliases (*{event.anchor}) are not allowed "
+                "in matrix and cell files; write the value out (or use the matrix's defaults/overrides)"
+            )
         self._depth += 1
         if self._depth > MAX_DEPTH:
             event = self.peek_event()
@@ -61,11 +63,15 @@ class _LimitedLoader(yaml.SafeLoader):
             try:
                 hash(key)
             except TypeError:
-                raise YamlRefused(f"line {key_node.start_mark.line + 1}: a mapping key must be a plain value, "
-                                  f"not a {type(key).__name__}") from None
+                raise YamlRefused(
+                    f"line {key_node.start_mark.line + 1}: a mapping key must be a plain value, "
+                    f"not a {type(key).__name__}"
+                ) from None
             if key in seen:
-                raise YamlRefused(f"line {key_node.start_mark.line + 1}: duplicate key {key!r} "
-                                  f"(first at line {seen[key]}); each key may appear once")
+                raise YamlRefused(
+                    f"line {key_node.start_mark.line + 1}: duplicate key {key!r} "
+                    f"(first at line {seen[key]}); each key may appear once"
+                )
             seen[key] = key_node.start_mark.line + 1
         return super().construct_mapping(node, deep=deep)
 
@@ -73,8 +79,10 @@ class _LimitedLoader(yaml.SafeLoader):
 def load_yaml_text(text: str) -> Any:
     """Parse one YAML document within the limits above. Raises :class:`YamlRefused`."""
     if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
-        raise YamlRefused(f"larger than {MAX_BYTES // 1024} KiB; matrix and cell files are small by design "
-                          "(put data in data.source files)")
+        raise YamlRefused(
+            f"larger than {MAX_BYTES // 1024} KiB; matrix and cell files are small by design "
+            "(put data in data.source files)"
+        )
     try:
         return yaml.load(text, Loader=_LimitedLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as error:
@@ -89,10 +97,12 @@ def load_yaml_text(text: str) -> Any:
 def load_yaml_bytes(raw: bytes) -> Any:
     """Decode (UTF-8, an optional BOM) and parse. Raises :class:`YamlRefused`."""
     if len(raw) > MAX_BYTES:
-        raise YamlRefused(f"{len(raw):,} bytes, larger than {MAX_BYTES // 1024} KiB; matrix and cell files are small "
-                          "by design (put data in data.source files)")
+        raise YamlRefused(
+            f"{len(raw):,} bytes, larger than {MAX_BYTES // 1024} KiB; matrix and cell files are small "
+            "by design (put data in data.source files)"
+        )
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        raise YamlRefused(f"not UTF-8 text (byte {error.start}: {raw[error.start:error.start + 1]!r})") from None
+        raise YamlRefused(f"not UTF-8 text (byte {error.start}: {raw[error.start : error.start + 1]!r})") from None
     return load_yaml_text(text)

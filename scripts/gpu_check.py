@@ -47,8 +47,11 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--output", default=None, help="cell folders (default: a temporary folder)")
     parser.add_argument("--collect", default=None, help="copy each cell's result, CSV and plot here, flat")
-    parser.add_argument("--rehearse", action="store_true",
-                        help="run without a CUDA device (tests rehearse the script with a stand-in NVML module)")
+    parser.add_argument(
+        "--rehearse",
+        action="store_true",
+        help="run without a CUDA device (tests rehearse the script with a stand-in NVML module)",
+    )
     args = parser.parse_args()
 
     import torch
@@ -61,17 +64,23 @@ def main() -> int:
     from harness.environment import package_versions
 
     accelerator = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA device (rehearsal)"
-    print(f"gpu-check: {accelerator}, CUDA {torch.version.cuda}, "
-          + ", ".join(f"{k} {v}" for k, v in package_versions().items()))
+    print(
+        f"gpu-check: {accelerator}, CUDA {torch.version.cuda}, "
+        + ", ".join(f"{k} {v}" for k, v in package_versions().items())
+    )
 
     root = Path(args.output or tempfile.mkdtemp(prefix="gpu-check-"))
     failures: list[str] = []
     for method in args.method or ["lora", "qlora"]:
         config = CellConfig(
-            model=args.model, method=method, task="emotion", output_dir=root / method,
+            model=args.model,
+            method=method,
+            task="emotion",
+            output_dir=root / method,
             train={"max_steps": args.steps, "batch_size": 64, "progress_bar": False, "log_every": 10},
             data={"max_train_samples": 64 * args.steps, "max_eval_samples": 256, "max_source_tokens": 128},
-            tracking={"enabled": False}, telemetry={"enabled": True, "backend": "nvml", "interval_s": INTERVAL_S},
+            tracking={"enabled": False},
+            telemetry={"enabled": True, "backend": "nvml", "interval_s": INTERVAL_S},
         )
         result = run_cell(config)
         tele = result.telemetry
@@ -81,21 +90,33 @@ def main() -> int:
         device = (tele.get("devices") or [{}])[0]
         print(f"\n== {args.model} / {method}: {result.status} {result.error or ''}")
         print(f"device            {device.get('name')} ({device.get('uuid')}), driver {tele.get('driver_version')}")
-        print(f"backend           {tele.get('backend')}; unavailable fields: {tele.get('unavailable_fields')}; "
-              f"errors: {tele.get('error') or tele.get('nvml_unavailable_reason') or tele.get('field_errors') or 'none'}")
-        print(f"util train        kernel-active mean {_num(gpu_train.get('util_mean'), '%')}, "
-              f"p95 {_num(gpu_train.get('util_p95'), '%')}, idle share {_num(gpu_train.get('idle_share'), '', digits=2)}")
-        print(f"peak memory train NVML process {_gib(gpu_train.get('proc_mem_peak_bytes'))}, "
-              f"device {_gib(gpu_train.get('mem_used_peak_bytes'))}; torch reserved "
-              f"{_gib(torch_train.peak_reserved_bytes if torch_train else None)}, "
-              f"allocated {_gib(torch_train.peak_allocated_bytes if torch_train else None)}")
-        print(f"power train       mean {_num(gpu_train.get('power_mean_w'), 'W')}, "
-              f"peak {_num(gpu_train.get('power_peak_w'), 'W')}")
+        print(
+            f"backend           {tele.get('backend')}; unavailable fields: {tele.get('unavailable_fields')}; "
+            f"errors: {tele.get('error') or tele.get('nvml_unavailable_reason') or tele.get('field_errors') or 'none'}"
+        )
+        print(
+            f"util train        kernel-active mean {_num(gpu_train.get('util_mean'), '%')}, "
+            f"p95 {_num(gpu_train.get('util_p95'), '%')}, idle share {_num(gpu_train.get('idle_share'), '', digits=2)}"
+        )
+        print(
+            f"peak memory train NVML process {_gib(gpu_train.get('proc_mem_peak_bytes'))}, "
+            f"device {_gib(gpu_train.get('mem_used_peak_bytes'))}; torch reserved "
+            f"{_gib(torch_train.peak_reserved_bytes if torch_train else None)}, "
+            f"allocated {_gib(torch_train.peak_allocated_bytes if torch_train else None)}"
+        )
+        print(
+            f"power train       mean {_num(gpu_train.get('power_mean_w'), 'W')}, "
+            f"peak {_num(gpu_train.get('power_peak_w'), 'W')}"
+        )
         print(f"energy train      {_num(gpu_train.get('energy_j'), 'J')} ({gpu_train.get('energy_source')})")
-        print(f"largest gap       {_num(gpu_all.get('max_gap_s'), 'ms', 1e-3)} over {gpu_all.get('sample_count')} "
-              f"samples (interval {INTERVAL_S * 1e3:.0f} ms)")
-        print(f"throughput        {_num(result.efficiency.train_samples_per_s, 'samples/s')}; "
-              f"accuracy {result.metrics.get('accuracy')}, macro F1 {result.metrics.get('f1_macro')}")
+        print(
+            f"largest gap       {_num(gpu_all.get('max_gap_s'), 'ms', 1e-3)} over {gpu_all.get('sample_count')} "
+            f"samples (interval {INTERVAL_S * 1e3:.0f} ms)"
+        )
+        print(
+            f"throughput        {_num(result.efficiency.train_samples_per_s, 'samples/s')}; "
+            f"accuracy {result.metrics.get('accuracy')}, macro F1 {result.metrics.get('f1_macro')}"
+        )
         if args.collect:
             collect = Path(args.collect)
             collect.mkdir(parents=True, exist_ok=True)

@@ -12,8 +12,16 @@ import pytest
 
 # Flags for a closed network: without the background-networking ones Chromium keeps trying
 # (and failing) to reach Google's hosts; root needs --no-sandbox.
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
 
 
 def dump_dom(url: str, profile: Path, *, width: int = 1400, height: int = 1000, budget_ms: int = 5000) -> str:
@@ -21,9 +29,20 @@ def dump_dom(url: str, profile: Path, *, width: int = 1400, height: int = 1000, 
     if chromium is None:
         pytest.fail("Debian's chromium is not installed: `make browser` (part of `make test`) installs it")
     done = subprocess.run(
-        [chromium, *FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}",
-         f"--virtual-time-budget={budget_ms}", "--dump-dom", url],
-        capture_output=True, text=True, timeout=180, check=True)
+        [
+            chromium,
+            *FLAGS,
+            f"--user-data-dir={profile}",
+            f"--window-size={width},{height}",
+            f"--virtual-time-budget={budget_ms}",
+            "--dump-dom",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
+    )
     return done.stdout
 
 

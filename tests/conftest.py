@@ -7,8 +7,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -38,9 +39,23 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     mlflow_bin = Path(sys.executable).parent / "mlflow"
     process = subprocess.Popen(
-        [str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts")],
-        stdout=open(root / "server.log", "w"), stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            str(mlflow_bin),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{root / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(root / "artifacts"),
+        ],
+        stdout=open(root / "server.log", "w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     uri = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
@@ -53,7 +68,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                     break
         except OSError:
             if process.poll() is not None:
-                raise RuntimeError(f"mlflow server exited: {(root / 'server.log').read_text()[-2000:]}")
+                raise RuntimeError(f"mlflow server exited: {(root / 'server.log').read_text()[-2000:]}") from None
             time.sleep(0.5)
     else:
         process.kill()
@@ -67,11 +82,22 @@ def tiny_cell_config(tmp_path: Path, model: str, method: str, task: str, **chang
     """A few-second cell on real bundled data: small samples, short budgets, no tracking."""
     from harness.config import CellConfig
 
-    data = {"model": model, "method": method, "task": task, "output_dir": str(tmp_path / f"{model}-{method}-{task}"),
-            "train": {"max_steps": 6, "batch_size": 4, "learning_rate": 1e-2, "progress_bar": False, "log_every": 0},
-            "data": {"max_train_samples": 8, "max_eval_samples": 8, "max_source_tokens": 64, "max_target_tokens": 16,
-                     "max_new_tokens": 8},
-            "tracking": {"enabled": False}, "telemetry": {"enabled": False}}
+    data = {
+        "model": model,
+        "method": method,
+        "task": task,
+        "output_dir": str(tmp_path / f"{model}-{method}-{task}"),
+        "train": {"max_steps": 6, "batch_size": 4, "learning_rate": 1e-2, "progress_bar": False, "log_every": 0},
+        "data": {
+            "max_train_samples": 8,
+            "max_eval_samples": 8,
+            "max_source_tokens": 64,
+            "max_target_tokens": 16,
+            "max_new_tokens": 8,
+        },
+        "tracking": {"enabled": False},
+        "telemetry": {"enabled": False},
+    }
     for key, value in changes.items():
         if isinstance(value, dict):
             data.setdefault(key, {}).update(value)

@@ -48,7 +48,7 @@ def read_env_file(path: Path | None = None) -> dict[str, str]:
         line = line.strip()
         if not line.startswith("export "):
             continue
-        key, sep, value = line[len("export "):].partition("=")
+        key, sep, value = line[len("export ") :].partition("=")
         if sep:
             # up.sh writes plain values; shlex also copes with quoted ones.
             parts = shlex.split(value)
@@ -64,7 +64,10 @@ def _cluster_responds(env: dict[str, str]) -> bool:
     try:
         sinfo = subprocess.run(
             ["sinfo", "-h", "-o", "%T"],
-            env=full_env, capture_output=True, text=True, timeout=15,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=15,
         )
         states = sinfo.stdout.split()
         # Exact names: a suffix such as "idle*" (not responding) or
@@ -74,7 +77,10 @@ def _cluster_responds(env: dict[str, str]) -> bool:
             return False
         sacct = subprocess.run(
             ["sacct", "-n", "-X", "-o", "JobID"],
-            env=full_env, capture_output=True, text=True, timeout=15,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=15,
         )
         return sacct.returncode == 0
     except (OSError, subprocess.TimeoutExpired):
@@ -141,13 +147,14 @@ def ensure_cluster() -> dict[str, str]:
     if not cluster_up():
         proc = subprocess.run(
             ["bash", str(UP_SCRIPT)],
-            capture_output=True, text=True, timeout=UP_TIMEOUT_S,
+            capture_output=True,
+            text=True,
+            timeout=UP_TIMEOUT_S,
             stdin=subprocess.DEVNULL,
         )
         if proc.returncode != 0:
             raise RuntimeError(
-                f"slurm/up.sh failed (exit {proc.returncode}):\n"
-                f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+                f"slurm/up.sh failed (exit {proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
             )
     env = read_env_file()
     os.environ.update(env)
@@ -157,5 +164,4 @@ def ensure_cluster() -> dict[str, str]:
 def stop_cluster(keep: bool = False) -> None:
     """Run slurm/down.sh (for scripts; fixtures normally leave the cluster up)."""
     cmd = ["bash", str(DOWN_SCRIPT)] + (["--keep"] if keep else [])
-    subprocess.run(cmd, check=True, capture_output=True, timeout=120,
-                   stdin=subprocess.DEVNULL)
+    subprocess.run(cmd, check=True, capture_output=True, timeout=120, stdin=subprocess.DEVNULL)

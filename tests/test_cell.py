@@ -17,15 +17,26 @@ from harness.result import load_result
 from harness.tasks import head_for, resolve_task
 from harness.tasks.evaluate import evaluate
 
-COMBOS = [("tiny-t5", "billsum"), ("tiny-t5", "emotion"), ("tiny-llama", "billsum"), ("tiny-llama", "emotion"),
-          ("tiny-bert", "emotion")]
+COMBOS = [
+    ("tiny-t5", "billsum"),
+    ("tiny-t5", "emotion"),
+    ("tiny-llama", "billsum"),
+    ("tiny-llama", "emotion"),
+    ("tiny-bert", "emotion"),
+]
 # peft's defaults that assume real model sizes: the 64-wide tiny layers need smaller blocks
-TINY_ARGS = {"vblora": {"vector_length": 16}, "c3a": {"block_size": 16}, "shira": {"r": 4},
-             "waveft": {"n_frequency": 100}, "road": {"group_size": 16}, "adaption_prompt": {"adapter_len": 4},
-             # PVeRA's default rank barely moves tiny-T5's BillSum loss in 6 steps (on the held-out-free train)
-             "pvera": {"r": 64},
-             # the tiny tokenizer's byte alphabet: tokens every example uses
-             "trainable_tokens": {"token_indices": list(range(4, 260))}}
+TINY_ARGS = {
+    "vblora": {"vector_length": 16},
+    "c3a": {"block_size": 16},
+    "shira": {"r": 4},
+    "waveft": {"n_frequency": 100},
+    "road": {"group_size": 16},
+    "adaption_prompt": {"adapter_len": 4},
+    # PVeRA's default rank barely moves tiny-T5's BillSum loss in 6 steps (on the held-out-free train)
+    "pvera": {"r": 64},
+    # the tiny tokenizer's byte alphabet: tokens every example uses
+    "trainable_tokens": {"token_indices": list(range(4, 260))},
+}
 
 
 # train settings per method: PVeRA trains scaling vectors only and, like VeRA, wants a rate about
@@ -55,8 +66,19 @@ def test_method_trains_records_and_reloads(make_cell, model: str, task: str, met
 
     on_disk = load_result(cell_dir)
     assert on_disk.status == "success" and on_disk.cell_id == config.cell_id
-    expected = {"rouge1", "rouge2", "rougeL", "rougeLsum"} if task == "billsum" else {
-        "accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_weighted", "recall_weighted", "f1_weighted"}
+    expected = (
+        {"rouge1", "rouge2", "rougeL", "rougeLsum"}
+        if task == "billsum"
+        else {
+            "accuracy",
+            "precision_macro",
+            "recall_macro",
+            "f1_macro",
+            "precision_weighted",
+            "recall_weighted",
+            "f1_weighted",
+        }
+    )
     assert expected <= set(on_disk.metrics)
     eff = on_disk.efficiency
     assert eff.total_params > 0 and 0 <= eff.trainable_share <= 1
@@ -85,8 +107,14 @@ def test_method_trains_records_and_reloads(make_cell, model: str, task: str, met
 
     # The saved adapter (or model) reproduces the run's own predictions exactly.
     model_reloaded, formatter, examples, plan = load_trained(cell_dir)
-    again = evaluate(model_reloaded, formatter, examples, data=config.data, batch_size=config.train.eval_batch_size,
-                     device=next(model_reloaded.parameters()).device)
+    again = evaluate(
+        model_reloaded,
+        formatter,
+        examples,
+        data=config.data,
+        batch_size=config.train.eval_batch_size,
+        device=next(model_reloaded.parameters()).device,
+    )
     saved = [json.loads(line) for line in (cell_dir / "predictions.jsonl").read_text().splitlines()]
     assert again.predictions == saved
     assert again.metrics == pytest.approx(on_disk.metrics)
@@ -124,7 +152,9 @@ def test_summarization_on_an_encoder_only_model_is_refused(make_cell) -> None:
 
 
 def test_ia3_feedforward_must_be_a_subset_of_targets(make_cell) -> None:
-    config = make_cell("tiny-t5", "ia3", "billsum", method_args={"target_modules": ["k", "v"], "feedforward_modules": ["wo"]})
+    config = make_cell(
+        "tiny-t5", "ia3", "billsum", method_args={"target_modules": ["k", "v"], "feedforward_modules": ["wo"]}
+    )
     with pytest.raises(ConfigError, match="subset"):
         run_cell(config)
 
@@ -179,8 +209,9 @@ def test_host_telemetry_samples_a_real_training_cell(make_cell) -> None:
 
     import psutil
 
-    config = make_cell("tiny-llama", "lora", "emotion", train={"max_steps": 20},
-                       telemetry={"enabled": True, "interval_s": 0.1})
+    config = make_cell(
+        "tiny-llama", "lora", "emotion", train={"max_steps": 20}, telemetry={"enabled": True, "interval_s": 0.1}
+    )
     result = run_cell(config)
     assert result.status == "success", result.traceback
     telemetry = result.telemetry

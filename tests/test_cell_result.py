@@ -139,7 +139,10 @@ def test_collect_tracking_applies_to_the_result_it_logged_only(tmp_path: Path) -
     assert on_disk(folder)["tracking"]["status"] == "disabled"  # collect never writes result.json
     merged = load_result(folder)
     assert (merged.tracking.status, merged.tracking.run_id, merged.tracking.uri) == (
-        "logged", "r1", "http://alice:***@mlflow.example:5000")
+        "logged",
+        "r1",
+        "http://alice:***@mlflow.example:5000",
+    )
     # the same cell run again: the earlier collect's note is not this result's
     again = result.model_copy(update={"started_at": "2026-02-02T00:00:00+00:00"})
     ResultFile(folder).write(again)

@@ -62,11 +62,21 @@ def test_status_reports_a_folder_with_a_live_writer_as_running(held, tmp_path: P
 
     cell, process = held
     matrix_file = tmp_path / "m.yaml"
-    matrix_file.write_text(f"name: m\noutput_dir: {tmp_path / 'out'}\nexecutor: {{kind: local}}\n"
-                           "models: [tiny-bert]\nmethods: [lora]\ntasks: [emotion]\n")
+    matrix_file.write_text(
+        f"name: m\noutput_dir: {tmp_path / 'out'}\nexecutor: {{kind: local}}\n"
+        "models: [tiny-bert]\nmethods: [lora]\ntasks: [emotion]\n"
+    )
     folder = load_matrix(matrix_file).active[0].folder
     folder.parent.mkdir(parents=True)
     cell.rename(folder)  # the holder keeps its lock: flock follows the open file, not the name
-    write_job(folder, JobRecord(cell_id="x", job_id="999999999", executor="local", submitit_folder=str(tmp_path),
-                                submitted_at="2026-01-01T00:00:00+00:00"))
+    write_job(
+        folder,
+        JobRecord(
+            cell_id="x",
+            job_id="999999999",
+            executor="local",
+            submitit_folder=str(tmp_path),
+            submitted_at="2026-01-01T00:00:00+00:00",
+        ),
+    )
     assert status(matrix_file).states[0].status == "running"

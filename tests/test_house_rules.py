@@ -25,8 +25,13 @@ ROOT = Path(__file__).resolve().parents[1]
 # The modules that define the entries (a folder: every module in it): the only places where an
 # entry's name is compared with a value.
 REGISTRIES = (
-    "harness/methods/registry.py", "harness/methods/hooks.py", "harness/tasks/kinds.py",
-    "harness/tasks/registry.py", "harness/heads.py", "harness/models/registry.py", "harness/dispatch/executors/",
+    "harness/methods/registry.py",
+    "harness/methods/hooks.py",
+    "harness/tasks/kinds.py",
+    "harness/tasks/registry.py",
+    "harness/heads.py",
+    "harness/models/registry.py",
+    "harness/dispatch/executors/",
 )
 # (module, name): comparisons with a string that happens to spell a registry name but means
 # something else there; each says what it is.
@@ -38,8 +43,15 @@ OTHER_MEANINGS = {
 def registry_names() -> dict[str, str]:
     """Every name a registry owns -> which registry."""
     names: dict[str, str] = {}
-    for registry, entries in (("method", methods()), ("task kind", KINDS), ("scoring", SCORINGS),
-                              ("head", HEADS), ("family", FAMILIES), ("task", TASKS), ("executor", EXECUTORS)):
+    for registry, entries in (
+        ("method", methods()),
+        ("task kind", KINDS),
+        ("scoring", SCORINGS),
+        ("head", HEADS),
+        ("family", FAMILIES),
+        ("task", TASKS),
+        ("executor", EXECUTORS),
+    ):
         for name in entries:
             names.setdefault(name, registry)
     return names
@@ -63,8 +75,9 @@ def name_comparisons(root: Path, names: dict[str, str]) -> list[str]:
             continue
         for node in ast.walk(ast.parse(path.read_text(), filename=module)):
             compared: list[str] = []
-            if isinstance(node, ast.Compare) and any(isinstance(op, (ast.Eq, ast.NotEq, ast.In, ast.NotIn))
-                                                     for op in node.ops):
+            if isinstance(node, ast.Compare) and any(
+                isinstance(op, (ast.Eq, ast.NotEq, ast.In, ast.NotIn)) for op in node.ops
+            ):
                 compared = [s for side in (node.left, *node.comparators) for s in _strings(side)]
             elif isinstance(node, ast.MatchValue):
                 compared = _strings(node.value)
@@ -85,30 +98,42 @@ def test_the_check_finds_a_comparison(tmp_path: Path) -> None:
     """The scan itself works: a planted comparison of each kind is found, an allowed one is not."""
     (tmp_path / "harness" / "report").mkdir(parents=True)
     (tmp_path / "harness" / "report" / "x.py").write_text(
-        'def f(method, kind, family):\n'
+        "def f(method, kind, family):\n"
         '    if method == "zeroshot" or kind in ("debug", "local"):\n'
-        '        return 1\n'
-        '    match family:\n'
+        "        return 1\n"
+        "    match family:\n"
         '        case "llama":\n'
-        '            return 2\n'
-        '    return "lora"  # a value, not a comparison\n')
+        "            return 2\n"
+        '    return "lora"  # a value, not a comparison\n'
+    )
     (tmp_path / "harness" / "heads.py").write_text('def g(h):\n    return h == "seqcls"\n')
     found = name_comparisons(tmp_path, registry_names())
-    assert sorted(found) == ["harness/report/x.py:2: executor 'debug'", "harness/report/x.py:2: executor 'local'",
-                             "harness/report/x.py:2: method 'zeroshot'", "harness/report/x.py:5: family 'llama'"]
+    assert sorted(found) == [
+        "harness/report/x.py:2: executor 'debug'",
+        "harness/report/x.py:2: executor 'local'",
+        "harness/report/x.py:2: method 'zeroshot'",
+        "harness/report/x.py:5: family 'llama'",
+    ]
 
 
 def test_import_contracts_hold() -> None:
     """architecture.ini: the layer order, telemetry apart from training, no cycles in any package."""
-    run = subprocess.run([str(Path(sys.executable).with_name("lint-imports")), "--no-cache", "architecture.ini"],
-                         cwd=ROOT, capture_output=True, text=True)
+    run = subprocess.run(
+        [str(Path(sys.executable).with_name("lint-imports")), "--no-cache", "architecture.ini"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert "Contracts: 3 kept, 0 broken." in run.stdout
 
 
 def test_the_projects_own_modules_never_skip_a_test() -> None:
     """``pytest.importorskip("harness...")`` would turn a broken import into a silent skip."""
-    offenders = [f"{path.relative_to(ROOT)}:{number}" for path in sorted((ROOT / "tests").rglob("*.py"))
-                 for number, line in enumerate(path.read_text().splitlines(), 1)
-                 if "importorskip" in line and "harness" in line and path.name != Path(__file__).name]
+    offenders = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in sorted((ROOT / "tests").rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if "importorskip" in line and "harness" in line and path.name != Path(__file__).name
+    ]
     assert not offenders, "import the project's own modules plainly: " + ", ".join(offenders)

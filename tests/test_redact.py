@@ -28,12 +28,41 @@ def test_redact(text: str, shown: str) -> None:
 def test_no_file_log_or_output_keeps_the_password(tmp_path: Path, unused_port: int) -> None:
     uri = f"http://alice:s3cret@127.0.0.1:{unused_port}"
     done = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "run", "--local", "--model", "tiny-bert", "--method", "lora", "--task",
-         "emotion", "--max-steps", "2", "--set", "data.max_train_samples=8", "--set", "data.max_eval_samples=4",
-         "--set", "train.progress_bar=false", "--tracking-uri", uri, "--output", "cell"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "run",
+            "--local",
+            "--model",
+            "tiny-bert",
+            "--method",
+            "lora",
+            "--task",
+            "emotion",
+            "--max-steps",
+            "2",
+            "--set",
+            "data.max_train_samples=8",
+            "--set",
+            "data.max_eval_samples=4",
+            "--set",
+            "train.progress_bar=false",
+            "--tracking-uri",
+            uri,
+            "--output",
+            "cell",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     assert "tracking: failed" in done.stdout and "alice:***@" in (tmp_path / "cell" / "result.json").read_text()
-    for text in [done.stdout, done.stderr] + [p.read_text(errors="replace") for p in (tmp_path / "cell").rglob("*")
-                                              if p.is_file() and p.suffix in ("", ".json", ".yaml", ".txt", ".csv", ".jsonl")]:
+    for text in [done.stdout, done.stderr] + [
+        p.read_text(errors="replace")
+        for p in (tmp_path / "cell").rglob("*")
+        if p.is_file() and p.suffix in ("", ".json", ".yaml", ".txt", ".csv", ".jsonl")
+    ]:
         assert "s3cret" not in text

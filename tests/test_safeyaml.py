@@ -13,17 +13,26 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.config import CellConfig
 from harness.cell.resolve import load_cell_config
+from harness.config import CellConfig
 from harness.errors import ConfigError
 from harness.matrix import Matrix, load_matrix
 from harness.safeyaml import MAX_BYTES, MAX_DEPTH
 
-BOMB = "\n".join(
-    ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
-    + [f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 9)]
-    + ["name: bomb", "models: [tiny-bert]", "methods: [lora]", "tasks: [emotion]", "defaults: {method_args: {target_modules: *a8}}"]
-) + "\n"
+BOMB = (
+    "\n".join(
+        ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+        + [f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 9)]
+        + [
+            "name: bomb",
+            "models: [tiny-bert]",
+            "methods: [lora]",
+            "tasks: [emotion]",
+            "defaults: {method_args: {target_modules: *a8}}",
+        ]
+    )
+    + "\n"
+)
 
 
 def test_alias_bomb_is_refused_fast_and_small(tmp_path: Path) -> None:
@@ -33,10 +42,12 @@ def test_alias_bomb_is_refused_fast_and_small(tmp_path: Path) -> None:
     path.write_text(BOMB)
     assert len(BOMB) < 1000
     # peak memory from /proc (VmHWM): getrusage's maxrss survives exec and would report pytest's
-    code = ("import re, resource, sys, time; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30)); t = time.perf_counter()\n"
-            "from harness.cli import main\nrc = main(['plan', sys.argv[1]])\n"
-            "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)\n"
-            "print(f'{time.perf_counter() - t:.3f} {hwm}')\nsys.exit(rc)")
+    code = (
+        "import re, resource, sys, time; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30)); t = time.perf_counter()\n"
+        "from harness.cli import main\nrc = main(['plan', sys.argv[1]])\n"
+        "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)\n"
+        "print(f'{time.perf_counter() - t:.3f} {hwm}')\nsys.exit(rc)"
+    )
     done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2, done.stderr
     assert "YAML aliases (*a0) are not allowed" in done.stderr and len(done.stderr.strip().splitlines()) == 1
@@ -81,18 +92,86 @@ def test_size_and_encoding(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- properties
 
-KEYS = ["name", "models", "methods", "tasks", "seeds", "defaults", "overrides", "exclude", "grids", "resources",
-        "executor", "tracking", "output_dir", "model", "method", "task", "seed", "train", "data", "method_args",
-        "batch_size", "learning_rate", "source", "files", "fields", "match", "set", "reason", "partition",
-        "sbatch_extra", "lora", "tiny-bert", "emotion", "r", "target_modules", "<<", "&a", "*a"]
-SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-10, 10**6), st.floats(allow_nan=True),
-                    st.text(max_size=12), st.sampled_from(["lora", "tiny-bert", "emotion", "billsum", "ia3", "tiny-t5"]))
-VALUES = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                       st.dictionaries(st.sampled_from(KEYS), inner, max_size=5)),
-                      max_leaves=25)
+KEYS = [
+    "name",
+    "models",
+    "methods",
+    "tasks",
+    "seeds",
+    "defaults",
+    "overrides",
+    "exclude",
+    "grids",
+    "resources",
+    "executor",
+    "tracking",
+    "output_dir",
+    "model",
+    "method",
+    "task",
+    "seed",
+    "train",
+    "data",
+    "method_args",
+    "batch_size",
+    "learning_rate",
+    "source",
+    "files",
+    "fields",
+    "match",
+    "set",
+    "reason",
+    "partition",
+    "sbatch_extra",
+    "lora",
+    "tiny-bert",
+    "emotion",
+    "r",
+    "target_modules",
+    "<<",
+    "&a",
+    "*a",
+]
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-10, 10**6),
+    st.floats(allow_nan=True),
+    st.text(max_size=12),
+    st.sampled_from(["lora", "tiny-bert", "emotion", "billsum", "ia3", "tiny-t5"]),
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.sampled_from(KEYS), inner, max_size=5)),
+    max_leaves=25,
+)
 DOCUMENTS = st.dictionaries(st.sampled_from(KEYS), VALUES, max_size=8)
-SNIPPETS = st.lists(st.sampled_from(["a: &x [1, 2]", "b: *x", "c: {d: *x}", "x: 1", "x: 2", "- 1", "? [1]", ": 2",
-                                      "[[[[", "]]", "\t", "'", '"', "{", "}", ":", "\\xff", "&a b", "*a"]), max_size=8)
+SNIPPETS = st.lists(
+    st.sampled_from(
+        [
+            "a: &x [1, 2]",
+            "b: *x",
+            "c: {d: *x}",
+            "x: 1",
+            "x: 2",
+            "- 1",
+            "? [1]",
+            ": 2",
+            "[[[[",
+            "]]",
+            "\t",
+            "'",
+            '"',
+            "{",
+            "}",
+            ":",
+            "\\xff",
+            "&a b",
+            "*a",
+        ]
+    ),
+    max_size=8,
+)
 MATRIX_BASE = {"models": ["tiny-bert"], "methods": ["lora"], "tasks": ["emotion"]}
 
 
@@ -127,6 +206,6 @@ def test_generated_documents_give_a_config_or_a_config_error(tmp_path: Path, doc
 @given(lines=SNIPPETS, raw=st.binary(max_size=64))
 def test_generated_text_gives_a_config_or_a_config_error(tmp_path: Path, lines: list[str], raw: bytes) -> None:
     path = tmp_path / "doc.yaml"
-    path.write_bytes("models: [tiny-bert]\nmethods: [lora]\ntasks: [emotion]\n".encode() + "\n".join(lines).encode() + raw)
+    path.write_bytes(b"models: [tiny-bert]\nmethods: [lora]\ntasks: [emotion]\n" + "\n".join(lines).encode() + raw)
     _within_budget(lambda: load_matrix(path, output_dir=tmp_path / "out"))
     _within_budget(lambda: load_cell_config(path))

@@ -15,8 +15,14 @@ without torch."""
 from harness.lazy import lazy_exports
 
 _EXPORTS = {
-    "CellPlan": "plan", "prepare_cell": "plan", "load_trained": "load", "Recorder": "record", "run_cell": "run",
-    "load_cell_config": "resolve", "parse_cell_config": "resolve", "resolve_cell_config": "resolve",
+    "CellPlan": "plan",
+    "prepare_cell": "plan",
+    "load_trained": "load",
+    "Recorder": "record",
+    "run_cell": "run",
+    "load_cell_config": "resolve",
+    "parse_cell_config": "resolve",
+    "resolve_cell_config": "resolve",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -25,8 +25,14 @@ def evaluate(plan: CellPlan, loaded: Loaded, model: Any, device: Any) -> Evaluat
     from harness.tasks.evaluate import evaluate as score
 
     config = plan.config
-    return score(model, loaded.formatter, loaded.eval_examples, data=config.data,
-                 batch_size=config.train.eval_batch_size, device=device)
+    return score(
+        model,
+        loaded.formatter,
+        loaded.eval_examples,
+        data=config.data,
+        batch_size=config.train.eval_batch_size,
+        device=device,
+    )
 
 
 def keep(evaluation: Evaluation, cell_dir: Path, result: Result) -> None:

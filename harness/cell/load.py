@@ -64,18 +64,30 @@ def load(plan: CellPlan, device: Any, dtype: Any) -> Loaded:
 
     config, method = plan.config, plan.method
     loaded = load_model(
-        plan.model, plan.head,
-        num_labels=len(plan.task.label_names) or None, label_names=list(plan.task.label_names) or None,
-        quantize_4bit=method.quantize_4bit, dtype=dtype, device=device, extra_kwargs=config.model_args,
+        plan.model,
+        plan.head,
+        num_labels=len(plan.task.label_names) or None,
+        label_names=list(plan.task.label_names) or None,
+        quantize_4bit=method.quantize_4bit,
+        dtype=dtype,
+        device=device,
+        extra_kwargs=config.model_args,
         sharded=config.train.distributed == "fsdp",
     )
     formatter = Formatter(plan.task, plan.head, loaded.tokenizer, config.data)
     train_examples = [formatter.encode(row) for row in plan.train_rows]
     eval_examples = [formatter.encode(row) for row in plan.eval_rows]
     total_steps = total_optimizer_steps(len(train_examples), config.train) if method.trains else 0
-    model = apply_method(loaded.model, method, plan.head, plan.method_args, family=plan.model.family,
-                         total_steps=total_steps, gradient_checkpointing=config.train.gradient_checkpointing,
-                         quantized=loaded.quantized_4bit)
+    model = apply_method(
+        loaded.model,
+        method,
+        plan.head,
+        plan.method_args,
+        family=plan.model.family,
+        total_steps=total_steps,
+        gradient_checkpointing=config.train.gradient_checkpointing,
+        quantized=loaded.quantized_4bit,
+    )
     return Loaded(model, loaded.tokenizer, formatter, loaded.quantized_4bit, train_examples, eval_examples, total_steps)
 
 
@@ -87,19 +99,28 @@ def learning_rate(plan: CellPlan) -> float:
 def run_record(plan: CellPlan, loaded: Loaded) -> RunRecord:
     """What ran, as built (result.json's ``run``): reports read it instead of re-deriving settings."""
     trains = plan.method.trains
-    return RunRecord(head=plan.head, family=plan.model.family, peft_config=resolved_peft_config(loaded.model),
-                     learning_rate=learning_rate(plan) if trains else None,
-                     total_steps=loaded.total_steps if trains else 0,
-                     train_examples=len(loaded.train_examples), eval_examples=len(loaded.eval_examples),
-                     **_batch_record(plan.config))
+    return RunRecord(
+        head=plan.head,
+        family=plan.model.family,
+        peft_config=resolved_peft_config(loaded.model),
+        learning_rate=learning_rate(plan) if trains else None,
+        total_steps=loaded.total_steps if trains else 0,
+        train_examples=len(loaded.train_examples),
+        eval_examples=len(loaded.eval_examples),
+        **_batch_record(plan.config),
+    )
 
 
 def _batch_record(config: CellConfig) -> dict[str, Any]:
     """How the global batch was split: the processes, each one's batch, the batch per optimizer step."""
     ctx, train = distributed.current(), config.train
     per_device = train.batch_size // ctx.world_size
-    return {"distributed": ctx.mode, "world_size": ctx.world_size, "per_device_batch": per_device,
-            "effective_batch": per_device * ctx.world_size * train.grad_accum}
+    return {
+        "distributed": ctx.mode,
+        "world_size": ctx.world_size,
+        "per_device_batch": per_device,
+        "effective_batch": per_device * ctx.world_size * train.grad_accum,
+    }
 
 
 def load_trained(cell_dir: Path) -> tuple[Any, Formatter, list[Any], CellPlan]:
@@ -117,14 +138,23 @@ def load_trained(cell_dir: Path) -> tuple[Any, Formatter, list[Any], CellPlan]:
     spec = plan.model
     if (cell_dir / MODEL_DIR).is_dir():  # full fine-tuning saved every weight
         spec = replace(spec, origin="local", local_dir=cell_dir / MODEL_DIR)
-    loaded = load_model(spec, plan.head, num_labels=len(plan.task.label_names) or None,
-                        label_names=list(plan.task.label_names) or None, quantize_4bit=plan.method.quantize_4bit,
-                        dtype=dtype, device=device, extra_kwargs=config.model_args)
+    loaded = load_model(
+        spec,
+        plan.head,
+        num_labels=len(plan.task.label_names) or None,
+        label_names=list(plan.task.label_names) or None,
+        quantize_4bit=plan.method.quantize_4bit,
+        dtype=dtype,
+        device=device,
+        extra_kwargs=config.model_args,
+    )
     model = loaded.model
     if (cell_dir / ADAPTER_DIR).is_dir():
         from peft import PeftModel
 
         # AdaLoRA's reloaded adapter needs is_trainable=True for a forward pass with labels.
-        model = PeftModel.from_pretrained(model, cell_dir / ADAPTER_DIR, is_trainable=plan.method.hooks.reload_trainable)
+        model = PeftModel.from_pretrained(
+            model, cell_dir / ADAPTER_DIR, is_trainable=plan.method.hooks.reload_trainable
+        )
     formatter = Formatter(plan.task, plan.head, loaded.tokenizer, config.data)
     return model, formatter, [formatter.encode(row) for row in plan.eval_rows], plan

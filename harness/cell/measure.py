@@ -40,8 +40,9 @@ def start_sampler(config: CellConfig, folder: Path) -> Any:
     try:
         from harness.telemetry import TelemetrySampler
 
-        sampler = TelemetrySampler(folder, interval_s=config.telemetry.interval_s, backend=config.telemetry.backend,
-                                   initial_phase="load")
+        sampler = TelemetrySampler(
+            folder, interval_s=config.telemetry.interval_s, backend=config.telemetry.backend, initial_phase="load"
+        )
         sampler.start()
         return sampler
     except Exception as error:  # noqa: BLE001 - telemetry never fails a cell

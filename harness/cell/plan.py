@@ -45,5 +45,7 @@ def prepare_cell(config: CellConfig) -> CellPlan:
     train_rows = load_split(task, data, data.train_split, data.max_train_samples, config.seed) if method.trains else []
     eval_rows = load_split(task, data, data.eval_split, data.max_eval_samples, config.seed)
     watched = method.trains and config.train.eval_every > 0
-    validation_rows = load_split(task, data, data.validation_split, data.max_validation_samples, config.seed) if watched else []
+    validation_rows = (
+        load_split(task, data, data.validation_split, data.max_validation_samples, config.seed) if watched else []
+    )
     return CellPlan(config, model, task, method, head, args, train_rows, eval_rows, validation_rows)

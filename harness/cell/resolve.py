@@ -52,8 +52,10 @@ def resolve_cell_config(config: CellConfig, where: str = "cell config") -> CellC
     held_out = TASKS[config.task].held_out if config.task_definition is None else None
     recorded = held_out.describe() if held_out is not None else None
     if config.data.held_out not in (None, recorded):
-        raise ConfigError(f"{where}: data.held_out {config.data.held_out!r}: it is recorded from the task, not set by "
-                          f"hand (task {config.task!r}: {recorded or 'no held-out split'}); remove it")
+        raise ConfigError(
+            f"{where}: data.held_out {config.data.held_out!r}: it is recorded from the task, not set by "
+            f"hand (task {config.task!r}: {recorded or 'no held-out split'}); remove it"
+        )
     if config.data.held_out != recorded:
         config = config.model_copy(update={"data": config.data.model_copy(update={"held_out": recorded})})
     return config

@@ -157,8 +157,7 @@ def _run(plan: CellPlan, file: ResultFile, record: Recorder | None) -> Result:
     the cell recorded."""
     config, cell_dir = plan.config, file.cell_dir
     quiet_libraries()
-    result = Result(cell_id=config.cell_id, status="running", config=config.public_dump(),
-                    environment=environment())
+    result = Result(cell_id=config.cell_id, status="running", config=config.public_dump(), environment=environment())
     try:
         (cell_dir / CELL_CONFIG).write_text(yaml.safe_dump(config.public_dump(), sort_keys=False))
         file.begin(result)
@@ -196,7 +195,10 @@ def _record_failure(result: Result, error: Exception, cell_dir: Path) -> None:
 
     result.traceback = traceback.format_exc()
     if isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError)):
-        result.status, result.error = "oom", f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        result.status, result.error = (
+            "oom",
+            f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}",
+        )
         log.error("out of memory: %s", result.error)
         return
     result.status, result.error = "failed", f"{type(error).__name__}: {error}"

@@ -19,8 +19,16 @@ from harness.train import distributed
 CHECKPOINT_DIR = "checkpoints"  # while the cell runs; removed once it succeeds
 
 
-def train(plan: CellPlan, loaded: Loaded, cell_dir: Path, device: Any, precision: str, phases: Phases,
-          eff: Efficiency, reload: Callable[[], Loaded]) -> Any | None:
+def train(
+    plan: CellPlan,
+    loaded: Loaded,
+    cell_dir: Path,
+    device: Any,
+    precision: str,
+    phases: Phases,
+    eff: Efficiency,
+    reload: Callable[[], Loaded],
+) -> Any | None:
     """Train; the trained model (unwrapped, whole) on the rank that evaluates, None on the others.
     ``reload`` builds the model again: an FSDP cell evaluates an unsharded copy."""
     trainer, accelerator = _trainer(plan, loaded, cell_dir, device, precision)
@@ -50,16 +58,26 @@ def _trainer(plan: CellPlan, loaded: Loaded, cell_dir: Path, device: Any, precis
 
     config = plan.config
     accelerate.state.AcceleratorState._reset_state(reset_partial_state=True)
-    accelerator = accelerate.Accelerator(mixed_precision="no" if precision == "fp32" else precision,
-                                         cpu=device.type == "cpu")
+    accelerator = accelerate.Accelerator(
+        mixed_precision="no" if precision == "fp32" else precision, cpu=device.type == "cpu"
+    )
     weights = None
     if config.data.class_weighted_loss and plan.task.labelled:  # answers are class ids
         weights = class_weights([int(r[plan.task.target_field]) for r in plan.train_rows], len(plan.task.label_names))
     trainer = Trainer(
-        loaded.model, loaded.train_examples, head=plan.head, pad_id=loaded.formatter.pad, config=config.train,
-        method=plan.method, learning_rate=learning_rate(plan), seed=config.seed,
-        checkpoint_dir=cell_dir / CHECKPOINT_DIR, accelerator=accelerator, quantized=loaded.quantized_4bit,
-        class_weights=weights, validation=[loaded.formatter.encode(row) for row in plan.validation_rows],
+        loaded.model,
+        loaded.train_examples,
+        head=plan.head,
+        pad_id=loaded.formatter.pad,
+        config=config.train,
+        method=plan.method,
+        learning_rate=learning_rate(plan),
+        seed=config.seed,
+        checkpoint_dir=cell_dir / CHECKPOINT_DIR,
+        accelerator=accelerator,
+        quantized=loaded.quantized_4bit,
+        class_weights=weights,
+        validation=[loaded.formatter.encode(row) for row in plan.validation_rows],
     )
     return trainer, accelerator
 

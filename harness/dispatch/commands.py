@@ -124,8 +124,15 @@ def submit(
     """Submit every selected cell (default: pending ones) and return at once; a sweep's stage 2
     follows on its own (see harness.dispatch.stages) unless ``continue_stages`` is False."""
     matrix = load_matrix(path, output_dir=output_dir)
-    return submit_matrix(matrix, retry_failed=retry_failed, force=force, only=only, executor=executor, runner=runner,
-                         continue_stages=continue_stages)
+    return submit_matrix(
+        matrix,
+        retry_failed=retry_failed,
+        force=force,
+        only=only,
+        executor=executor,
+        runner=runner,
+        continue_stages=continue_stages,
+    )
 
 
 def status(
@@ -163,8 +170,9 @@ def wait(
         report = status(path, output_dir=output_dir, only=only, runner=runner)
         pending_finals = [s for s in report.states if s.cell.stage == FINAL_STAGE and s.status == "pending"]
         if report.finished and continue_stages and pending_finals:
-            submitted = submit(path, output_dir=output_dir, only=only, executor=executor, runner=runner,
-                               continue_stages=False)
+            submitted = submit(
+                path, output_dir=output_dir, only=only, executor=executor, runner=runner, continue_stages=False
+            )
             if not submitted.ok:
                 raise RuntimeError("; ".join(submitted.errors))
             continue
@@ -181,19 +189,46 @@ def wait(
 def render_plan(report: PlanReport, *, scripts: bool = True) -> str:
     m = report.matrix
     active = [r for r in report.rows if r["status"] != "excluded"]
-    lines = [f"matrix {m.name}: {len(report.rows)} cells ({len(active)} to run, {len(report.rows) - len(active)} excluded), "
-             f"executor {report.executor}, output {m.output_dir}, tracking {m.tracking_uri} (experiment {m.experiment})"]
+    lines = [
+        f"matrix {m.name}: {len(report.rows)} cells ({len(active)} to run, {len(report.rows) - len(active)} excluded), "
+        f"executor {report.executor}, output {m.output_dir}, tracking {m.tracking_uri} (experiment {m.experiment})"
+    ]
     lines += [f"note: {n}" for n in report.notices]
-    headers = ["cell", "task", "model", "method", "seed", *(["stage"] if m.selections else []), "lr", "trainable", "total",
-               "share", "status", "note"]
+    headers = [
+        "cell",
+        "task",
+        "model",
+        "method",
+        "seed",
+        *(["stage"] if m.selections else []),
+        "lr",
+        "trainable",
+        "total",
+        "share",
+        "status",
+        "note",
+    ]
     rows = []
     for r in report.rows:
         share = f"{100 * r['trainable_share']:.3f}%" if r["trainable_share"] is not None else ""
         note = f"excluded: {r['excluded_reason']}" if r["excluded_reason"] else (r["error"] or "")
         stage = [STAGE_LABELS.get(r["stage"], "")] if m.selections else []
-        rows.append([r["cell_id"][:8], r["task"], r["model"], r["method"], r["seed"], *stage,
-                     r["learning_rate"] if r["learning_rate"] is not None else "default",
-                     human_count(r["trainable_params"]), human_count(r["total_params"]), share, r["status"], note])
+        rows.append(
+            [
+                r["cell_id"][:8],
+                r["task"],
+                r["model"],
+                r["method"],
+                r["seed"],
+                *stage,
+                r["learning_rate"] if r["learning_rate"] is not None else "default",
+                human_count(r["trainable_params"]),
+                human_count(r["total_params"]),
+                share,
+                r["status"],
+                note,
+            ]
+        )
     lines += ["", table(headers, rows)]
     lines += render_selections(m)
     if scripts:
@@ -208,7 +243,18 @@ def render_status(report: StatusReport) -> str:
     lines = [f"matrix {report.matrix.name}: {total} cells: " + ", ".join(f"{n} {s}" for s, n in counts.items())]
     lines += [f"note: {n}" for n in report.notices]
     swept = bool(report.matrix.selections)
-    headers = ["cell", "task", "model", "method", "seed", *(["stage"] if swept else []), "status", "job", "attempts", "note"]
+    headers = [
+        "cell",
+        "task",
+        "model",
+        "method",
+        "seed",
+        *(["stage"] if swept else []),
+        "status",
+        "job",
+        "attempts",
+        "note",
+    ]
     rows = []
     problems = []
     for s in report.states:
@@ -217,14 +263,28 @@ def render_status(report: StatusReport) -> str:
             note = f"excluded: {s.cell.excluded}"
         elif s.error:
             note = s.error
-            problems += [f"  {s.cell.cell_id[:8]} {s.cell.label()} [{s.status}]: {s.error}"] + ([f"      log: {s.log}"] if s.log else [])
+            problems += [f"  {s.cell.cell_id[:8]} {s.cell.label()} [{s.status}]: {s.error}"] + (
+                [f"      log: {s.log}"] if s.log else []
+            )
         elif s.cell.stage == SELECT_STAGE:
             note = describe_point(s.cell.point)
         elif s.cell.stage == FINAL_STAGE:
             note = f"selected {describe_point(s.cell.point)}"
         stage = [STAGE_LABELS.get(s.cell.stage or "", "")] if swept else []
-        rows.append([s.cell.cell_id[:8], s.cell.task, s.cell.model, s.cell.method, s.cell.seed, *stage, s.status,
-                     s.job_id or "", s.run.attempts if s.run else "", note])
+        rows.append(
+            [
+                s.cell.cell_id[:8],
+                s.cell.task,
+                s.cell.model,
+                s.cell.method,
+                s.cell.seed,
+                *stage,
+                s.status,
+                s.job_id or "",
+                s.run.attempts if s.run else "",
+                note,
+            ]
+        )
     lines += ["", table(headers, rows, max_width=60)]
     lines += render_selections(report.matrix)
     if problems:
@@ -246,7 +306,9 @@ def render_selections(matrix: Matrix) -> list[str]:
 
 
 def render_submit(report: SubmitReport) -> str:
-    lines = [f"matrix {report.matrix.name}: submitted {len(report.submitted)} cells with the {report.executor} executor"]
+    lines = [
+        f"matrix {report.matrix.name}: submitted {len(report.submitted)} cells with the {report.executor} executor"
+    ]
     lines += [f"note: {n}" for n in report.notices]
     lines += [f"  {a}" for a in report.arrays]
     lines += [f"  skipped {n}: {reason}" for reason, n in report.skipped.items()]

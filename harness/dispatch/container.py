@@ -152,16 +152,24 @@ def image_digest(spec: ContainerSpec, *, check: bool = True) -> dict[str, str]:
         return {"digest": _SIF_DIGESTS[key]}
     if spec.runtime == "docker":
         try:
-            out = subprocess.run([executable(spec), "image", "inspect", "--format", "{{.Id}} {{range .RepoDigests}}{{.}},{{end}}", ref],
-                                 capture_output=True, text=True, timeout=60)
+            out = subprocess.run(
+                [executable(spec), "image", "inspect", "--format", "{{.Id}} {{range .RepoDigests}}{{.}},{{end}}", ref],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
         except (OSError, subprocess.SubprocessError) as error:
             if check:
-                raise ConfigError(f"executor.container: cannot run {executable(spec)} image inspect: {error}") from error
+                raise ConfigError(
+                    f"executor.container: cannot run {executable(spec)} image inspect: {error}"
+                ) from error
             return {}
         if out.returncode != 0:
             if check:
                 message = (out.stderr.strip().splitlines() or ["not found"])[-1]
-                raise ConfigError(f"executor.container.image: docker image {ref!r}: {message} (build it with `make container`)")
+                raise ConfigError(
+                    f"executor.container.image: docker image {ref!r}: {message} (build it with `make container`)"
+                )
             return {}
         image_id, _, repo = out.stdout.strip().partition(" ")
         result = {"digest": image_id}
@@ -181,9 +189,12 @@ def _host_cache(var: str, default: Path) -> Path:
 def default_binds(matrix: Matrix) -> list[str]:
     """Host paths every cell needs, bound at the same path (created when missing)."""
     home = Path.home()
-    paths = [matrix.output_dir, matrix.submitit_folder,
-             cache_dir().absolute(),
-             _host_cache("HF_HOME", home / ".cache" / "huggingface")]
+    paths = [
+        matrix.output_dir,
+        matrix.submitit_folder,
+        cache_dir().absolute(),
+        _host_cache("HF_HOME", home / ".cache" / "huggingface"),
+    ]
     binds: list[str] = []
     for path in paths:
         path = Path(path).absolute()
@@ -223,7 +234,9 @@ def container_env(matrix: Matrix, spec: ContainerSpec, digest: dict[str, str] | 
 # --------------------------------------------------------------------------- command lines
 
 
-def apptainer_command(spec: ContainerSpec, *, gpus: int, binds: list[str], env: dict[str, str], workdir: str) -> ContainerCommand:
+def apptainer_command(
+    spec: ContainerSpec, *, gpus: int, binds: list[str], env: dict[str, str], workdir: str
+) -> ContainerCommand:
     argv = [executable(spec), "exec", "--cleanenv"]
     if gpus > 0:
         argv.append("--nv")
@@ -241,12 +254,22 @@ def apptainer_command(spec: ContainerSpec, *, gpus: int, binds: list[str], env: 
     return ContainerCommand("apptainer", argv, exports=exports, static_env=env)
 
 
-def docker_command(spec: ContainerSpec, *, gpus: int, binds: list[str], env: dict[str, str], workdir: str) -> ContainerCommand:
+def docker_command(
+    spec: ContainerSpec, *, gpus: int, binds: list[str], env: dict[str, str], workdir: str
+) -> ContainerCommand:
     argv = [executable(spec), "run", "--rm", "--pid=host", "--ipc=host", "--network=host"]
     if gpus > 0:
         argv += ["--gpus", "all"]
-    argv += ["--user", Shell('"$(id -u):$(id -g)"'), "-e", "HOME", "-e", "USER",
-             "--label", Shell('"harness.job=${SLURM_JOB_ID:-${SUBMITIT_LOCAL_JOB_ID:-}}"')]
+    argv += [
+        "--user",
+        Shell('"$(id -u):$(id -g)"'),
+        "-e",
+        "HOME",
+        "-e",
+        "USER",
+        "--label",
+        Shell('"harness.job=${SLURM_JOB_ID:-${SUBMITIT_LOCAL_JOB_ID:-}}"'),
+    ]
     for bind in [*binds, *spec.binds]:
         parts = bind.split(":")
         argv += ["-v", bind if len(parts) > 1 else f"{bind}:{bind}"]
@@ -292,7 +315,12 @@ def render_launcher(command: ContainerCommand) -> str:
     groups: list[list[str]] = [words[:2]]
     for arg, word in zip(command.argv[2:], words[2:]):
         last = groups[-1]
-        takes_value = len(last) == 1 and last[0].startswith("-") and "=" not in last[0] and last[0] not in ("--rm", "--cleanenv", "--nv")
+        takes_value = (
+            len(last) == 1
+            and last[0].startswith("-")
+            and "=" not in last[0]
+            and last[0] not in ("--rm", "--cleanenv", "--nv")
+        )
         if takes_value and not arg.startswith("-"):
             last.append(word)
         else:

@@ -197,7 +197,13 @@ class CellJob(submitit.helpers.Checkpointable):
         requeue = self.timeouts <= self.max_requeues and self.preemptions <= self.max_preemptions
         event = {"kind": "timeout" if timed_out else "preemption", "at": now_iso(), "step": step, "requeue": requeue}
         try:
-            update_run(Path(config.output_dir), timeouts=self.timeouts, preemptions=self.preemptions, checkpoint_step=step, last_signal=event)
+            update_run(
+                Path(config.output_dir),
+                timeouts=self.timeouts,
+                preemptions=self.preemptions,
+                checkpoint_step=step,
+                last_signal=event,
+            )
         except OSError:
             log.exception("could not update run.json")
         if not requeue:
@@ -272,8 +278,9 @@ def checkpoint_trainer() -> int | None:
 def write_final(config: CellConfig, status: Status, error: str | None, trace: str | None) -> None:
     """The job's final word on the cell (``outcome.json``), unless the runner has given its own;
     ``load_result`` reads it over what the runner recorded."""
-    outcome = JobOutcome(cell_id=config.cell_id, status=status, error=error, traceback=trace,
-                         config=config.public_dump())
+    outcome = JobOutcome(
+        cell_id=config.cell_id, status=status, error=error, traceback=trace, config=config.public_dump()
+    )
     ResultFile(Path(config.output_dir)).end_job(outcome)
 
 

@@ -106,9 +106,11 @@ def archive_previous(cell_dir: Path, *, everything: bool) -> Path | None:
     """
     if not cell_dir.is_dir():
         return None
-    names = [p for p in cell_dir.iterdir() if p.name != HISTORY_DIR] if everything else [
-        p for p in (*(cell_dir / name for name in RESULT_FILES), cell_dir / RUN_FILE) if p.exists()
-    ]
+    names = (
+        [p for p in cell_dir.iterdir() if p.name != HISTORY_DIR]
+        if everything
+        else [p for p in (*(cell_dir / name for name in RESULT_FILES), cell_dir / RUN_FILE) if p.exists()]
+    )
     if not names:
         return None
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")

@@ -19,7 +19,19 @@ from harness.dispatch.cell_state import CellStatus
 SACCT_FIELDS = ("JobID", "State", "ExitCode", "Elapsed", "NodeList")
 
 # SLURM job state -> cell status (for cells without a final result.json)
-QUEUED_STATES = frozenset({"PENDING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESV_DEL_HOLD", "SUSPENDED", "CONFIGURING", "RESIZING", "SPECIAL_EXIT"})
+QUEUED_STATES = frozenset(
+    {
+        "PENDING",
+        "REQUEUED",
+        "REQUEUE_FED",
+        "REQUEUE_HOLD",
+        "RESV_DEL_HOLD",
+        "SUSPENDED",
+        "CONFIGURING",
+        "RESIZING",
+        "SPECIAL_EXIT",
+    }
+)
 RUNNING_STATES = frozenset({"RUNNING", "COMPLETING", "SIGNALING", "STAGE_OUT"})
 FINAL_STATES: dict[str, CellStatus] = {
     "CANCELLED": "cancelled",
@@ -101,7 +113,9 @@ def query(job_ids: Iterable[str], *, runner: Runner | None = None) -> SchedulerR
         for line in done.stdout.splitlines():
             job_id, _, state = line.strip().partition("|")
             if job_id:
-                report.states[job_id] = JobState(job_id=job_id, state=state.split()[0] if state else "UNKNOWN", raw_state=state)
+                report.states[job_id] = JobState(
+                    job_id=job_id, state=state.split()[0] if state else "UNKNOWN", raw_state=state
+                )
     return report
 
 

@@ -47,7 +47,9 @@ class SubmitReport:
         return not self.errors
 
 
-def select_cells(report: StatusReport, *, retry_failed: bool, force: bool, only: str | None) -> tuple[list[Cell], dict[str, int]]:
+def select_cells(
+    report: StatusReport, *, retry_failed: bool, force: bool, only: str | None
+) -> tuple[list[Cell], dict[str, int]]:
     """The cells to submit now, and why the others are not."""
     selection = parse_filter(only)
     chosen: list[Cell] = []
@@ -105,10 +107,14 @@ def submit_matrix(
     return report
 
 
-def _submit(matrix: Matrix, cluster: Executor, *, retry_failed: bool, force: bool, only: str | None, runner: Any) -> SubmitReport:
+def _submit(
+    matrix: Matrix, cluster: Executor, *, retry_failed: bool, force: bool, only: str | None, runner: Any
+) -> SubmitReport:
     states = cell_states(matrix, runner=runner)  # one sacct call
     chosen, skipped = select_cells(states, retry_failed=retry_failed, force=force, only=only)
-    report = SubmitReport(matrix=matrix, executor=cluster.name, skipped=skipped, notices=[*matrix.warnings, *states.notices])
+    report = SubmitReport(
+        matrix=matrix, executor=cluster.name, skipped=skipped, notices=[*matrix.warnings, *states.notices]
+    )
     if not chosen:
         return report
     check_cells(matrix, chosen)  # a refused cell is a ConfigError here: nothing submitted, no folder written
@@ -116,11 +122,22 @@ def _submit(matrix: Matrix, cluster: Executor, *, retry_failed: bool, force: boo
     for folder in (matrix.output_dir, matrix.submitit_folder):
         _check_writable(folder)
     with stages.submit_lock(matrix.output_dir):
-        return _submit_chosen(matrix, cluster, report, chosen, retry_failed=retry_failed, force=force, only=only, runner=runner)
+        return _submit_chosen(
+            matrix, cluster, report, chosen, retry_failed=retry_failed, force=force, only=only, runner=runner
+        )
 
 
-def _submit_chosen(matrix: Matrix, cluster: Executor, report: SubmitReport, chosen: list[Cell], *, retry_failed: bool,
-                   force: bool, only: str | None, runner: Any) -> SubmitReport:
+def _submit_chosen(
+    matrix: Matrix,
+    cluster: Executor,
+    report: SubmitReport,
+    chosen: list[Cell],
+    *,
+    retry_failed: bool,
+    force: bool,
+    only: str | None,
+    runner: Any,
+) -> SubmitReport:
     # under the submission lock: a concurrent ``harness matrix`` (a stage-2 continuation, a user)
     # may have submitted some of these cells since they were chosen
     fresh = cell_states(matrix, chosen, runner=runner)
@@ -138,7 +155,9 @@ def _submit_chosen(matrix: Matrix, cluster: Executor, report: SubmitReport, chos
             records, jobs = _submit_group(cluster, matrix, group, n_local=len(chosen), previous=by_id)
         except Exception as error:  # noqa: BLE001 - one group's refusal (bad partition) must not hide the others
             message = str(error).strip().splitlines()
-            report.errors.append(f"group {group.index} ({group.describe()}): submission failed: {message[-1] if message else type(error).__name__}")
+            report.errors.append(
+                f"group {group.index} ({group.describe()}): submission failed: {message[-1] if message else type(error).__name__}"
+            )
             continue
         report.submitted += records
         report.arrays.append(f"group {group.index} ({group.describe()}): {cluster.describe_jobs(records)}")
@@ -206,4 +225,3 @@ def _submit_group(
         write_job(cell.folder, record)
         records.append(record)
     return records, jobs
-

@@ -17,7 +17,9 @@ from harness.names import SELECT_STAGE, SELECTED_TAG, STAGE_TAG, SWEEP_TAG
 
 
 def describe_point(point: dict[str, Any]) -> str:
-    return ", ".join(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}" for key, value in point.items())
+    return ", ".join(
+        f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}" for key, value in point.items()
+    )
 
 
 @dataclass

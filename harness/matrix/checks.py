@@ -38,7 +38,9 @@ def check_cells(matrix: Matrix, cells: list[Cell], counter: ParamCounter | None 
 
 
 def _data_refusals(cells: list[Cell]) -> list[tuple[Cell, str]]:
-    local = [c for c in cells if c.excluded is None and c.config.data.source is not None and not c.config.data.source.hub_id]
+    local = [
+        c for c in cells if c.excluded is None and c.config.data.source is not None and not c.config.data.source.hub_id
+    ]
     if not local:  # bundled or Hub data only: nothing to read here (and no reason to import torch)
         return []
     from harness.methods import resolve_method

@@ -11,22 +11,32 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from pydantic import ValidationError
 
 from harness.cell.resolve import parse_cell_config
 from harness.config import CellConfig, format_validation_error, read_yaml_mapping
-from harness.errors import ConfigError
 from harness.dotted import deep_merge, expand_dotted
-from harness.names import MATRIX_KEY_TAG, MATRIX_TAG, default_tracking_uri, matrix_key
-from harness.matrix.schema import RESERVED_KEYS, AxisEntry, Grid, MatrixSpec, Resources, SelectSpec, grid_values
+from harness.errors import ConfigError
 from harness.matrix.cells import Cell, describe_point
+from harness.matrix.schema import RESERVED_KEYS, AxisEntry, Grid, MatrixSpec, Resources, SelectSpec, grid_values
 from harness.matrix.sweep import Selection, grid_of
-from harness.names import FINAL_STAGE, SELECT_STAGE, SELECT_TAG, SELECTED_TAG, STAGE_TAG, SWEEP_TAG
-
+from harness.names import (
+    FINAL_STAGE,
+    MATRIX_KEY_TAG,
+    MATRIX_TAG,
+    SELECT_STAGE,
+    SELECT_TAG,
+    SELECTED_TAG,
+    STAGE_TAG,
+    SWEEP_TAG,
+    default_tracking_uri,
+    matrix_key,
+)
 
 
 @dataclass
@@ -152,7 +162,9 @@ def _check_names(spec: MatrixSpec, where: str) -> None:
                 raise ConfigError(f"{where}: {label}.match: unknown task {task!r}; valid: {', '.join(tasks)}")
         for model in _as_list(match.model):
             if model not in models:
-                raise ConfigError(f"{where}: {label}.match: model {model!r} is not on the models axis; valid: {', '.join(sorted(models))}")
+                raise ConfigError(
+                    f"{where}: {label}.match: model {model!r} is not on the models axis; valid: {', '.join(sorted(models))}"
+                )
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -221,7 +233,11 @@ def expand(spec: MatrixSpec, *, path: Path | None = None, output_dir: Path | str
             for value in grid_values(values):
                 _check_fragment(f"{where}: sweep[{i}].values.{key}", expand_dotted({key: value}), probe)
 
-    sets = {(axis, e.name): expand_dotted(e.set) for axis, entries in (("model", models), ("method", methods), ("task", tasks)) for e in entries}
+    sets = {
+        (axis, e.name): expand_dotted(e.set)
+        for axis, entries in (("model", models), ("method", methods), ("task", tasks))
+        for e in entries
+    }
     override_sets = [expand_dotted(o.set) for o in spec.overrides]
     used_overrides: set[int] = set()
     used_exclusions: set[int] = set()
@@ -275,12 +291,31 @@ def expand(spec: MatrixSpec, *, path: Path | None = None, output_dir: Path | str
         else:
             selections.append(_selection(spec, builder, group, seeds_planned, cells))
 
-    warnings = [f"sweep[{i}] ({e.match.describe()}) matches no cell" for i, e in enumerate(spec.sweep) if i not in used_sweeps]
+    warnings = [
+        f"sweep[{i}] ({e.match.describe()}) matches no cell" for i, e in enumerate(spec.sweep) if i not in used_sweeps
+    ]
     warnings += [f"sweep: {m} does not train, so its cells are not swept" for m in sorted(not_swept)]
-    warnings += [f"overrides[{i}] ({o.match.describe()}) matches no cell" for i, o in enumerate(spec.overrides) if i not in used_overrides]
-    warnings += [f"exclude[{i}] ({e.match.describe()}) matches no cell" for i, e in enumerate(spec.exclude) if i not in used_exclusions]
-    matrix = Matrix(spec=spec, path=path, name=name, output_dir=out, tracking_uri=uri, experiment=experiment, cells=cells,
-                    warnings=warnings, selections=selections)
+    warnings += [
+        f"overrides[{i}] ({o.match.describe()}) matches no cell"
+        for i, o in enumerate(spec.overrides)
+        if i not in used_overrides
+    ]
+    warnings += [
+        f"exclude[{i}] ({e.match.describe()}) matches no cell"
+        for i, e in enumerate(spec.exclude)
+        if i not in used_exclusions
+    ]
+    matrix = Matrix(
+        spec=spec,
+        path=path,
+        name=name,
+        output_dir=out,
+        tracking_uri=uri,
+        experiment=experiment,
+        cells=cells,
+        warnings=warnings,
+        selections=selections,
+    )
     matrix.resolve_selections()
     return matrix
 
@@ -309,7 +344,9 @@ class _CellBuilder:
         data = deep_merge(planned.data, extra) if extra else planned.data
         key = repr(planned.patches)
         if key not in self.resources:
-            self.resources[key] = _resolve_resources(f"{self.where}: cell {label}.resources", self.base_resources, planned.patches)
+            self.resources[key] = _resolve_resources(
+                f"{self.where}: cell {label}.resources", self.base_resources, planned.patches
+            )
         resources = self.resources[key]
         if resources.world_size > 1 and (data.get("train") or {}).get("distributed", "none") == "none":
             data = deep_merge(data, {"train": {"distributed": "ddp"}})  # more than one process: DDP unless told
@@ -319,7 +356,9 @@ class _CellBuilder:
             raise ConfigError(f"{self.where}: cell {label}: {reason}")
         cell_id = config.cell_id
         if cell_id in self.seen:
-            raise ConfigError(f"{self.where}: cells {self.seen[cell_id]} and {label} resolve to the same config (cell {cell_id})")
+            raise ConfigError(
+                f"{self.where}: cells {self.seen[cell_id]} and {label} resolve to the same config (cell {cell_id})"
+            )
         self.seen[cell_id] = label
         config.output_dir = cell_folder(self.out, config, cell_id)
         return Cell(config=config, resources=resources, excluded=planned.excluded)
@@ -336,8 +375,10 @@ def distributed_refusal(config: CellConfig, resources: Resources) -> str | None:
         return f"train.fsdp_cpu_offload offloads FSDP's shards: it needs train.distributed fsdp, not {mode}"
     if world == 1:
         if mode != "none":
-            return (f"train.distributed {mode} needs more than one process: set resources.gpus > 1, nodes > 1 or "
-                    "(on CPU) tasks_per_node > 1")
+            return (
+                f"train.distributed {mode} needs more than one process: set resources.gpus > 1, nodes > 1 or "
+                "(on CPU) tasks_per_node > 1"
+            )
         return None
     method = resolve_method(config.method)
     where = f"{resources.nodes} node(s) x {resources.tasks} process(es)"
@@ -346,14 +387,20 @@ def distributed_refusal(config: CellConfig, resources: Resources) -> str | None:
     if not method.trains:
         return f"{config.method} does not train: it runs in one process, not {where}"
     if config.train.batch_size % world:
-        return (f"train.batch_size {config.train.batch_size} is the global batch, which {world} processes cannot share "
-                f"evenly; use a multiple of {world}")
+        return (
+            f"train.batch_size {config.train.batch_size} is the global batch, which {world} processes cannot share "
+            f"evenly; use a multiple of {world}"
+        )
     if mode == "fsdp" and method.peft_type is not None and is_prompt_learning(method):
-        return (f"train.distributed fsdp cannot shard {config.method}: its virtual tokens live outside the wrapped "
-                "layers; use ddp")
+        return (
+            f"train.distributed fsdp cannot shard {config.method}: its virtual tokens live outside the wrapped "
+            "layers; use ddp"
+        )
     if mode == "fsdp" and (method.hooks.after_step is not None or method.hooks.optimizer is not None):
-        return (f"train.distributed fsdp cannot shard {config.method}: its per-step hook or optimizer reads whole "
-                "weights and gradients, which FSDP holds in shards; use ddp")
+        return (
+            f"train.distributed fsdp cannot shard {config.method}: its per-step hook or optimizer reads whole "
+            "weights and gradients, which FSDP holds in shards; use ddp"
+        )
     return None
 
 
@@ -363,8 +410,9 @@ def _trains(method: str) -> bool:
     return resolve_method(method).trains
 
 
-def _selection(spec: MatrixSpec, builder: _CellBuilder, key: tuple[str, str, str], planned: list[_Planned],
-               cells: list[Cell]) -> Selection:
+def _selection(
+    spec: MatrixSpec, builder: _CellBuilder, key: tuple[str, str, str], planned: list[_Planned], cells: list[Cell]
+) -> Selection:
     """Stage 1 of one swept (task, model, method): its grid on the first seed, scored on the
     selection split; stage 2 is built by the Selection once the grid has finished."""
     task, model, method = key
@@ -374,20 +422,26 @@ def _selection(spec: MatrixSpec, builder: _CellBuilder, key: tuple[str, str, str
     metric = select.metric_for(task, headline)
     where = builder.where
     if metric not in produced:
-        raise ConfigError(f"{where}: select.metric {metric!r}: task {task} does not produce it; its metrics: "
-                          f"{', '.join(produced)} (one per task: metric: {{{task}: {headline}, ...}})")
+        raise ConfigError(
+            f"{where}: select.metric {metric!r}: task {task} does not produce it; its metrics: "
+            f"{', '.join(produced)} (one per task: metric: {{{task}: {headline}, ...}})"
+        )
     eval_split = first.data.get("data", {}).get("eval_split", "test")
     if select.split == eval_split:
-        raise ConfigError(f"{where}: select.split {select.split!r} is the split {task}/{model}/{method} is scored on; "
-                          "selection needs another one (validation)")
+        raise ConfigError(
+            f"{where}: select.split {select.split!r} is the split {task}/{model}/{method} is scored on; "
+            "selection needs another one (validation)"
+        )
     seed = first.data["seed"]
     points, _ = grid_of(spec.sweep, model, method, task, seed)
     tags = {SELECT_TAG: select.describe(metric)}
     stage1 = []
     for point in points:
         extra = deep_merge(expand_dotted(select.set), expand_dotted(point))
-        extra = deep_merge(extra, {"data": {"eval_split": select.split},
-                                   "tags": {**tags, STAGE_TAG: SELECT_STAGE, SWEEP_TAG: _json(point)}})
+        extra = deep_merge(
+            extra,
+            {"data": {"eval_split": select.split}, "tags": {**tags, STAGE_TAG: SELECT_STAGE, SWEEP_TAG: _json(point)}},
+        )
         stage1.append(builder.cell(first, extra, label=f"{first.label} [{describe_point(point)}]"))
     cells.extend(stage1)
 
@@ -395,8 +449,17 @@ def _selection(spec: MatrixSpec, builder: _CellBuilder, key: tuple[str, str, str
         extra = deep_merge(expand_dotted(point), {"tags": {**tags, STAGE_TAG: FINAL_STAGE, SELECTED_TAG: _json(point)}})
         return [builder.cell(p, extra) for p in planned]
 
-    return Selection(task=task, model=model, method=method, metric=metric, split=select.split, mode=select.mode,
-                     points=stage1, seeds=[p.data["seed"] for p in planned], build=build)
+    return Selection(
+        task=task,
+        model=model,
+        method=method,
+        metric=metric,
+        split=select.split,
+        mode=select.mode,
+        points=stage1,
+        seeds=[p.data["seed"] for p in planned],
+        build=build,
+    )
 
 
 def _json(point: dict[str, Any]) -> str:
@@ -428,26 +491,37 @@ def _products(
             valid = [e.name for e in entries]
             for name in names or []:
                 if name not in valid:
-                    raise ConfigError(f"{where}: grids[{i}].{axis}: {name!r} is not on the {axis} axis; valid: {', '.join(valid)}")
+                    raise ConfigError(
+                        f"{where}: grids[{i}].{axis}: {name!r} is not on the {axis} axis; valid: {', '.join(valid)}"
+                    )
             picked[axis] = set(names) if names is not None else set(valid)
         for seed in grid.seeds or []:
             if seed not in spec.seeds:
-                raise ConfigError(f"{where}: grids[{i}].seeds: {seed} is not on the seeds axis; valid: {', '.join(map(str, spec.seeds))}")
+                raise ConfigError(
+                    f"{where}: grids[{i}].seeds: {seed} is not on the seeds axis; valid: {', '.join(map(str, spec.seeds))}"
+                )
         picked["seeds"] = set(grid.seeds) if grid.seeds is not None else set(spec.seeds)
         chosen.append(picked)
     for task in tasks:
         for model in models:
             for method in methods:
                 for seed in spec.seeds:
-                    if any(model.name in g["models"] and method.name in g["methods"] and task.name in g["tasks"]
-                           and seed in g["seeds"] for g in chosen):
+                    if any(
+                        model.name in g["models"]
+                        and method.name in g["methods"]
+                        and task.name in g["tasks"]
+                        and seed in g["seeds"]
+                        for g in chosen
+                    ):
                         yield task, model, method, seed
 
 
 def _check_fragment(where: str, settings: dict[str, Any], probe: dict[str, Any]) -> None:
     reserved = [k for k in settings if k in RESERVED_KEYS]
     if reserved:
-        raise ConfigError(f"{where}: {reserved[0]!r} cannot be set here (it is an axis or derived); reserved: {', '.join(RESERVED_KEYS)}")
+        raise ConfigError(
+            f"{where}: {reserved[0]!r} cannot be set here (it is an axis or derived); reserved: {', '.join(RESERVED_KEYS)}"
+        )
     parse_cell_config(deep_merge(settings, probe), where=where)
 
 

@@ -15,8 +15,8 @@ from importlib import metadata
 from pathlib import Path
 
 from harness.config import CellConfig
-from harness.names import cache_dir
 from harness.jsonfile import write_json_atomic
+from harness.names import cache_dir
 
 
 @dataclass(frozen=True)
@@ -60,8 +60,14 @@ class ParamCounter:
     def key(config: CellConfig) -> tuple[str, ...]:
         dump = lambda d: json.dumps(d, sort_keys=True, default=str)  # noqa: E731
         # gradient checkpointing can make a combination refused (prompt methods), so it is part of the key
-        key = (config.model, config.method, config.task, dump(config.method_args), dump(config.model_args),
-               str(config.train.gradient_checkpointing))
+        key = (
+            config.model,
+            config.method,
+            config.task,
+            dump(config.method_args),
+            dump(config.model_args),
+            str(config.train.gradient_checkpointing),
+        )
         # a defined task's labels size the head (appended only then: bundled tasks keep their keys)
         definition = config.task_definition  # the normalised dump (harness.cell.resolve)
         return key + (dump(definition),) if definition else key

@@ -85,14 +85,16 @@ class Resources(StrictModel):
         return self.nodes * self.tasks
 
     @model_validator(mode="after")
-    def _positive(self) -> "Resources":
+    def _positive(self) -> Resources:
         if self.gpus < 0 or self.cpus < 1 or self.time_min < 1 or self.nodes < 1:
             raise ValueError("resources: nodes must be >= 1, gpus >= 0, cpus >= 1, time_min >= 1")
         if self.tasks_per_node is not None and self.tasks_per_node < 1:
             raise ValueError("resources: tasks_per_node must be >= 1")
         if self.gpus and self.tasks_per_node is not None and self.tasks_per_node != self.gpus:
-            raise ValueError(f"resources: tasks_per_node {self.tasks_per_node} with gpus {self.gpus}: a cell runs one "
-                             "process per GPU (leave tasks_per_node out, or set it equal to gpus)")
+            raise ValueError(
+                f"resources: tasks_per_node {self.tasks_per_node} with gpus {self.gpus}: a cell runs one "
+                "process per GPU (leave tasks_per_node out, or set it equal to gpus)"
+            )
         if self.mem_gb is not None and self.mem_gb <= 0:
             raise ValueError("resources: mem_gb must be > 0")
         if self.signal_delay_s < 0 or self.signal_delay_s >= self.time_min * 60:
@@ -119,7 +121,7 @@ class ContainerSpec(StrictModel):
     executable: Line | None = None
 
     @model_validator(mode="after")
-    def _image(self) -> "ContainerSpec":
+    def _image(self) -> ContainerSpec:
         if self.runtime != "none" and not (self.image or "").strip():
             raise ValueError(f"executor.container: runtime {self.runtime} needs an image")
         if any(not b.strip() for b in self.binds):
@@ -155,7 +157,7 @@ class ExecutorSpec(StrictModel):
     # without sbatch on the PATH, run a slurm matrix with the local executor
     fallback_to_local: bool = True
     # run each cell's python inside a pinned image (harness.dispatch.container); default: on the host
-    container: "ContainerSpec" = Field(default_factory=lambda: ContainerSpec())
+    container: ContainerSpec = Field(default_factory=lambda: ContainerSpec())
 
     @model_validator(mode="before")
     @classmethod
@@ -166,12 +168,14 @@ class ExecutorSpec(StrictModel):
         data = dict(data)
         old = data.pop(OLD_CLUSTER_KEY)
         if data.setdefault("cluster", old) != old:
-            raise ValueError(f"executor.{OLD_CLUSTER_KEY} {old!r} and executor.cluster {data['cluster']!r} disagree; "
-                             f"give executor.cluster only")
+            raise ValueError(
+                f"executor.{OLD_CLUSTER_KEY} {old!r} and executor.cluster {data['cluster']!r} disagree; "
+                f"give executor.cluster only"
+            )
         return data
 
     @model_validator(mode="after")
-    def _positive(self) -> "ExecutorSpec":
+    def _positive(self) -> ExecutorSpec:
         if self.array_parallelism < 1:
             raise ValueError("executor.array_parallelism must be >= 1")
         if self.max_requeues < 0 or self.max_preemptions < 0:
@@ -215,16 +219,19 @@ class TaskEntry(AxisEntry):
     source: DataSource | None = None
 
     @model_validator(mode="after")
-    def _defined_task(self) -> "TaskEntry":
+    def _defined_task(self) -> TaskEntry:
         given = [key for key in ("labels", "metric", "instruction", "source") if getattr(self, key) is not None]
         if self.kind is None:
             if given:
-                raise ValueError(f"task {self.name!r}: {', '.join(given)} define a task of your own, which also needs "
-                                 f"kind: {' or '.join(KINDS)}")
+                raise ValueError(
+                    f"task {self.name!r}: {', '.join(given)} define a task of your own, which also needs "
+                    f"kind: {' or '.join(KINDS)}"
+                )
             return self
         try:
-            definition = TaskDefinition(kind=self.kind, labels=self.labels, metric=self.metric,
-                                        instruction=self.instruction).model_dump(exclude_none=True)
+            definition = TaskDefinition(
+                kind=self.kind, labels=self.labels, metric=self.metric, instruction=self.instruction
+            ).model_dump(exclude_none=True)
         except ValidationError as error:
             raise ValueError(f"task {self.name!r}: {error.errors()[0]['msg'].removeprefix('Value error, ')}") from None
         # the same shape any cell's settings have: merged into every cell of this task (in place:
@@ -257,7 +264,11 @@ class Match(StrictModel):
         return True
 
     def describe(self) -> str:
-        parts = [f"{k}={v if not isinstance(v, list) else '|'.join(map(str, v))}" for k, v in self.model_dump().items() if v is not None]
+        parts = [
+            f"{k}={v if not isinstance(v, list) else '|'.join(map(str, v))}"
+            for k, v in self.model_dump().items()
+            if v is not None
+        ]
         return ",".join(parts) or "*"
 
 
@@ -286,7 +297,7 @@ class LogGrid(StrictModel):
     n: int = Field(ge=2, le=100)
 
     @model_validator(mode="after")
-    def _range(self) -> "LogGrid":
+    def _range(self) -> LogGrid:
         low, high = self.log
         if not (0 < low < high) or not all(math.isfinite(v) for v in self.log):
             raise ValueError(f"log: [{low}, {high}]: needs 0 < low < high")
@@ -322,15 +333,17 @@ class SweepEntry(StrictModel):
                 except ValidationError as error:
                     detail = error.errors()[0]
                     where = ".".join(map(str, detail["loc"]))
-                    raise ValueError(f"{key}: {where + ': ' if where else ''}{detail['msg'].removeprefix('Value error, ')}"
-                                     " (a log grid is {log: [low, high], n: N})") from None
+                    raise ValueError(
+                        f"{key}: {where + ': ' if where else ''}{detail['msg'].removeprefix('Value error, ')}"
+                        " (a log grid is {log: [low, high], n: N})"
+                    ) from None
             elif not isinstance(value, list):
                 raise ValueError(f"{key}: give a list of values or {{log: [low, high], n: N}}, not {value!r}")
             shaped[key] = value
         return shaped
 
     @model_validator(mode="after")
-    def _non_empty(self) -> "SweepEntry":
+    def _non_empty(self) -> SweepEntry:
         if not self.values:
             raise ValueError("a sweep entry needs values: {key: [v1, v2, ...] or {log: [low, high], n: N}}")
         for key, values in self.values.items():
@@ -353,10 +366,12 @@ class SelectSpec(StrictModel):
     set: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _not_test(self) -> "SelectSpec":
+    def _not_test(self) -> SelectSpec:
         if self.split == "test":
-            raise ValueError("split 'test': selection never sees the test split; use validation (emotion's "
-                             "validation split, BillSum's held-out 10 % of train) or another split of your data")
+            raise ValueError(
+                "split 'test': selection never sees the test split; use validation (emotion's "
+                "validation split, BillSum's held-out 10 % of train) or another split of your data"
+            )
         return self
 
     def metric_for(self, task: str, headline: str) -> str:
@@ -405,7 +420,7 @@ class MatrixSpec(StrictModel):
     select: SelectSpec | None = None
 
     @model_validator(mode="after")
-    def _non_empty_unique(self) -> "MatrixSpec":
+    def _non_empty_unique(self) -> MatrixSpec:
         if self.select is not None and not self.sweep:
             raise ValueError("select: needs a sweep section (the values to select among)")
         for axis in ("models", "methods", "tasks", "seeds"):

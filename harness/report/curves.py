@@ -29,14 +29,31 @@ def loss_curves(groups: list[Group], folder: Path) -> list[Plot]:
             colour = f"C{index % 10}"
             for n, row in enumerate(r for r in group.ok if r.loss_history):
                 steps, losses = zip(*row.loss_history)
-                ax.plot(steps, losses, color=colour, linewidth=1.2, alpha=0.85,
-                        label=group.method if n == 0 else None)
+                ax.plot(steps, losses, color=colour, linewidth=1.2, alpha=0.85, label=group.method if n == 0 else None)
                 if row.eval_loss_history:
                     steps, losses = zip(*row.eval_loss_history)
-                    ax.plot(steps, losses, color=colour, linewidth=1.2, linestyle="--", marker="o", markersize=3,
-                            label=f"{group.method} (validation)" if n == 0 else None)
+                    ax.plot(
+                        steps,
+                        losses,
+                        color=colour,
+                        linewidth=1.2,
+                        linestyle="--",
+                        marker="o",
+                        markersize=3,
+                        label=f"{group.method} (validation)" if n == 0 else None,
+                    )
         validated = any(r.eval_loss_history for g in members for r in g.ok)
-        plots.append(save_plot(figure, ax, xlabel="optimizer step", ylabel="loss",
-                               title=f"{task} / {model}: training loss" + (" (dashed: validation)" if validated else ""), path=folder / f"loss_{_slug(task)}_{_slug(model)}.png",
-                               task=task, model=model, axis="loss"))
+        plots.append(
+            save_plot(
+                figure,
+                ax,
+                xlabel="optimizer step",
+                ylabel="loss",
+                title=f"{task} / {model}: training loss" + (" (dashed: validation)" if validated else ""),
+                path=folder / f"loss_{_slug(task)}_{_slug(model)}.png",
+                task=task,
+                model=model,
+                axis="loss",
+            )
+        )
     return plots

@@ -234,10 +234,17 @@ def row_from_result(result: Result, folder: Path | str | None = None, source: st
     eval_peak, eval_measure = _phase_peak(result, "eval")
     counted = eff.total_params > 0  # a failed cell may never have counted its parameters
     return CellRow(
-        cell_id=result.cell_id, task=result.task, model=result.model, method=method, seed=result.seed,
-        status=result.status, scoring=scoring, classes=classes,
+        cell_id=result.cell_id,
+        task=result.task,
+        model=result.model,
+        method=method,
+        seed=result.seed,
+        status=result.status,
+        scoring=scoring,
+        classes=classes,
         error=result.error.splitlines()[0] if result.error else None,
-        folder=str(folder) if folder else None, source=source,
+        folder=str(folder) if folder else None,
+        source=source,
         metrics={k: float(result.metrics[k]) for k in QUALITY.get(scoring, ()) if k in result.metrics},
         trainable_params=eff.trainable_params if counted else None,
         total_params=eff.total_params if counted else None,
@@ -245,11 +252,16 @@ def row_from_result(result: Result, folder: Path | str | None = None, source: st
         run_recorded=run is not None,
         rank=rank_from_run(run, method) if run else unrecorded_rank(method),
         learning_rate=run.learning_rate if run else None,
-        train_peak_bytes=train_peak, train_peak_measure=train_measure,
-        eval_peak_bytes=eval_peak, eval_peak_measure=eval_measure,
+        train_peak_bytes=train_peak,
+        train_peak_measure=train_measure,
+        eval_peak_bytes=eval_peak,
+        eval_peak_measure=eval_measure,
         gpu_mem_used_peak_bytes=gpu.get("gpu/train/mem_used_peak_bytes"),
-        train_energy_j=gpu.get("gpu/train/energy_j"), eval_energy_j=gpu.get("gpu/eval/energy_j"),
-        train_samples_per_s=eff.train_samples_per_s, train_tokens_per_s=eff.train_tokens_per_s, mfu=eff.mfu,
+        train_energy_j=gpu.get("gpu/train/energy_j"),
+        eval_energy_j=gpu.get("gpu/eval/energy_j"),
+        train_samples_per_s=eff.train_samples_per_s,
+        train_tokens_per_s=eff.train_tokens_per_s,
+        mfu=eff.mfu,
         train_wall_s=eff.phases["train"].wall_s if "train" in eff.phases else None,
         eval_wall_s=eff.phases["eval"].wall_s if "eval" in eff.phases else None,
         loss_history=[(int(step), float(loss)) for step, loss in eff.loss_history],
@@ -279,7 +291,9 @@ def _phase_peak(result: Result, phase: str) -> tuple[float | None, str | None]:
 def placeholder_row(config: Any, cell_id: str, status: str, error: str | None = None) -> CellRow:
     """A row for a cell without a readable result: what the matrix says it is."""
     data = config.model_dump(mode="json")
-    return row_from_flat(cell_id=cell_id, status=status, config=data, flat={}, error=error, folder=str(config.output_dir))
+    return row_from_flat(
+        cell_id=cell_id, status=status, config=data, flat={}, error=error, folder=str(config.output_dir)
+    )
 
 
 def rows_from_matrix(matrix: Any) -> list[CellRow]:
@@ -293,7 +307,9 @@ def rows_from_matrix(matrix: Any) -> list[CellRow]:
         try:
             result = load_result(folder)
         except Exception as error:  # noqa: BLE001 - a broken file is reported, not fatal
-            rows.append(placeholder_row(cell.config, cell.cell_id, UNREADABLE, f"{type(error).__name__}: {error}"[:300]))
+            rows.append(
+                placeholder_row(cell.config, cell.cell_id, UNREADABLE, f"{type(error).__name__}: {error}"[:300])
+            )
             continue
         rows.append(row_from_result(result, folder))
     return rows

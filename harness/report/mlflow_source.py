@@ -20,7 +20,13 @@ from harness.names import CELL_TAG
 from harness.report.load import MISSING, UNREADABLE, CellRow, placeholder_row, row_from_flat, row_from_result
 from harness.result import RESULT_FILE, RunRecord, load_result
 
-_RUN_STATUS = {"FINISHED": "success", "FAILED": "failed", "KILLED": "cancelled", "RUNNING": "running", "SCHEDULED": "running"}
+_RUN_STATUS = {
+    "FINISHED": "success",
+    "FAILED": "failed",
+    "KILLED": "cancelled",
+    "RUNNING": "running",
+    "SCHEDULED": "running",
+}
 
 
 def client_for(uri: str) -> Any:
@@ -78,8 +84,14 @@ def row_from_run(client: Any, run: Any) -> CellRow:
         config.setdefault(key, tags.get(key))
     config.setdefault("seed", int(tags.get("seed") or 0))
     status = tags.get("status") or _RUN_STATUS.get(run.info.status, "running")
-    return row_from_flat(cell_id=tags.get(CELL_TAG, run_id), status=status, config=config,
-                         flat=dict(run.data.metrics), source="mlflow", run=_run_record(recorded))
+    return row_from_flat(
+        cell_id=tags.get(CELL_TAG, run_id),
+        status=status,
+        config=config,
+        flat=dict(run.data.metrics),
+        source="mlflow",
+        run=_run_record(recorded),
+    )
 
 
 def _run_record(logged: Any) -> RunRecord | None:
@@ -114,6 +126,13 @@ def _safe_row(client: Any, run: Any) -> CellRow:
         return row_from_run(client, run)
     except Exception as error:  # noqa: BLE001 - one odd run must not sink the report
         tags = run.data.tags
-        return CellRow(cell_id=tags.get(CELL_TAG, run.info.run_id), task=str(tags.get("task")), model=str(tags.get("model")),
-                       method=str(tags.get("method")), seed=int(tags.get("seed") or 0), status=UNREADABLE,
-                       error=f"{type(error).__name__}: {error}"[:300], source="mlflow")
+        return CellRow(
+            cell_id=tags.get(CELL_TAG, run.info.run_id),
+            task=str(tags.get("task")),
+            model=str(tags.get("model")),
+            method=str(tags.get("method")),
+            seed=int(tags.get("seed") or 0),
+            status=UNREADABLE,
+            error=f"{type(error).__name__}: {error}"[:300],
+            source="mlflow",
+        )

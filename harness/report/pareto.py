@@ -70,8 +70,9 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
 
 
-def save_plot(figure: Any, ax: Any, *, xlabel: str, ylabel: str, title: str, path: Path, task: str, model: str,
-              axis: str) -> Plot:
+def save_plot(
+    figure: Any, ax: Any, *, xlabel: str, ylabel: str, title: str, path: Path, task: str, model: str, axis: str
+) -> Plot:
     """Label, lay out and write a report figure (the Pareto plots' and the loss curves' style)."""
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -106,11 +107,26 @@ def pareto_plots(groups: list[Group], folder: Path) -> list[Plot]:
             ax = figure.add_subplot()
             on_frontier = frontier(points)
             for p in points:
-                ax.errorbar(p.x, p.y, yerr=p.yerr, fmt="o", color="tab:red" if p in on_frontier else "tab:gray",
-                            ecolor="0.7", capsize=3, zorder=3)
+                ax.errorbar(
+                    p.x,
+                    p.y,
+                    yerr=p.yerr,
+                    fmt="o",
+                    color="tab:red" if p in on_frontier else "tab:gray",
+                    ecolor="0.7",
+                    capsize=3,
+                    zorder=3,
+                )
                 ax.annotate(p.method, (p.x, p.y), textcoords="offset points", xytext=(5, 4), fontsize=8)
-            ax.step([p.x for p in on_frontier], [p.y for p in on_frontier], where="post", color="tab:red",
-                    linewidth=1.2, label="Pareto frontier", zorder=2)
+            ax.step(
+                [p.x for p in on_frontier],
+                [p.y for p in on_frontier],
+                where="post",
+                color="tab:red",
+                linewidth=1.2,
+                label="Pareto frontier",
+                zorder=2,
+            )
             if base_group is not None:
                 base = base_group.summary(headline).mean
                 if base is not None:
@@ -121,8 +137,17 @@ def pareto_plots(groups: list[Group], folder: Path) -> list[Plot]:
                 measures = {m for g in members if (m := g.peak_measure("train")) is not None}
                 measure = PEAK_MEASURES.get(measures.pop(), "mixed") if len(measures) == 1 else "mixed measures"
                 xlabel = f"{xlabel[:-1]}, {measure})"
-            plots.append(save_plot(figure, ax, xlabel=xlabel, ylabel=f"{metric} (×100, mean ± 95 % CI)",
-                                   title=f"{task} / {model}: {metric} vs {axis}",
-                                   path=folder / f"pareto_{_slug(task)}_{_slug(model)}_{axis}.png",
-                                   task=task, model=model, axis=axis))
+            plots.append(
+                save_plot(
+                    figure,
+                    ax,
+                    xlabel=xlabel,
+                    ylabel=f"{metric} (×100, mean ± 95 % CI)",
+                    title=f"{task} / {model}: {metric} vs {axis}",
+                    path=folder / f"pareto_{_slug(task)}_{_slug(model)}_{axis}.png",
+                    task=task,
+                    model=model,
+                    axis=axis,
+                )
+            )
     return plots

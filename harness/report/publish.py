@@ -49,5 +49,7 @@ def log_report(folder: Path, *, uri: str, experiment: str, matrix_name: str) -> 
         client.log_artifacts(run_id, str(folder), artifact_path=ARTIFACT_PATH)
         return run_id
     except Exception as error:  # noqa: BLE001 - the report on disk is what counts
-        log.warning("could not log the report to MLflow (%s): %s", uri, f"{type(error).__name__}: {error}".splitlines()[0])
+        log.warning(
+            "could not log the report to MLflow (%s): %s", uri, f"{type(error).__name__}: {error}".splitlines()[0]
+        )
         return None

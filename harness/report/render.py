@@ -57,15 +57,33 @@ def markdown_table(frame: pd.DataFrame) -> str:
 
 
 def markdown(content: ReportContent, folder: Path) -> str:
-    lines = [f"# {content.title}", "", f"Source: {content.source}  ", f"Generated: {content.generated_at}  ",
-             _summary_line(content), ""]
+    lines = [
+        f"# {content.title}",
+        "",
+        f"Source: {content.source}  ",
+        f"Generated: {content.generated_at}  ",
+        _summary_line(content),
+        "",
+    ]
     lines += [f"> {note}" for note in content.notes] + ([""] if content.notes else [])
     for table in content.tables:
-        lines += [f"## {table.title}", "", table.note, "", markdown_table(table.display), f"CSV: `{table.name}.csv`", ""]
+        lines += [
+            f"## {table.title}",
+            "",
+            table.note,
+            "",
+            markdown_table(table.display),
+            f"CSV: `{table.name}.csv`",
+            "",
+        ]
     if content.plots:
-        lines += ["## Pareto plots", "",
-                  "Quality against cost per model and task; red points and line: the Pareto frontier "
-                  "(no other method is both cheaper and better); dashed: zero-shot.", ""]
+        lines += [
+            "## Pareto plots",
+            "",
+            "Quality against cost per model and task; red points and line: the Pareto frontier "
+            "(no other method is both cheaper and better); dashed: zero-shot.",
+            "",
+        ]
         lines += [f"![{plot.title}]({plot.path.relative_to(folder).as_posix()})" for plot in content.plots]
         lines.append("")
     if content.sensitivity:
@@ -76,22 +94,37 @@ def markdown(content: ReportContent, folder: Path) -> str:
         lines += ["## Training loss", "", LOSS_NOTE, ""]
         lines += [f"![{plot.title}]({plot.path.relative_to(folder).as_posix()})" for plot in content.curves]
         lines.append("")
-    lines += [f"## {content.not_finished.title}", "", content.not_finished.note, "",
-              markdown_table(content.not_finished.display)]
+    lines += [
+        f"## {content.not_finished.title}",
+        "",
+        content.not_finished.note,
+        "",
+        markdown_table(content.not_finished.display),
+    ]
     if content.excluded:
         lines += ["## Excluded by the matrix", "", *(f"- {label}: {reason}" for label, reason in content.excluded), ""]
-    lines += ["## Files", "", f"- `{content.cells.name}.csv`: every cell with its raw figures",
-              *(f"- `{t.name}.csv`" for t in content.tables), f"- `{content.not_finished.name}.csv`",
-              "- `report.html`: this report in one self-contained file", ""]
+    lines += [
+        "## Files",
+        "",
+        f"- `{content.cells.name}.csv`: every cell with its raw figures",
+        *(f"- `{t.name}.csv`" for t in content.tables),
+        f"- `{content.not_finished.name}.csv`",
+        "- `report.html`: this report in one self-contained file",
+        "",
+    ]
     return "\n".join(lines)
 
 
-SENSITIVITY_NOTE = ("Stage 1 of each sweep: the selection metric on the selection split (first seed) against the swept "
-                    "value, one line per method; the ringed point is the one selected. A flat line: the method does "
-                    "not mind the value; a sharp peak: a fixed value would have misjudged it.")
-LOSS_NOTE = ("Training loss of every optimizer step, per cell, one colour per method; each seed is its own line. "
-             "Methods of a model and seed see the same batches in the same order, so their curves compare step by step. "
-             "Dashed, with markers: the loss on the validation split every train.eval_every steps, where a cell sets it.")
+SENSITIVITY_NOTE = (
+    "Stage 1 of each sweep: the selection metric on the selection split (first seed) against the swept "
+    "value, one line per method; the ringed point is the one selected. A flat line: the method does "
+    "not mind the value; a sharp peak: a fixed value would have misjudged it."
+)
+LOSS_NOTE = (
+    "Training loss of every optimizer step, per cell, one colour per method; each seed is its own line. "
+    "Methods of a model and seed see the same batches in the same order, so their curves compare step by step. "
+    "Dashed, with markers: the loss on the validation split every train.eval_every steps, where a cell sets it."
+)
 
 
 # --------------------------------------------------------------------------- HTML
@@ -121,8 +154,7 @@ def html_table(table: Table) -> str:
     for i, row in enumerate(frame.itertuples(index=False)):
         css = ' class="flag"' if i < len(table.flagged) and table.flagged[i] else ""
         rows.append(f"<tr{css}>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>")
-    return (f"<div class=\"table-wrap\"><table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-            "</div>")
+    return f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
 
 
 def _image(path: Path) -> str:
@@ -131,29 +163,46 @@ def _image(path: Path) -> str:
 
 def html_page(content: ReportContent) -> str:
     esc = html.escape
-    parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{esc(content.title)}</title>",
-             f"<style>{_STYLE}</style></head><body>", f"<h1>{esc(content.title)}</h1>",
-             f"<p>Source: {esc(content.source)}<br>Generated: {esc(content.generated_at)}<br>{esc(_summary_line(content))}</p>"]
-    parts += [f"<p class=\"note\">{esc(note)}</p>" for note in content.notes]
+    parts = [
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{esc(content.title)}</title>',
+        f"<style>{_STYLE}</style></head><body>",
+        f"<h1>{esc(content.title)}</h1>",
+        f"<p>Source: {esc(content.source)}<br>Generated: {esc(content.generated_at)}<br>{esc(_summary_line(content))}</p>",
+    ]
+    parts += [f'<p class="note">{esc(note)}</p>' for note in content.notes]
     for table in content.tables:
-        parts += [f"<h2>{esc(table.title)}</h2>", f"<p class=\"note\">{esc(table.note)}</p>", html_table(table)]
+        parts += [f"<h2>{esc(table.title)}</h2>", f'<p class="note">{esc(table.note)}</p>', html_table(table)]
     if content.plots:
-        parts.append("<h2>Pareto plots</h2><p class=\"note\">Red: the Pareto frontier (no other method is both cheaper "
-                     "and better); dashed: zero-shot; error bars: 95 % CI over seeds.</p>")
-        parts += [f"<figure><img alt=\"{esc(p.title)}\" src=\"{_image(p.path)}\"><figcaption>{esc(p.title)}</figcaption></figure>"
-                  for p in content.plots]
+        parts.append(
+            '<h2>Pareto plots</h2><p class="note">Red: the Pareto frontier (no other method is both cheaper '
+            "and better); dashed: zero-shot; error bars: 95 % CI over seeds.</p>"
+        )
+        parts += [
+            f'<figure><img alt="{esc(p.title)}" src="{_image(p.path)}"><figcaption>{esc(p.title)}</figcaption></figure>'
+            for p in content.plots
+        ]
     if content.sensitivity:
-        parts.append(f"<h2>Sensitivity to the swept value</h2><p class=\"note\">{esc(SENSITIVITY_NOTE)}</p>")
-        parts += [f"<figure><img alt=\"{esc(p.title)}\" src=\"{_image(p.path)}\"><figcaption>{esc(p.title)}</figcaption></figure>"
-                  for p in content.sensitivity]
+        parts.append(f'<h2>Sensitivity to the swept value</h2><p class="note">{esc(SENSITIVITY_NOTE)}</p>')
+        parts += [
+            f'<figure><img alt="{esc(p.title)}" src="{_image(p.path)}"><figcaption>{esc(p.title)}</figcaption></figure>'
+            for p in content.sensitivity
+        ]
     if content.curves:
-        parts.append(f"<h2>Training loss</h2><p class=\"note\">{esc(LOSS_NOTE)}</p>")
-        parts += [f"<figure><img alt=\"{esc(p.title)}\" src=\"{_image(p.path)}\"><figcaption>{esc(p.title)}</figcaption></figure>"
-                  for p in content.curves]
-    parts += [f"<h2>{esc(content.not_finished.title)}</h2>", f"<p class=\"note\">{esc(content.not_finished.note)}</p>",
-              html_table(content.not_finished)]
+        parts.append(f'<h2>Training loss</h2><p class="note">{esc(LOSS_NOTE)}</p>')
+        parts += [
+            f'<figure><img alt="{esc(p.title)}" src="{_image(p.path)}"><figcaption>{esc(p.title)}</figcaption></figure>'
+            for p in content.curves
+        ]
+    parts += [
+        f"<h2>{esc(content.not_finished.title)}</h2>",
+        f'<p class="note">{esc(content.not_finished.note)}</p>',
+        html_table(content.not_finished),
+    ]
     if content.excluded:
-        parts.append("<h2>Excluded by the matrix</h2><ul>"
-                     + "".join(f"<li>{esc(label)}: {esc(reason)}</li>" for label, reason in content.excluded) + "</ul>")
+        parts.append(
+            "<h2>Excluded by the matrix</h2><ul>"
+            + "".join(f"<li>{esc(label)}: {esc(reason)}</li>" for label, reason in content.excluded)
+            + "</ul>"
+        )
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -26,9 +26,11 @@ from harness.report.pareto import Plot, _slug, save_plot
 from harness.report.tables import DASH, Table
 from harness.tasks.kinds import LABELS
 
-SELECTION_NOTE = ("Stage 1 of each sweep: every grid point trained on the first seed and scored on the selection split "
-                  "(never the test split). The selected point is the best that finished (ties: the first in grid "
-                  "order); the tables above use only the selected configs, run on every seed and scored on test.")
+SELECTION_NOTE = (
+    "Stage 1 of each sweep: every grid point trained on the first seed and scored on the selection split "
+    "(never the test split). The selected point is the best that finished (ties: the first in grid "
+    "order); the tables above use only the selected configs, run on every seed and scored on test."
+)
 
 
 def split_stages(rows: list[CellRow]) -> tuple[list[CellRow], list[CellRow]]:
@@ -64,23 +66,65 @@ def selection_table(grid_rows: list[CellRow]) -> Table | None:
         metric, split, mode = _rule(rows)
         choice = choose([_outcome(r, metric) for r in rows], mode)
         keys = list(dict.fromkeys(k for r in rows for k in r.point))
-        grid = "; ".join(describe_point(r.point).replace(f"{keys[0]}=", "") if len(keys) == 1 else describe_point(r.point)
-                         for r in rows)
+        grid = "; ".join(
+            describe_point(r.point).replace(f"{keys[0]}=", "") if len(keys) == 1 else describe_point(r.point)
+            for r in rows
+        )
         selected = DASH if choice is None else (describe_point(choice.point) if choice.point else "none")
-        state = ("stage 1 running" if choice is None else
-                 choice.reason if choice.point is None else
-                 "; ".join(filter(None, [f"tied with {'; '.join(map(describe_point, choice.ties))}" if choice.ties else "",
-                                         f"{len(choice.failed)} failed" if choice.failed else "",
-                                         choice.edge_note() if choice.edges else ""])) or "ok")
-        data.append({"task": task, "model": model, "method": method, "keys": ",".join(keys), "metric": metric,
-                     "split": split, "mode": mode, "grid_points": len(rows), "selected": selected,
-                     f"selected_{metric}": choice.value if choice else None, "status": state})
-        display.append({"Task": task, "Model": model, "Method": method, "Swept": ", ".join(keys), "Grid": grid,
-                        "Selected": selected,
-                        f"{LABELS.get(metric, metric)} on {split}": f"{choice.value * 100:.2f}" if choice and choice.value is not None else DASH,
-                        "Status": state})
-    return Table("sweep_selection", "Sweeps: selected values (stage 1, on the selection split)", SELECTION_NOTE,
-                 pd.DataFrame(data), pd.DataFrame(display), [row["Status"] != "ok" for row in display])
+        state = (
+            "stage 1 running"
+            if choice is None
+            else choice.reason
+            if choice.point is None
+            else "; ".join(
+                filter(
+                    None,
+                    [
+                        f"tied with {'; '.join(map(describe_point, choice.ties))}" if choice.ties else "",
+                        f"{len(choice.failed)} failed" if choice.failed else "",
+                        choice.edge_note() if choice.edges else "",
+                    ],
+                )
+            )
+            or "ok"
+        )
+        data.append(
+            {
+                "task": task,
+                "model": model,
+                "method": method,
+                "keys": ",".join(keys),
+                "metric": metric,
+                "split": split,
+                "mode": mode,
+                "grid_points": len(rows),
+                "selected": selected,
+                f"selected_{metric}": choice.value if choice else None,
+                "status": state,
+            }
+        )
+        display.append(
+            {
+                "Task": task,
+                "Model": model,
+                "Method": method,
+                "Swept": ", ".join(keys),
+                "Grid": grid,
+                "Selected": selected,
+                f"{LABELS.get(metric, metric)} on {split}": f"{choice.value * 100:.2f}"
+                if choice and choice.value is not None
+                else DASH,
+                "Status": state,
+            }
+        )
+    return Table(
+        "sweep_selection",
+        "Sweeps: selected values (stage 1, on the selection split)",
+        SELECTION_NOTE,
+        pd.DataFrame(data),
+        pd.DataFrame(display),
+        [row["Status"] != "ok" for row in display],
+    )
 
 
 def sensitivity_plots(grid_rows: list[CellRow], folder: Path) -> list[Plot]:
@@ -99,11 +143,16 @@ def sensitivity_plots(grid_rows: list[CellRow], folder: Path) -> list[Plot]:
                 continue
             key = keys.pop()
             metric, split, mode = _rule(rows)
-            points = sorted((r.point[key], r.metrics[metric]) for r in rows if r.finished and metric in r.metrics
-                            and isinstance(r.point.get(key), (int, float)))
+            points = sorted(
+                (r.point[key], r.metrics[metric])
+                for r in rows
+                if r.finished and metric in r.metrics and isinstance(r.point.get(key), (int, float))
+            )
             if points:
                 choice = choose([_outcome(r, metric) for r in rows], mode)
-                lines.append((method, key, metric, split, points, choice.point[key] if choice and choice.point else None))
+                lines.append(
+                    (method, key, metric, split, points, choice.point[key] if choice and choice.point else None)
+                )
         if not lines:
             continue
         figure = Figure(figsize=(6.4, 4.4), dpi=110)
@@ -120,8 +169,17 @@ def sensitivity_plots(grid_rows: list[CellRow], folder: Path) -> list[Plot]:
             ax.set_xscale("log")
         swept = sorted({line[1] for line in lines})
         metric, split = lines[0][2], lines[0][3]
-        plots.append(save_plot(figure, ax, xlabel=", ".join(swept), ylabel=f"{LABELS.get(metric, metric)} on {split} (×100)",
-                               title=f"{task} / {model}: sensitivity to {', '.join(swept)} (ringed: selected)",
-                               path=folder / f"sensitivity_{_slug(task)}_{_slug(model)}.png", task=task, model=model,
-                               axis="sensitivity"))
+        plots.append(
+            save_plot(
+                figure,
+                ax,
+                xlabel=", ".join(swept),
+                ylabel=f"{LABELS.get(metric, metric)} on {split} (×100)",
+                title=f"{task} / {model}: sensitivity to {', '.join(swept)} (ringed: selected)",
+                path=folder / f"sensitivity_{_slug(task)}_{_slug(model)}.png",
+                task=task,
+                model=model,
+                axis="sensitivity",
+            )
+        )
     return plots

@@ -79,7 +79,7 @@ class Group:
 
     @property
     def note(self) -> str:
-        """"" when every planned seed finished, else e.g. "⚠ 1 failed, 1 missing"."""
+        """ "" when every planned seed finished, else e.g. "⚠ 1 failed, 1 missing"."""
         counts = self.unfinished
         return f"{NOT_FINISHED_MARK} " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) if counts else ""
 
@@ -114,8 +114,10 @@ def group_rows(rows: list[CellRow]) -> list[Group]:
     for group in groups.values():
         group.rows.sort(key=lambda r: r.seed)
     first = reference().name
-    return sorted(groups.values(), key=lambda g: (tasks.index(g.task), models.index(g.model),
-                                                  g.method != first, _method_order(g.method)))
+    return sorted(
+        groups.values(),
+        key=lambda g: (tasks.index(g.task), models.index(g.model), g.method != first, _method_order(g.method)),
+    )
 
 
 def _baseline(groups: list[Group], group: Group, method: str) -> Group | None:
@@ -178,14 +180,29 @@ def quality_table(groups: list[Group], scoring: str) -> Table | None:
     for group in chosen:
         base = _baseline(groups, group, ref.name) if group.method != ref.name else None
         gain = difference(group.summary(headline), base.summary(headline)) if base else Summary(0, None)
-        raw: dict[str, object] = {"task": group.task, "model": group.model, "method": group.method,
-                                  "seeds_finished": len(group.ok), "seeds_planned": len(group.rows)}
-        shown: dict[str, str] = {"Model": group.model, "Method": group.method,
-                                 "Seeds": f"{len(group.ok)}/{len(group.rows)}"}
+        raw: dict[str, object] = {
+            "task": group.task,
+            "model": group.model,
+            "method": group.method,
+            "seeds_finished": len(group.ok),
+            "seeds_planned": len(group.rows),
+        }
+        shown: dict[str, str] = {
+            "Model": group.model,
+            "Method": group.method,
+            "Seeds": f"{len(group.ok)}/{len(group.rows)}",
+        }
         for metric in metrics:
             s = group.summary(metric)
-            raw.update({f"{metric}_mean": s.mean, f"{metric}_std": s.std, f"{metric}_ci95": s.half_width,
-                        f"{metric}_low": s.low, f"{metric}_high": s.high})
+            raw.update(
+                {
+                    f"{metric}_mean": s.mean,
+                    f"{metric}_std": s.std,
+                    f"{metric}_ci95": s.half_width,
+                    f"{metric}_low": s.low,
+                    f"{metric}_high": s.high,
+                }
+            )
             shown[LABELS[metric]] = fmt_ci(s)
         raw.update({gain_column: gain.mean, f"{gain_column}_ci95": gain.half_width})
         shown[gain_label] = fmt_signed_ci(gain)
@@ -198,25 +215,46 @@ def quality_table(groups: list[Group], scoring: str) -> Table | None:
     for task in dict.fromkeys(g.task for g in chosen) if baselines else ():
         counts = next((r.class_counts for g in chosen if g.task == task for r in g.ok if r.class_counts), None)
         for name, figures in (baselines(counts) if counts else {}).items():  # type: ignore[misc]
-            raw = {"task": task, "model": DASH, "method": name, "baseline": True,
-                   **{f"{metric}_mean": figures.get(metric) for metric in metrics}}
-            shown = {"Model": DASH, "Method": name, "Seeds": DASH,
-                     **{LABELS[m]: f"{figures[m] * 100:.2f}" if m in figures else DASH for m in metrics},
-                     gain_label: DASH, "Status": "baseline"}
+            raw = {
+                "task": task,
+                "model": DASH,
+                "method": name,
+                "baseline": True,
+                **{f"{metric}_mean": figures.get(metric) for metric in metrics},
+            }
+            shown = {
+                "Model": DASH,
+                "Method": name,
+                "Seeds": DASH,
+                **{LABELS[m]: f"{figures[m] * 100:.2f}" if m in figures else DASH for m in metrics},
+                gain_label: DASH,
+                "Status": "baseline",
+            }
             data.append(raw)
             display.append(shown)
             flagged.append(False)
     classes = sorted({r.classes for g in chosen for r in g.rows if r.classes})
     averaging = SCORINGS[scoring].averaging
     averaging = f" {averaging.format(classes='/'.join(map(str, classes)))}" if averaging and classes else ""
-    note = (f"Mean over finished seeds ± half-width of the 95 % confidence interval (Student t, n−1 degrees of "
-            f"freedom), in points (×100). \"± {DASH}\": one seed, no interval. Δ vs {ref.shown_as}: same model and task; "
-            f"Welch interval when both sides have several seeds.{averaging}"
-            + (" Baseline rows: what a model that learned nothing scores on the same evaluation set (majority class: "
-               "always its most frequent class; uniform chance: expected figures of a uniform random guess)."
-               if baselines else ""))
-    return Table(f"{TABLE_IDS[scoring]}_quality", f"{SCORING_TITLES[scoring]}: quality", note, pd.DataFrame(data),
-                 pd.DataFrame(display), flagged)
+    note = (
+        f"Mean over finished seeds ± half-width of the 95 % confidence interval (Student t, n−1 degrees of "
+        f'freedom), in points (×100). "± {DASH}": one seed, no interval. Δ vs {ref.shown_as}: same model and task; '
+        f"Welch interval when both sides have several seeds.{averaging}"
+        + (
+            " Baseline rows: what a model that learned nothing scores on the same evaluation set (majority class: "
+            "always its most frequent class; uniform chance: expected figures of a uniform random guess)."
+            if baselines
+            else ""
+        )
+    )
+    return Table(
+        f"{TABLE_IDS[scoring]}_quality",
+        f"{SCORING_TITLES[scoring]}: quality",
+        note,
+        pd.DataFrame(data),
+        pd.DataFrame(display),
+        flagged,
+    )
 
 
 def efficiency_table(groups: list[Group], scoring: str) -> Table | None:
@@ -238,54 +276,105 @@ def efficiency_table(groups: list[Group], scoring: str) -> Table | None:
         trainable = group.first("trainable_params")
         share = group.first("trainable_share")
         raw = {
-            "task": group.task, "model": group.model, "method": group.method, "rank": group.recorded("rank"),
+            "task": group.task,
+            "model": group.model,
+            "method": group.method,
+            "rank": group.recorded("rank"),
             "learning_rate": group.recorded("learning_rate"),
-            "trainable_params": trainable, "total_params": group.first("total_params"), "trainable_share": share,
-            "train_peak_bytes": train_peak, "train_peak_measure": train_measure,
-            "eval_peak_bytes": eval_peak, "eval_peak_measure": eval_measure,
+            "trainable_params": trainable,
+            "total_params": group.first("total_params"),
+            "trainable_share": share,
+            "train_peak_bytes": train_peak,
+            "train_peak_measure": train_measure,
+            "eval_peak_bytes": eval_peak,
+            "eval_peak_measure": eval_measure,
             "gpu_mem_used_peak_bytes": group.mean("gpu_mem_used_peak_bytes"),
             f"train_memory_vs_{versus.name}": memory_vs,
-            "train_energy_j": train_energy, "eval_energy_j": eval_energy, f"train_energy_vs_{versus.name}": energy_vs,
-            "train_samples_per_s": group.mean("train_samples_per_s"), "train_tokens_per_s": group.mean("train_tokens_per_s"),
+            "train_energy_j": train_energy,
+            "eval_energy_j": eval_energy,
+            f"train_energy_vs_{versus.name}": energy_vs,
+            "train_samples_per_s": group.mean("train_samples_per_s"),
+            "train_tokens_per_s": group.mean("train_tokens_per_s"),
             "mfu": group.mean("mfu"),
-            "train_wall_s": group.mean("train_wall_s"), "eval_wall_s": group.mean("eval_wall_s"),
-            "seeds_finished": len(group.ok), "seeds_planned": len(group.rows),
+            "train_wall_s": group.mean("train_wall_s"),
+            "eval_wall_s": group.mean("eval_wall_s"),
+            "seeds_finished": len(group.ok),
+            "seeds_planned": len(group.rows),
             "not_finished": group.note.removeprefix(f"{NOT_FINISHED_MARK} "),
         }
         shown = {
-            "Model": group.model, "Method": group.method, "Rank": str(raw["rank"] or DASH),
-            "Trainable": fmt_count(trainable), "Share": DASH if share is None else f"{100 * float(share):.4f} %",
+            "Model": group.model,
+            "Method": group.method,
+            "Rank": str(raw["rank"] or DASH),
+            "Trainable": fmt_count(trainable),
+            "Share": DASH if share is None else f"{100 * float(share):.4f} %",
             "Train peak (GiB)": fmt_num(None if train_peak is None else train_peak / GIB),
             "Eval peak (GiB)": fmt_num(None if eval_peak is None else eval_peak / GIB),
-            "Memory measure": PEAK_MEASURES.get(train_measure or eval_measure or "", train_measure or eval_measure or DASH),
+            "Memory measure": PEAK_MEASURES.get(
+                train_measure or eval_measure or "", train_measure or eval_measure or DASH
+            ),
             f"Train memory vs {versus.shown_as}": fmt_ratio(memory_vs),
             "Train energy (kJ)": fmt_num(None if train_energy is None else train_energy / 1e3, 1),
             "Eval energy (kJ)": fmt_num(None if eval_energy is None else eval_energy / 1e3, 1),
             f"Train energy vs {versus.shown_as}": fmt_ratio(energy_vs),
-            "Samples/s": fmt_num(raw["train_samples_per_s"]), "Tokens/s": fmt_num(raw["train_tokens_per_s"], 0),
+            "Samples/s": fmt_num(raw["train_samples_per_s"]),
+            "Tokens/s": fmt_num(raw["train_tokens_per_s"], 0),
             "MFU": DASH if raw["mfu"] is None else f"{100 * float(raw['mfu']):.1f} %",
-            "Seeds": f"{len(group.ok)}/{len(group.rows)}", "Status": group.note or "ok",
+            "Seeds": f"{len(group.ok)}/{len(group.rows)}",
+            "Status": group.note or "ok",
         }
         data.append(raw)
         display.append(shown)
         flagged.append(bool(group.note))
-    note = ("Means over finished seeds. Peak memory per phase, kept apart: on a GPU the torch allocator's peak "
-            f"(allocated bytes), on a CPU the process's peak RSS (see \"Memory measure\"). \"vs {versus.shown_as}\": ratio to "
-            f"{versus.shown_as} on the same model and task (train phase). Rank: \"{NOT_RECORDED}\" where the results do not "
-            "record what ran (results without a run record, cells that have not run). Energy from NVML telemetry (GPU only). Share: trainable / total "
-            "parameters, 4-bit weights counted at full size. Throughput: training samples and non-padding tokens per second. MFU: tokens/s x (4N + 2T, "
-            "6N for full fine-tuning) / the GPU's dense bf16 peak (harness/train/mfu.py).")
-    return Table(f"{TABLE_IDS[scoring]}_efficiency", f"{SCORING_TITLES[scoring]}: efficiency", note, pd.DataFrame(data),
-                 pd.DataFrame(display), flagged)
+    note = (
+        "Means over finished seeds. Peak memory per phase, kept apart: on a GPU the torch allocator's peak "
+        f'(allocated bytes), on a CPU the process\'s peak RSS (see "Memory measure"). "vs {versus.shown_as}": ratio to '
+        f'{versus.shown_as} on the same model and task (train phase). Rank: "{NOT_RECORDED}" where the results do not '
+        "record what ran (results without a run record, cells that have not run). Energy from NVML telemetry (GPU only). Share: trainable / total "
+        "parameters, 4-bit weights counted at full size. Throughput: training samples and non-padding tokens per second. MFU: tokens/s x (4N + 2T, "
+        "6N for full fine-tuning) / the GPU's dense bf16 peak (harness/train/mfu.py)."
+    )
+    return Table(
+        f"{TABLE_IDS[scoring]}_efficiency",
+        f"{SCORING_TITLES[scoring]}: efficiency",
+        note,
+        pd.DataFrame(data),
+        pd.DataFrame(display),
+        flagged,
+    )
 
 
 # cells.csv: its columns (CellRow attributes), and the published names it keeps where they differ
 # (the memory measure was first published as "..._peak_kind")
-CELL_COLUMNS = ("task", "model", "method", "seed", "status", "cell_id", "run_recorded", "rank", "learning_rate",
-                "trainable_params", "total_params", "trainable_share", "train_peak_bytes", "train_peak_measure",
-                "eval_peak_bytes", "eval_peak_measure", "gpu_mem_used_peak_bytes", "train_energy_j", "eval_energy_j",
-                "train_samples_per_s", "train_tokens_per_s", "mfu", "train_wall_s", "eval_wall_s", "error", "folder",
-                "source")
+CELL_COLUMNS = (
+    "task",
+    "model",
+    "method",
+    "seed",
+    "status",
+    "cell_id",
+    "run_recorded",
+    "rank",
+    "learning_rate",
+    "trainable_params",
+    "total_params",
+    "trainable_share",
+    "train_peak_bytes",
+    "train_peak_measure",
+    "eval_peak_bytes",
+    "eval_peak_measure",
+    "gpu_mem_used_peak_bytes",
+    "train_energy_j",
+    "eval_energy_j",
+    "train_samples_per_s",
+    "train_tokens_per_s",
+    "mfu",
+    "train_wall_s",
+    "eval_wall_s",
+    "error",
+    "folder",
+    "source",
+)
 PUBLISHED_CELL_COLUMNS = {"train_peak_measure": "train_peak_kind", "eval_peak_measure": "eval_peak_kind"}
 
 
@@ -306,11 +395,25 @@ def cells_table(groups: list[Group]) -> Table:
 
 
 def not_finished_table(groups: list[Group]) -> Table:
-    data = [{"task": r.task, "model": r.model, "method": r.method, "seed": r.seed, "status": r.status,
-             "cell_id": r.cell_id, "error": r.error or "", "folder": r.folder or ""}
-            for g in groups for r in g.rows if not r.finished]
+    data = [
+        {
+            "task": r.task,
+            "model": r.model,
+            "method": r.method,
+            "seed": r.seed,
+            "status": r.status,
+            "cell_id": r.cell_id,
+            "error": r.error or "",
+            "folder": r.folder or "",
+        }
+        for g in groups
+        for r in g.rows
+        if not r.finished
+    ]
     frame = pd.DataFrame(data, columns=["task", "model", "method", "seed", "status", "cell_id", "error", "folder"])
     display = frame[["task", "model", "method", "seed", "status", "error"]].rename(columns=str.capitalize)
-    note = ("Cells without a successful result: failed, out of memory (oom), timed out, cancelled, still running, "
-            "or missing (never wrote result.json). They count in the tables' \"Seeds\" column and mark their rows.")
+    note = (
+        "Cells without a successful result: failed, out of memory (oom), timed out, cancelled, still running, "
+        'or missing (never wrote result.json). They count in the tables\' "Seeds" column and mark their rows.'
+    )
     return Table("not_finished", "Not finished", note, frame, display, [True] * len(frame))

@@ -86,8 +86,10 @@ def _read_table_cached(name: str, _mtime_ns: int) -> list[Row]:
             text = path.read_text(encoding="utf-8")
             if suffix == ".json" and text.lstrip().startswith("["):
                 return _objects(json.loads(text), path)
-            return _objects((_json_line(line, path, number) for number, line in enumerate(text.splitlines(), 1)
-                             if line.strip()), path)
+            return _objects(
+                (_json_line(line, path, number) for number, line in enumerate(text.splitlines(), 1) if line.strip()),
+                path,
+            )
         import pandas as pd
 
         if suffix == ".csv":
@@ -97,7 +99,9 @@ def _read_table_cached(name: str, _mtime_ns: int) -> list[Row]:
     except UnicodeDecodeError as error:
         raise ConfigError(f"data file {path}: not UTF-8 text (byte {error.start})") from None
     except (ValueError, OSError) as error:
-        raise ConfigError(f"cannot read data file {path}: {str(error).splitlines()[0] if str(error) else error}") from None
+        raise ConfigError(
+            f"cannot read data file {path}: {str(error).splitlines()[0] if str(error) else error}"
+        ) from None
     raise ConfigError(f"data file {path}: unsupported format {suffix!r}; use .jsonl, .json, .csv or .parquet")
 
 
@@ -112,8 +116,9 @@ def _objects(rows: Any, path: Path) -> list[Row]:
     out = []
     for number, row in enumerate(rows, 1):
         if not isinstance(row, dict):
-            raise ConfigError(f"data file {path} record {number}: expected a JSON object with named fields, "
-                              f"got {type(row).__name__}")
+            raise ConfigError(
+                f"data file {path} record {number}: expected a JSON object with named fields, got {type(row).__name__}"
+            )
         out.append(row)
     return out
 
@@ -131,8 +136,10 @@ def _read_hub(hub_id: str, revision: str | None, split: str) -> list[Row]:
 def _canonical(task: TaskSpec, source: DataSource, row: Row, split: str, index: int) -> Row:
     unknown = set(source.fields) - set(task.fields)
     if unknown:
-        raise ConfigError(f"data.source.fields: unknown field(s) {', '.join(sorted(unknown))} for task {task.name!r}; "
-                          f"valid: {', '.join(task.fields)}")
+        raise ConfigError(
+            f"data.source.fields: unknown field(s) {', '.join(sorted(unknown))} for task {task.name!r}; "
+            f"valid: {', '.join(task.fields)}"
+        )
     out: Row = {}
     for name in task.fields:
         column = source.fields.get(name, name)
@@ -158,8 +165,10 @@ def _missing(value: Any) -> bool:
 def _text(value: Any, name: str, split: str, index: int) -> str:
     """A row's text: a non-empty string (numbers are taken as their text, as CSV readers make them)."""
     if _missing(value) or isinstance(value, (bool, dict, list)):
-        raise ConfigError(f"split {split!r} row {index}: field {name!r} is {'empty' if _missing(value) else type(value).__name__}; "
-                          "every row needs a non-empty text")
+        raise ConfigError(
+            f"split {split!r} row {index}: field {name!r} is {'empty' if _missing(value) else type(value).__name__}; "
+            "every row needs a non-empty text"
+        )
     text = str(value)
     if not text.strip():
         raise ConfigError(f"split {split!r} row {index}: field {name!r} is empty; every row needs a non-empty text")

@@ -56,11 +56,16 @@ def evaluate(
         ids, mask = pad_batch(prompts, formatter.pad, left=left)  # type: ignore[arg-type]
         max_new = data.max_new_tokens or data.max_target_tokens
         sequences = model.generate(
-            input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new,
-            num_beams=data.num_beams, do_sample=False, pad_token_id=formatter.pad, eos_token_id=formatter.eos,
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            max_new_tokens=max_new,
+            num_beams=data.num_beams,
+            do_sample=False,
+            pad_token_id=formatter.pad,
+            eos_token_id=formatter.eos,
         )
         if left:  # decoder-only output repeats the prompt
-            sequences = sequences[:, ids.shape[1]:]
+            sequences = sequences[:, ids.shape[1] :]
         for i, seq in zip(indices, sequences.tolist()):
             seq = [t for t in seq if t not in (formatter.pad, formatter.eos)]
             generated += len(seq)
@@ -68,7 +73,9 @@ def evaluate(
     return _score(task, formatter, examples, outputs, generated)
 
 
-def _score(task: TaskSpec, formatter: Formatter, examples: list[Example], outputs: dict[int, Any], generated: int) -> Evaluation:
+def _score(
+    task: TaskSpec, formatter: Formatter, examples: list[Example], outputs: dict[int, Any], generated: int
+) -> Evaluation:
     predictions: list[dict[str, Any]] = []
     score = SCORINGS[task.scoring].score
     if not task.labelled:  # the answers are texts
@@ -83,7 +90,11 @@ def _score(task: TaskSpec, formatter: Formatter, examples: list[Example], output
         value = outputs[i]
         pred = formatter.decode_label(value) if isinstance(value, str) else int(value)
         predicted.append(pred)
-        record = {"index": i, "prediction": labels[pred] if pred >= 0 else None, "reference": labels[int(examples[i].reference)]}
+        record = {
+            "index": i,
+            "prediction": labels[pred] if pred >= 0 else None,
+            "reference": labels[int(examples[i].reference)],
+        }
         if isinstance(value, str):
             record["generated"] = value
         predictions.append(record)

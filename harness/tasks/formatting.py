@@ -42,7 +42,9 @@ class Example:
 
     @property
     def length(self) -> int:
-        return len(self.input_ids) + (len(self.labels) if isinstance(self.labels, list) and self.prompt_ids is None else 0)
+        return len(self.input_ids) + (
+            len(self.labels) if isinstance(self.labels, list) and self.prompt_ids is None else 0
+        )
 
 
 class Formatter:
@@ -52,7 +54,9 @@ class Formatter:
         self.pad = tokenizer.pad_token_id
 
     def _ids(self, text: str, *, special: bool, limit: int | None = None) -> list[int]:
-        ids = self.tokenizer(text, add_special_tokens=special, truncation=limit is not None, max_length=limit)["input_ids"]
+        ids = self.tokenizer(text, add_special_tokens=special, truncation=limit is not None, max_length=limit)[
+            "input_ids"
+        ]
         return list(ids)
 
     def _with_eos(self, ids: list[int], limit: int) -> list[int]:
@@ -71,8 +75,15 @@ class Formatter:
                 source, target = t5_classification_prompt(task, row["text"]), task.label_names[label]
                 reference, class_id = label, label
             else:
-                source, target, reference, class_id = task.prompt.t5_prefix + row["text"], row[answer], row[answer], None
-            ids = self._with_eos(self._ids(source, special=True, limit=data.max_source_tokens + 1), data.max_source_tokens)
+                source, target, reference, class_id = (
+                    task.prompt.t5_prefix + row["text"],
+                    row[answer],
+                    row[answer],
+                    None,
+                )
+            ids = self._with_eos(
+                self._ids(source, special=True, limit=data.max_source_tokens + 1), data.max_source_tokens
+            )
             target_ids = self._with_eos(self._ids(target, special=False), data.max_target_tokens)
             return Example(ids, target_ids, None, reference, class_id)
         # decoder-only generation: prompt (with the truncated input) + response + EOS
@@ -97,8 +108,8 @@ def pad_batch(sequences: list[list[int]], pad: int, left: bool = False) -> tuple
     mask = torch.zeros((len(sequences), width), dtype=torch.long)
     for row, seq in enumerate(sequences):
         if left:
-            ids[row, width - len(seq):] = torch.tensor(seq)
-            mask[row, width - len(seq):] = 1
+            ids[row, width - len(seq) :] = torch.tensor(seq)
+            mask[row, width - len(seq) :] = 1
         else:
             ids[row, : len(seq)] = torch.tensor(seq)
             mask[row, : len(seq)] = 1

@@ -55,18 +55,35 @@ class TaskKind:
 SCORINGS: dict[str, Scoring] = {
     scoring.name: scoring
     for scoring in (
-        Scoring("rouge", "Summarization", "summarization", ("rouge1", "rouge2", "rougeL"), "rougeL",
-                lambda predicted, references, labels: (metrics.rouge_scores(predicted, references), {}),
-                measures="ROUGE-1/2/L/Lsum against the target text"),
-        Scoring("classification", "Classification", "classification",
-                ("accuracy", "precision_macro", "recall_macro", "f1_macro"), "f1_macro",
-                lambda predicted, references, labels: metrics.classification_scores(predicted, references, labels),
-                measures="accuracy and macro/weighted precision, recall and F1",
-                baselines=metrics.classification_baselines,
-                averaging="Precision, recall and F1 are macro-averaged over the task's {classes} classes."),
-        Scoring("exact_match", "Generation (exact match)", "exact_match", ("exact_match",), "exact_match",
-                lambda predicted, references, labels: (metrics.exact_match_scores(predicted, references), {}),
-                measures="exact match of the generated text with the target"),
+        Scoring(
+            "rouge",
+            "Summarization",
+            "summarization",
+            ("rouge1", "rouge2", "rougeL"),
+            "rougeL",
+            lambda predicted, references, labels: (metrics.rouge_scores(predicted, references), {}),
+            measures="ROUGE-1/2/L/Lsum against the target text",
+        ),
+        Scoring(
+            "classification",
+            "Classification",
+            "classification",
+            ("accuracy", "precision_macro", "recall_macro", "f1_macro"),
+            "f1_macro",
+            lambda predicted, references, labels: metrics.classification_scores(predicted, references, labels),
+            measures="accuracy and macro/weighted precision, recall and F1",
+            baselines=metrics.classification_baselines,
+            averaging="Precision, recall and F1 are macro-averaged over the task's {classes} classes.",
+        ),
+        Scoring(
+            "exact_match",
+            "Generation (exact match)",
+            "exact_match",
+            ("exact_match",),
+            "exact_match",
+            lambda predicted, references, labels: (metrics.exact_match_scores(predicted, references), {}),
+            measures="exact match of the generated text with the target",
+        ),
     )
 }
 
@@ -74,15 +91,25 @@ KINDS: dict[str, TaskKind] = {
     kind.name: kind
     for kind in (
         # T5 as text-to-text (label words as targets); Llama and BERT with a classification head
-        TaskKind("classification", "label", {"t5": "seq2seq", "llama": "seqcls", "bert": "seqcls"},
-                 ("classification",), labelled=True),
+        TaskKind(
+            "classification",
+            "label",
+            {"t5": "seq2seq", "llama": "seqcls", "bert": "seqcls"},
+            ("classification",),
+            labelled=True,
+        ),
         TaskKind("generation", "target", {"t5": "seq2seq", "llama": "causal"}, ("rouge", "exact_match")),
     )
 }
 
 # every quality metric a scoring reports, with its label in tables and plots
 LABELS: dict[str, str] = {
-    "rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "accuracy": "Accuracy",
-    "precision_macro": "Precision (macro)", "recall_macro": "Recall (macro)", "f1_macro": "F1 (macro)",
+    "rouge1": "ROUGE-1",
+    "rouge2": "ROUGE-2",
+    "rougeL": "ROUGE-L",
+    "accuracy": "Accuracy",
+    "precision_macro": "Precision (macro)",
+    "recall_macro": "Recall (macro)",
+    "f1_macro": "F1 (macro)",
     "exact_match": "Exact match",
 }

@@ -85,9 +85,17 @@ def classification_baselines(counts: dict[str, int]) -> dict[str, dict[str, floa
     shares = {name: n / total for name, n in counts.items()}
     top = max(shares, key=shares.__getitem__)
     p = shares[top]
-    majority = {"accuracy": p, "precision_macro": p / classes, "recall_macro": 1 / classes,
-                "f1_macro": 2 * p / (1 + p) / classes}
+    majority = {
+        "accuracy": p,
+        "precision_macro": p / classes,
+        "recall_macro": 1 / classes,
+        "f1_macro": 2 * p / (1 + p) / classes,
+    }
     f1 = [2 * share / classes / (share + 1 / classes) for share in shares.values()]
-    uniform = {"accuracy": 1 / classes, "precision_macro": 1 / classes, "recall_macro": 1 / classes,
-               "f1_macro": sum(f1) / classes}
+    uniform = {
+        "accuracy": 1 / classes,
+        "precision_macro": 1 / classes,
+        "recall_macro": 1 / classes,
+        "f1_macro": sum(f1) / classes,
+    }
     return {f"majority class ({top}, {100 * p:.1f} % of the evaluation set)": majority, "uniform chance": uniform}

@@ -56,16 +56,21 @@ class TaskDefinition(StrictModel):
         if kind.labelled:
             labels = self.labels or []
             if len(labels) < 2 or len(set(labels)) != len(labels) or not all(label.strip() for label in labels):
-                raise ValueError(f"a {kind.name} task needs labels: at least two distinct, non-empty class names "
-                                 "in id order, e.g. labels: [negative, positive]")
+                raise ValueError(
+                    f"a {kind.name} task needs labels: at least two distinct, non-empty class names "
+                    "in id order, e.g. labels: [negative, positive]"
+                )
         elif self.labels is not None:
-            raise ValueError(f"labels are for {labelled} tasks; a {kind.name} task is scored on its target text "
-                             f"(metric: {_names(kind.scorings)})")
+            raise ValueError(
+                f"labels are for {labelled} tasks; a {kind.name} task is scored on its target text "
+                f"(metric: {_names(kind.scorings)})"
+            )
         if self.metric is not None and self.metric not in kind.scorings:
             if len(kind.scorings) == 1:
                 choosing = _names(name for name, entry in KINDS.items() if len(entry.scorings) > 1)
-                raise ValueError(f"metric is for {choosing} tasks; {kind.name} is scored with "
-                                 f"{SCORINGS[kind.scorings[0]].measures}")
+                raise ValueError(
+                    f"metric is for {choosing} tasks; {kind.name} is scored with {SCORINGS[kind.scorings[0]].measures}"
+                )
             raise ValueError(f"metric {self.metric!r} for a {kind.name} task: valid: {', '.join(kind.scorings)}")
         return self
 
@@ -157,9 +162,15 @@ TASKS: dict[str, TaskSpec] = {
         fields=("text", "summary"),
         scoring="rouge",
         hub_id="FiscalNote/billsum",
-        bundled={split: BUNDLED_DIR / "billsum" / f"{split}.jsonl" for split in ("train", "train_clean", "test", "ca_test")},
-        prompt=Prompt(t5_prefix="summarize: ", instruction="Summarize the following bill.", input_name="Bill",
-                      output_name="Summary"),
+        bundled={
+            split: BUNDLED_DIR / "billsum" / f"{split}.jsonl" for split in ("train", "train_clean", "test", "ca_test")
+        },
+        prompt=Prompt(
+            t5_prefix="summarize: ",
+            instruction="Summarize the following bill.",
+            input_name="Bill",
+            output_name="Summary",
+        ),
         description="BillSum, US Congressional bill summarization (278-bill bundled sample)",
         # BillSum ships no validation split: sweeps select on 10 % of train, never trained on
         held_out=HeldOut(name="validation", of="train", fraction=0.1, seed="billsum/validation"),
@@ -172,8 +183,10 @@ def resolve_task(name: str, definition: TaskDefinition | Mapping[str, Any] | Non
     if definition is not None:
         return defined_task(name, definition)
     if name not in TASKS:
-        raise ConfigError(f"unknown task {name!r}; valid: {', '.join(TASKS)}, or define one in the matrix "
-                          f"(tasks: [{{name: ..., kind: {'|'.join(KINDS)}, source: ..., labels: [...]}}])")
+        raise ConfigError(
+            f"unknown task {name!r}; valid: {', '.join(TASKS)}, or define one in the matrix "
+            f"(tasks: [{{name: ..., kind: {'|'.join(KINDS)}, source: ..., labels: [...]}}])"
+        )
     return TASKS[name]
 
 
@@ -186,13 +199,16 @@ def task_of(config: Any) -> TaskSpec:
 
 def check_defined_task(name: str, source: Any) -> None:
     if name in TASKS:
-        raise ConfigError(f"task {name!r} is a bundled task; give the task you define another name "
-                          f"(bundled: {', '.join(TASKS)})")
+        raise ConfigError(
+            f"task {name!r} is a bundled task; give the task you define another name (bundled: {', '.join(TASKS)})"
+        )
     if not TASK_NAME.fullmatch(name):
         raise ConfigError(f"task name {name[:40]!r}: use letters, digits, '_', '.' and '-' (it names the cell folders)")
     if source is None or not (source.files or source.hub_id):
-        raise ConfigError(f"task {name!r} is defined in the matrix: give its data with source: {{files: {{train: ..., "
-                          "test: ...}}}} or source: {hub_id: ...}")
+        raise ConfigError(
+            f"task {name!r} is defined in the matrix: give its data with source: {{files: {{train: ..., "
+            "test: ...}}}} or source: {hub_id: ...}"
+        )
 
 
 def defined_task(name: str, definition: TaskDefinition | Mapping[str, Any]) -> TaskSpec:
@@ -205,9 +221,16 @@ def defined_task(name: str, definition: TaskDefinition | Mapping[str, Any]) -> T
     else:
         instruction = spec.instruction or Prompt.instruction
         prompt = Prompt(t5_prefix=f"{instruction}\n" if spec.instruction else "", instruction=instruction)
-    return TaskSpec(name=name, kind=spec.kind, fields=("text", kind.target_field), scoring=scoring,
-                    label_names=tuple(spec.labels or ()), prompt=prompt, defined=True,
-                    description=f"{spec.kind} task defined in the matrix")
+    return TaskSpec(
+        name=name,
+        kind=spec.kind,
+        fields=("text", kind.target_field),
+        scoring=scoring,
+        label_names=tuple(spec.labels or ()),
+        prompt=prompt,
+        defined=True,
+        description=f"{spec.kind} task defined in the matrix",
+    )
 
 
 def head_for(task: TaskSpec, family: str, model_name: str) -> HeadName:

@@ -12,8 +12,9 @@ this package.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .host import HostBackend
 from .nvml import DeviceRef, NvmlBackend, NvmlUnavailable, proc_tree_memory, resolve_visible_devices

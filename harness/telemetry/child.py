@@ -96,7 +96,9 @@ def open_backend(cfg: ChildConfig, nvml_module: Any | None = None) -> tuple[Any,
     reason: str | None = None
     if cfg.backend in ("auto", "nvml"):
         try:
-            return NvmlBackend(nvml_module, root_pid=cfg.root_pid, exclude_pids=exclude, tree_refresh_s=cfg.tree_refresh_s), None
+            return NvmlBackend(
+                nvml_module, root_pid=cfg.root_pid, exclude_pids=exclude, tree_refresh_s=cfg.tree_refresh_s
+            ), None
         except NvmlUnavailable as exc:
             if cfg.backend == "nvml":
                 raise
@@ -188,7 +190,9 @@ def _run(cfg: ChildConfig, phase: SharedPhase, conn: Any) -> None:
         _safe_write_meta(meta_path, meta)
 
 
-def _loop(cfg: ChildConfig, phase: SharedPhase, conn: Any, backend: Any, sink: CsvSink, meta: dict[str, Any], meta_path: Path) -> str:
+def _loop(
+    cfg: ChildConfig, phase: SharedPhase, conn: Any, backend: Any, sink: CsvSink, meta: dict[str, Any], meta_path: Path
+) -> str:
     seq = 0
     errors: list[str] = []
     n_errors = 0

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import psutil
 
@@ -35,7 +36,12 @@ class HostBackend:
         ]
 
     def meta(self) -> dict[str, Any]:
-        return {"cpu_count": self.cpu_count, "root_pid": self.tree.root_pid, "unavailable_fields": [], "field_errors": {}}
+        return {
+            "cpu_count": self.cpu_count,
+            "root_pid": self.tree.root_pid,
+            "unavailable_fields": [],
+            "field_errors": {},
+        }
 
     def close(self) -> None:
         pass

@@ -11,8 +11,9 @@ from __future__ import annotations
 import importlib
 import os
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import psutil
 
@@ -99,13 +100,20 @@ def resolve_visible_devices(
     seen: set[int] = set()
     for entry in entries:
         if entry.upper().startswith("MIG-"):
-            unsupported.append({"entry": entry, "reason": "MIG instance: per-instance utilization/power not available in NVML"})
+            unsupported.append(
+                {"entry": entry, "reason": "MIG instance: per-instance utilization/power not available in NVML"}
+            )
             continue
         nvml_index: int | None = None
         if re.fullmatch(r"\d+", entry):
             nvml_index = int(entry)
             if nvml_index >= count:
-                unsupported.append({"entry": entry, "reason": f"index out of range ({count} devices); later entries ignored as CUDA does"})
+                unsupported.append(
+                    {
+                        "entry": entry,
+                        "reason": f"index out of range ({count} devices); later entries ignored as CUDA does",
+                    }
+                )
                 break
         elif re.fullmatch(r"-?\d+", entry):
             unsupported.append({"entry": entry, "reason": "negative index ends the device list (CUDA semantics)"})
@@ -127,9 +135,16 @@ def resolve_visible_devices(
             name = _text(nvml.nvmlDeviceGetName(handle))
         except Exception:  # a name is decoration; never lose the device over it
             name = "unknown"
-        devices.append(DeviceRef(len(devices), nvml_index, uuid_of(nvml_index), name, entry if explicit else "", handle))
+        devices.append(
+            DeviceRef(len(devices), nvml_index, uuid_of(nvml_index), name, entry if explicit else "", handle)
+        )
 
-    if explicit and count > 1 and (cuda_device_order or "FASTEST_FIRST") != "PCI_BUS_ID" and any(d.entry.isdigit() for d in devices):
+    if (
+        explicit
+        and count > 1
+        and (cuda_device_order or "FASTEST_FIRST") != "PCI_BUS_ID"
+        and any(d.entry.isdigit() for d in devices)
+    ):
         notes.append(
             "CUDA_DEVICE_ORDER is not PCI_BUS_ID: numeric CUDA_VISIBLE_DEVICES entries were read as NVML "
             "(PCI bus) indices and may differ from CUDA's fastest-first order; use UUIDs or PCI_BUS_ID"
@@ -192,11 +207,14 @@ class NvmlBackend:
             self._shutdown()
             reasons = "; ".join(f"{u['entry']}: {u['reason']}" for u in self.resolution.unsupported)
             raise NvmlUnavailable(
-                f"no usable NVML device visible (CUDA_VISIBLE_DEVICES={cuda_visible_devices!r})" + (f": {reasons}" if reasons else "")
+                f"no usable NVML device visible (CUDA_VISIBLE_DEVICES={cuda_visible_devices!r})"
+                + (f": {reasons}" if reasons else "")
             )
         self.devices = self.resolution.devices
         if tree_pids is None:
-            tree = ProcessTree(root_pid if root_pid is not None else os.getpid(), frozenset(exclude_pids), refresh_s=tree_refresh_s)
+            tree = ProcessTree(
+                root_pid if root_pid is not None else os.getpid(), frozenset(exclude_pids), refresh_s=tree_refresh_s
+            )
             tree_pids = tree.pids
         self._tree_pids = tree_pids
         self._tree: set[int] = set()
@@ -236,7 +254,9 @@ class NvmlBackend:
 
     def _read_temperature(self, h: Any) -> dict[str, Any]:
         sensor = _const(self.nvml, "NVML_TEMPERATURE_GPU", 0)
-        return {"temp_c": int(self._first_available(("nvmlDeviceGetTemperatureV", "nvmlDeviceGetTemperature"), h, sensor))}
+        return {
+            "temp_c": int(self._first_available(("nvmlDeviceGetTemperatureV", "nvmlDeviceGetTemperature"), h, sensor))
+        }
 
     def _read_throttle(self, h: Any) -> dict[str, Any]:
         names = ("nvmlDeviceGetCurrentClocksEventReasons", "nvmlDeviceGetCurrentClocksThrottleReasons")
@@ -291,7 +311,7 @@ class NvmlBackend:
                 "device_uuid": dev.uuid,
                 "device_name": dev.name,
             }
-            for group, (reader, cols) in self._GROUPS.items():
+            for group, (reader, _) in self._GROUPS.items():
                 key = (dev.device_index, group)
                 if key in self.unavailable:
                     continue
@@ -317,7 +337,9 @@ class NvmlBackend:
             "unsupported_devices": list(self.resolution.unsupported),
             "unavailable_fields": self.unavailable_fields(),
             "field_errors": {
-                f"{idx}:{col}": reason for (idx, g), reason in sorted(self.unavailable.items()) for col in self._GROUPS[g][1]
+                f"{idx}:{col}": reason
+                for (idx, g), reason in sorted(self.unavailable.items())
+                for col in self._GROUPS[g][1]
             },
             "transient_errors": self.transient_errors,
             "driver_version": self.driver_version,
@@ -333,4 +355,3 @@ class NvmlBackend:
 
     def close(self) -> None:
         self._shutdown()
-

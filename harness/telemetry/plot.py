@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .summary import _markers, _normalize_rows, infer_backend
 
@@ -72,7 +73,13 @@ def plot_timeline(
 
     if backend == "nvml":
         panels: list[tuple[str, list[tuple[str, str, float, dict[str, Any]]]]] = [
-            ("utilization [%]", [("util_kernel_active_pct", "kernel active", 1.0, {}), ("util_mem_ctrl_pct", "memory controller", 1.0, {})]),
+            (
+                "utilization [%]",
+                [
+                    ("util_kernel_active_pct", "kernel active", 1.0, {}),
+                    ("util_mem_ctrl_pct", "memory controller", 1.0, {}),
+                ],
+            ),
             (
                 "GPU memory [GiB]",
                 [
@@ -110,7 +117,17 @@ def plot_timeline(
     top = axes[0]
     trans = blended_transform_factory(top.transData, top.transAxes)
     for phase, start, end in spans:
-        top.text((start + end) / 2, 1.02, phase, transform=trans, ha="center", va="bottom", fontsize="small", color=colors[phase], clip_on=False)
+        top.text(
+            (start + end) / 2,
+            1.02,
+            phase,
+            transform=trans,
+            ha="center",
+            va="bottom",
+            fontsize="small",
+            color=colors[phase],
+            clip_on=False,
+        )
     axes[-1].set_xlabel("time since sampler start [s]")
     if not rows:
         top.text(0.5, 0.5, "no samples", transform=top.transAxes, ha="center", va="center")

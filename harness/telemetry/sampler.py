@@ -15,8 +15,9 @@ import sys
 import threading
 import time
 import types
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 from .child import ChildConfig, SharedPhase, child_main
 from .schema import CSV_NAME, META_NAME, PNG_NAME, PhaseMarker, read_json, read_rows
@@ -188,7 +189,9 @@ class TelemetrySampler:
             # safe from the main thread; elsewhere the pipe/getppid watch suffices.
             use_pdeathsig=threading.current_thread() is threading.main_thread(),
         )
-        self._proc = ctx.Process(target=child_main, args=(cfg, self._phase, child_conn), name="harness-telemetry", daemon=True)
+        self._proc = ctx.Process(
+            target=child_main, args=(cfg, self._phase, child_conn), name="harness-telemetry", daemon=True
+        )
         with _spawn_without_main():
             self._proc.start()
         child_conn.close()  # so the child's death shows up as EOF on our end
@@ -248,7 +251,9 @@ class TelemetrySampler:
             self.warnings.append(f"stopping the telemetry process: {type(exc).__name__}: {exc}")
         reason = read_json(self.meta_path).get("exit_reason") if self._started and self.error is None else None
         if reason not in (None, "stopped"):
-            self.warnings.append(f"telemetry process ended before stop() ({reason}); samples cover only part of the run")
+            self.warnings.append(
+                f"telemetry process ended before stop() ({reason}); samples cover only part of the run"
+            )
         try:
             self._summary = self._compute_summary()
         except Exception as exc:

@@ -19,7 +19,8 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from .schema import HOST_COLUMNS, NVML_COLUMNS, parse_value
 
@@ -152,9 +153,9 @@ def _gpu_stats(
     n_resets = 0
     if used_sources:
         energy_j = 0.0
-        for dev, per_phase in energy.items():
+        for per_phase in energy.values():
             energy_j += sum(per_phase.values()) if phase is None else per_phase.get(phase, 0.0)
-        for dev, counts in resets.items():
+        for counts in resets.values():
             n_resets += sum(counts.values()) if phase is None else counts.get(phase, 0)
     mem_used = _sum_per_sample(samples, "mem_used_bytes")
     proc_mem = _sum_per_sample(samples, "proc_mem_bytes")
@@ -176,7 +177,9 @@ def _gpu_stats(
         "energy_counter_resets": n_resets,
         "sm_clock_mean_mhz": _mean(_col(rows, "sm_clock_mhz")),
         "temp_max_c": _max(_col(rows, "temp_c")),
-        "throttled_share": (sum(1 for t in throttle if t & THROTTLE_SLOWDOWN_MASK) / len(throttle)) if throttle else None,
+        "throttled_share": (sum(1 for t in throttle if t & THROTTLE_SLOWDOWN_MASK) / len(throttle))
+        if throttle
+        else None,
     }
 
 

@@ -123,13 +123,26 @@ def _collect_locked(report: CollectReport, client: Any, selection: Any) -> None:
             report.unchanged += 1
             continue
         try:
-            run_id = log_result(cell.folder, result, uri=uri, experiment=experiment, parent_run_id=parent_id,
-                                run_id=existing.info.run_id if existing else None)
-            for key, value in ((CELL_TAG, cell.cell_id), (MATRIX_TAG, matrix.name), (MATRIX_KEY_TAG, matrix_key(matrix.name)),
-                               (PARENT_TAG, parent_id), (COLLECTED_TAG, digest)):
+            run_id = log_result(
+                cell.folder,
+                result,
+                uri=uri,
+                experiment=experiment,
+                parent_run_id=parent_id,
+                run_id=existing.info.run_id if existing else None,
+            )
+            for key, value in (
+                (CELL_TAG, cell.cell_id),
+                (MATRIX_TAG, matrix.name),
+                (MATRIX_KEY_TAG, matrix_key(matrix.name)),
+                (PARENT_TAG, parent_id),
+                (COLLECTED_TAG, digest),
+            ):
                 client.set_tag(run_id, key, value)
         except Exception as error:  # noqa: BLE001 - tracking fails open, per cell
-            report.errors.append(f"{cell.label()} ({cell.cell_id[:8]}): {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+            report.errors.append(
+                f"{cell.label()} ({cell.cell_id[:8]}): {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+            )
             continue
         (report.updated if existing else report.created).append(cell.cell_id)
         # where the cell now lives in MLflow: tracking.json beside the result (collect never
@@ -170,8 +183,9 @@ def _runs_of(client: Any, experiment_id: str, name: str) -> list[Any]:
     runs: list[Any] = []
     token = None
     while True:
-        page = client.search_runs([experiment_id], filter_string=matrix_filter(name),
-                                  max_results=1000, page_token=token)
+        page = client.search_runs(
+            [experiment_id], filter_string=matrix_filter(name), max_results=1000, page_token=token
+        )
         runs += list(page)
         token = page.token
         if not token:

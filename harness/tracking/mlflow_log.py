@@ -38,8 +38,9 @@ def create_experiment(client: Any, name: str, uri: str) -> str:
     """Create the experiment, or find it when another process created it first."""
     try:
         # a model-training experiment: the UI opens on its runs, not on the GenAI overview
-        return client.create_experiment(name, artifact_location=artifact_location(uri),
-                                        tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND})
+        return client.create_experiment(
+            name, artifact_location=artifact_location(uri), tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND}
+        )
     except Exception:  # noqa: BLE001 - RESOURCE_ALREADY_EXISTS from a concurrent creator
         found = client.get_experiment_by_name(name)
         if found is None:
@@ -57,9 +58,21 @@ def result_metrics(result: Result) -> dict[str, float]:
     prefix = f"{(result.config.get('data') or {}).get('eval_split', 'validation')}/" if selection else ""
     metrics = {f"{prefix}{k}": float(v) for k, v in result.metrics.items()}
     eff = result.efficiency
-    for key in ("trainable_params", "total_params", "trainable_share", "train_steps", "train_samples",
-                "train_samples_per_s", "train_tokens_per_s", "padding_fraction", "adapter_bytes", "final_train_loss",
-                "model_flops_per_token", "mfu", "compile_s"):
+    for key in (
+        "trainable_params",
+        "total_params",
+        "trainable_share",
+        "train_steps",
+        "train_samples",
+        "train_samples_per_s",
+        "train_tokens_per_s",
+        "padding_fraction",
+        "adapter_bytes",
+        "final_train_loss",
+        "model_flops_per_token",
+        "mfu",
+        "compile_s",
+    ):
         value = getattr(eff, key)
         if value is not None:
             metrics[f"eff/{key}"] = float(value)
@@ -139,8 +152,12 @@ def log_result(
         metrics.append(Metric("train/loss", float(loss), 0, int(step)))
     run_tags = [RunTag(k, v) for k, v in tags.items()]
     for start in range(0, max(len(params), len(metrics), len(run_tags)), 100):
-        client.log_batch(run_id, metrics=metrics[start:start + 100], params=params[start:start + 100],
-                         tags=run_tags[start:start + 100])
+        client.log_batch(
+            run_id,
+            metrics=metrics[start : start + 100],
+            params=params[start : start + 100],
+            tags=run_tags[start : start + 100],
+        )
     for name, relative in result.artifacts.items():
         path = cell_dir / relative
         if path.is_dir():

@@ -15,13 +15,13 @@ import json
 from typing import Any
 
 from harness.names import (
-    SELECTED_TAG,
-    STAGE_TAG,
-    SWEEP_TAG,
     EXPERIMENT_KIND_TAG,
     MODEL_TRAINING_KIND,
+    SELECTED_TAG,
     SHARED_VIEW_PARAM,
     SHARED_VIEW_PREFIX,
+    STAGE_TAG,
+    SWEEP_TAG,
     matrix_key,
 )
 

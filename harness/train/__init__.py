@@ -6,8 +6,11 @@ distributed setup (``harness.train.distributed``) without importing torch."""
 from harness.lazy import lazy_exports
 
 _EXPORTS = {
-    "batch_order": "batching", "padding_fraction": "batching",
-    "TrainOutcome": "loop", "Trainer": "loop", "total_optimizer_steps": "loop",
+    "batch_order": "batching",
+    "padding_fraction": "batching",
+    "TrainOutcome": "loop",
+    "Trainer": "loop",
+    "total_optimizer_steps": "loop",
     "PhaseMeter": "memory",
 }
 __all__ = sorted(_EXPORTS)

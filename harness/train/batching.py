@@ -18,8 +18,14 @@ import random
 MEGABATCH_FACTOR = 50
 
 
-def batch_order(lengths: list[int], batch_size: int, seed: int, epoch: int, group_by_length: bool,
-                group_batches: int = MEGABATCH_FACTOR) -> list[list[int]]:
+def batch_order(
+    lengths: list[int],
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    group_by_length: bool,
+    group_batches: int = MEGABATCH_FACTOR,
+) -> list[list[int]]:
     """Every index once, in batches of ``batch_size``; grouped: sorted by length within
     mega-batches of ``group_batches`` batches (1: the random batches' contents)."""
     rng = random.Random(f"batches/{seed}/{epoch}")

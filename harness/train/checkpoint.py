@@ -64,8 +64,12 @@ def save_checkpoint(
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=".tmp-"))
     torch.save(weights if weights is not None else trainable_state(model), tmp / "trainable.pt")
     torch.save(
-        {"optimizer": optimizer_state if optimizer_state is not None else optimizer.state_dict(),
-         "scheduler": scheduler.state_dict(), "rng": rng, "extra": extra},
+        {
+            "optimizer": optimizer_state if optimizer_state is not None else optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": rng,
+            "extra": extra,
+        },
         tmp / "state.pt",
     )
     (tmp / "progress.json").write_text(json.dumps(progress, indent=2))

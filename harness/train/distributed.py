@@ -26,10 +26,11 @@ How the work is split (``train.distributed: ddp``):
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from harness.config import CellConfig
 from harness.errors import ConfigError
@@ -88,11 +89,17 @@ def export_environment() -> Context:
 
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
         except RuntimeError:
-            raise ConfigError("train.distributed: this process is not one task of a multi-task job; run the cell "
-                              "from a matrix (resources: nodes, gpus, tasks_per_node) or under torchrun") from None
+            raise ConfigError(
+                "train.distributed: this process is not one task of a multi-task job; run the cell "
+                "from a matrix (resources: nodes, gpus, tasks_per_node) or under torchrun"
+            ) from None
     world = int(os.environ["WORLD_SIZE"])
-    return Context(int(os.environ["RANK"]), world, int(os.environ["LOCAL_RANK"]),
-                   local_world_size=int(os.environ.get("LOCAL_WORLD_SIZE") or world))
+    return Context(
+        int(os.environ["RANK"]),
+        world,
+        int(os.environ["LOCAL_RANK"]),
+        local_world_size=int(os.environ.get("LOCAL_WORLD_SIZE") or world),
+    )
 
 
 def collective_timeout_s() -> float:
@@ -112,8 +119,9 @@ def setup(config: CellConfig) -> Context:
     if torch.cuda.is_available():
         torch.cuda.set_device(ctx.local_rank)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo",
-                                timeout=timedelta(seconds=collective_timeout_s()))
+        dist.init_process_group(
+            "nccl" if torch.cuda.is_available() else "gloo", timeout=timedelta(seconds=collective_timeout_s())
+        )
     _context = Context(ctx.rank, ctx.world_size, ctx.local_rank, config.train.distributed, ctx.local_world_size)
     return _context
 
@@ -177,8 +185,13 @@ def rank_stats(device: Any) -> dict[str, Any]:
     else:
         kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         peak, measure = int(kib if sys.platform == "darwin" else kib * 1024), "rss"
-    return {"rank": _context.rank, "node": _context.node, "host": socket.gethostname(), "peak_bytes": peak,
-            "measure": measure}
+    return {
+        "rank": _context.rank,
+        "node": _context.node,
+        "host": socket.gethostname(),
+        "peak_bytes": peak,
+        "measure": measure,
+    }
 
 
 def barrier() -> None:

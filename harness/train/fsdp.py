@@ -82,7 +82,9 @@ def full_optimizer_state(model: torch.nn.Module, optimizer: Any) -> dict[str, An
     return get_optimizer_state_dict(model, optimizer, options=_options())
 
 
-def load_full_state(model: torch.nn.Module, optimizer: Any, weights: dict[str, torch.Tensor], optimizer_state: dict[str, Any]) -> None:
+def load_full_state(
+    model: torch.nn.Module, optimizer: Any, weights: dict[str, torch.Tensor], optimizer_state: dict[str, Any]
+) -> None:
     """Every rank loads the whole checkpoint and keeps its shard."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict, set_optimizer_state_dict
 

@@ -24,9 +24,10 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -40,6 +41,7 @@ from harness.train import distributed
 from harness.train.batching import batch_order, padding_fraction
 
 log = logging.getLogger("harness.train")
+
 
 @dataclass
 class Progress:
@@ -130,8 +132,10 @@ class Trainer:
         self.unwrapped = accelerator.unwrap_model(self.model)  # once: unwrapping walks every module
         self.compiled = config.compile and self.device.type == "cuda"
         if config.compile and not self.compiled:
-            log.warning("train.compile: skipped, torch.compile is for GPU runs; this one trains on %s uncompiled",
-                        self.device.type)
+            log.warning(
+                "train.compile: skipped, torch.compile is for GPU runs; this one trains on %s uncompiled",
+                self.device.type,
+            )
         if self.compiled:
             self.model = torch.compile(self.model)
         attention = getattr(getattr(self.unwrapped, "config", None), "_attn_implementation", "") or ""
@@ -225,8 +229,13 @@ class Trainer:
             rng, extra = state["rng"], state["extra"]
         else:
             progress, rng, extra = ckpt.load_checkpoint(path, self.unwrapped, self.optimizer, self.scheduler)
-        self.progress = Progress(**{**progress, "losses": [tuple(x) for x in progress["losses"]],
-                                    "eval_losses": [tuple(x) for x in progress.get("eval_losses", [])]})
+        self.progress = Progress(
+            **{
+                **progress,
+                "losses": [tuple(x) for x in progress["losses"]],
+                "eval_losses": [tuple(x) for x in progress.get("eval_losses", [])],
+            }
+        )
         self._restore_extra(extra)
         ckpt.set_rng_state(rng)
         self._rng_at_boundary = rng
@@ -257,7 +266,9 @@ class Trainer:
                     micro = order[progress.batch_in_epoch : progress.batch_in_epoch + cfg.grad_accum]
                     loss_sum, real_sum, slot_sum = 0.0, 0, 0
                     for indices in micro:
-                        if len(indices) < self.ctx.world_size:  # an epoch's last, smaller batch: no share for some ranks
+                        if (
+                            len(indices) < self.ctx.world_size
+                        ):  # an epoch's last, smaller batch: no share for some ranks
                             continue
                         batch = self._collate([self.examples[i] for i in distributed.shard(indices)])
                         real, slots = count_tokens(batch)
@@ -283,7 +294,11 @@ class Trainer:
                     self._optimizer_step(len(micro), sum(len(b) for b in micro))
                     if self.compiled and compile_s is None:  # the first step compiled: time from here
                         compile_s = time.perf_counter() - started
-                        started, start_samples, start_tokens = time.perf_counter(), progress.samples, progress.real_tokens
+                        started, start_samples, start_tokens = (
+                            time.perf_counter(),
+                            progress.samples,
+                            progress.real_tokens,
+                        )
                     progress.losses.append((progress.step, loss_sum))
                     self._report(bar, loss_sum, started, start_samples)
                     if self._validation_due():
@@ -325,7 +340,12 @@ class Trainer:
     def _validation_due(self) -> bool:
         every, step = self.config.eval_every, self.progress.step
         # rank 0 alone, except under FSDP, whose forward passes gather the weights from every rank
-        return bool(every and self.validation and (self.ctx.main or self.fsdp) and (step % every == 0 or step == self.total_steps))
+        return bool(
+            every
+            and self.validation
+            and (self.ctx.main or self.fsdp)
+            and (step % every == 0 or step == self.total_steps)
+        )
 
     @torch.no_grad()
     def validation_loss(self) -> float:
@@ -375,8 +395,14 @@ class Trainer:
 
         from tqdm.auto import tqdm
 
-        return tqdm(total=self.total_steps, initial=self.progress.step, desc="train", unit="step",
-                    dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 10.0)
+        return tqdm(
+            total=self.total_steps,
+            initial=self.progress.step,
+            desc="train",
+            unit="step",
+            dynamic_ncols=True,
+            mininterval=0.5 if sys.stderr.isatty() else 10.0,
+        )
 
     def _report(self, bar: Any, loss: float, started: float, start_samples: int) -> None:
         elapsed = max(time.perf_counter() - started, 1e-9)

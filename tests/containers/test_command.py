@@ -61,8 +61,14 @@ def test_no_container_keeps_the_interpreter(tmp_path):
 @pytest.mark.parametrize("gpus", [0, 1])
 def test_apptainer_command(tmp_path, gpus):
     sif = tmp_path / "harness.sif"
-    matrix = _matrix(tmp_path, runtime="apptainer", image=str(sif), binds=["/scratch/data:/data:ro"],
-                     options=["--writable-tmpfs"], env={"MY_VAR": "1", "LIST": "a,b"})
+    matrix = _matrix(
+        tmp_path,
+        runtime="apptainer",
+        image=str(sif),
+        binds=["/scratch/data:/data:ro"],
+        options=["--writable-tmpfs"],
+        env={"MY_VAR": "1", "LIST": "a,b"},
+    )
     spec = container.container_spec(matrix)
     cmd = container.build_command(matrix, spec, gpus=gpus, digest={"digest": "sha256:abc"})
     argv = cmd.argv
@@ -72,13 +78,17 @@ def test_apptainer_command(tmp_path, gpus):
     out = str(tmp_path / "out")
     assert binds == [out, str(tmp_path / "cache" / "harness"), str(tmp_path / "cache" / "hf"), "/scratch/data:/data:ro"]
     # the submitit folder (<out>/.submitit) and the cell folders are inside the bound output folder
-    assert str(matrix.submitit_folder).startswith(out + "/") and all(str(c.folder).startswith(out + "/") for c in matrix.active)
+    assert str(matrix.submitit_folder).startswith(out + "/") and all(
+        str(c.folder).startswith(out + "/") for c in matrix.active
+    )
     assert _option_values(argv, "--pwd") == [out]
     env = dict(v.split("=", 1) for v in _option_values(argv, "--env"))
     assert env["HARNESS_CONTAINER_RUNTIME"] == "apptainer"
     assert env["HARNESS_CONTAINER_IMAGE"] == str(sif)
     assert env["HARNESS_CONTAINER_DIGEST"] == "sha256:abc"
-    assert env["HARNESS_CACHE"] == str(tmp_path / "cache" / "harness") and env["HF_HOME"] == str(tmp_path / "cache" / "hf")
+    assert env["HARNESS_CACHE"] == str(tmp_path / "cache" / "harness") and env["HF_HOME"] == str(
+        tmp_path / "cache" / "hf"
+    )
     assert env["HF_HUB_OFFLINE"] == "1"
     assert env["MLFLOW_TRACKING_URI"] == f"sqlite:///{out}/mlflow.db"
     assert env["MY_VAR"] == "1" and "LIST" not in env and cmd.exports == {"APPTAINERENV_LIST": "a,b"}
@@ -89,7 +99,9 @@ def test_apptainer_command(tmp_path, gpus):
 def test_docker_command(tmp_path, gpus):
     matrix = _matrix(tmp_path, runtime="docker", image="harness:cpu", binds=["/scratch/data"], env={"MY_VAR": "x y"})
     spec = container.container_spec(matrix)
-    argv = container.build_command(matrix, spec, gpus=gpus, digest={"digest": "sha256:def", "repo_digest": "r@sha256:1"}).argv
+    argv = container.build_command(
+        matrix, spec, gpus=gpus, digest={"digest": "sha256:def", "repo_digest": "r@sha256:1"}
+    ).argv
     assert argv[:3] == ["docker", "run", "--rm"]
     assert {"--pid=host", "--ipc=host", "--network=host"} <= set(argv)
     assert (_option_values(argv, "--gpus") == ["all"]) == (gpus > 0)
@@ -97,13 +109,22 @@ def test_docker_command(tmp_path, gpus):
     assert isinstance(_option_values(argv, "--user")[0], container.Shell)
     out = str(tmp_path / "out")
     volumes = _option_values(argv, "-v")
-    assert volumes == [f"{out}:{out}", *(f"{p}:{p}" for p in (tmp_path / "cache" / "harness", tmp_path / "cache" / "hf")),
-                       "/scratch/data:/scratch/data"]
+    assert volumes == [
+        f"{out}:{out}",
+        *(f"{p}:{p}" for p in (tmp_path / "cache" / "harness", tmp_path / "cache" / "hf")),
+        "/scratch/data:/scratch/data",
+    ]
     assert _option_values(argv, "-w") == [out]
     env = _option_values(argv, "-e")
     assert "HOME" in env and "USER" in env
-    assert {"HARNESS_CONTAINER_RUNTIME=docker", "HARNESS_CONTAINER_IMAGE=harness:cpu", "HARNESS_CONTAINER_DIGEST=sha256:def",
-            "HARNESS_CONTAINER_REPO_DIGEST=r@sha256:1", f"MLFLOW_TRACKING_URI=sqlite:///{out}/mlflow.db", "MY_VAR=x y"} <= set(env)
+    assert {
+        "HARNESS_CONTAINER_RUNTIME=docker",
+        "HARNESS_CONTAINER_IMAGE=harness:cpu",
+        "HARNESS_CONTAINER_DIGEST=sha256:def",
+        "HARNESS_CONTAINER_REPO_DIGEST=r@sha256:1",
+        f"MLFLOW_TRACKING_URI=sqlite:///{out}/mlflow.db",
+        "MY_VAR=x y",
+    } <= set(env)
     assert argv[-3:] == ["--entrypoint", "python", "harness:cpu"]
 
 
@@ -133,8 +154,15 @@ def _stub(tmp_path: Path) -> Path:
 
 def _run_launcher(path: Path, tmp_path: Path) -> tuple[list[str], dict[str, str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SUBMITIT_"))}
-    env.update(STUB_OUT=str(tmp_path), SLURM_JOB_ID="77", SLURM_PROCID="0", SUBMITIT_EXECUTOR="slurm",
-               CUDA_VISIBLE_DEVICES="1", PYTHONPATH="/host/checkout", HARNESS_CONTAINER_IMAGE="stale")
+    env.update(
+        STUB_OUT=str(tmp_path),
+        SLURM_JOB_ID="77",
+        SLURM_PROCID="0",
+        SUBMITIT_EXECUTOR="slurm",
+        CUDA_VISIBLE_DEVICES="1",
+        PYTHONPATH="/host/checkout",
+        HARNESS_CONTAINER_IMAGE="stale",
+    )
     subprocess.run([str(path), "-u", "-m", "submitit.core._submit", "/folder"], env=env, check=True, timeout=30)
     argv = (tmp_path / "argv").read_text().splitlines()
     got = dict(line.split("=", 1) for line in (tmp_path / "env").read_text().splitlines() if "=" in line)
@@ -156,14 +184,19 @@ def test_docker_launcher_runs(tmp_path):
     # the job's variables by name (docker reads their values), never the host's python
     assert {"SLURM_JOB_ID", "SLURM_PROCID", "SUBMITIT_EXECUTOR", "CUDA_VISIBLE_DEVICES", "HOME", "USER"} <= set(passed)
     assert "PYTHONPATH" not in passed and "HARNESS_CONTAINER_IMAGE" not in passed
-    assert "HARNESS_CONTAINER_DIGEST=sha256:0123" in passed and "HARNESS_CONTAINER_REPO_DIGEST=harness@sha256:4567" in passed
+    assert (
+        "HARNESS_CONTAINER_DIGEST=sha256:0123" in passed
+        and "HARNESS_CONTAINER_REPO_DIGEST=harness@sha256:4567" in passed
+    )
     assert "HARNESS_CONTAINER_IMAGE=harness:cpu" in passed
 
 
 def test_apptainer_launcher_runs(tmp_path):
     sif = tmp_path / "harness.sif"
     sif.write_bytes(b"not really an image")
-    matrix = _matrix(tmp_path, runtime="apptainer", image=str(sif), executable=str(_stub(tmp_path)), env={"LIST": "a,b"})
+    matrix = _matrix(
+        tmp_path, runtime="apptainer", image=str(sif), executable=str(_stub(tmp_path)), env={"LIST": "a,b"}
+    )
     group = group_cells(matrix.active)[0]
     argv, env = _run_launcher(Path(python_command(matrix, group)), tmp_path)
     assert argv[-5:] == [str(sif), "python", "-u", "-m", "submitit.core._submit"] or argv[-6:-4] == [str(sif), "python"]
@@ -193,6 +226,10 @@ def test_plan_shows_the_launcher_without_resolving(tmp_path):
     group = group_cells(matrix.active)[0]
     script = get_executor("slurm").job_script(matrix, group)
     assert "container-apptainer-gpu0.sh -u -m submitit.core._submit" in script
-    assert "#   exec apptainer exec \\" in script and "#       --cleanenv \\" in script and "<resolved at submission>" in script
+    assert (
+        "#   exec apptainer exec \\" in script
+        and "#       --cleanenv \\" in script
+        and "<resolved at submission>" in script
+    )
     assert not container.launcher_path(matrix, container.container_spec(matrix), 0).exists()
     assert yaml.safe_load(yaml.safe_dump(matrix.spec.model_dump()))["executor"]["container"]["runtime"] == "apptainer"

@@ -33,8 +33,13 @@ def docker_image():
         pytest.skip("docker: ci-build.sh needs root to install and start a private dockerd")
     name, _, tag = IMAGE.partition(":")
     started = time.monotonic()
-    out = subprocess.run(["bash", str(REPO / "containers" / "ci-build.sh")], capture_output=True, text=True, timeout=1200,
-                         env={**os.environ, "IMAGE": name, "TAG": tag or "latest"})
+    out = subprocess.run(
+        ["bash", str(REPO / "containers" / "ci-build.sh")],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env={**os.environ, "IMAGE": name, "TAG": tag or "latest"},
+    )
     print(out.stderr, f"[ci-build] fixture total {time.monotonic() - started:.1f} s")
     if out.returncode == DOCKER_UNAVAILABLE:
         pytest.skip(f"docker: no Docker engine can start here: {out.stderr.strip().splitlines()[-1:]}")
@@ -59,10 +64,16 @@ def slurm_env():
 
 def test_image_runs_harness(docker_image):
     _, image_id = docker_image
-    out = subprocess.run(["/usr/bin/docker", "run", "--rm", IMAGE, "--help"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        ["/usr/bin/docker", "run", "--rm", IMAGE, "--help"], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0 and "usage" in out.stdout.lower(), out.stderr
-    inspect = subprocess.run(["/usr/bin/docker", "image", "inspect", "--format", "{{.Config.User}} {{.Id}}", IMAGE],
-                             capture_output=True, text=True, timeout=60)
+    inspect = subprocess.run(
+        ["/usr/bin/docker", "image", "inspect", "--format", "{{.Config.User}} {{.Id}}", IMAGE],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     user, digest = inspect.stdout.split()
     assert user == "1000:1000" and digest == image_id
 
@@ -76,7 +87,9 @@ def test_smoke_cell_in_docker_on_slurm_then_collect(docker_image, slurm_env, tmp
     _, image_id = docker_image
     data = smoke_dict(tmp_path / "out", name="docker-smoke", models=["tiny-bert"], methods=["lora"], exclude=[])
     data["overrides"] = [o for o in data["overrides"] if o["match"].get("method") == "lora"]
-    data["executor"].update(kind="slurm", container={"runtime": "docker", "image": IMAGE, "executable": "/usr/bin/docker"})
+    data["executor"].update(
+        kind="slurm", container={"runtime": "docker", "image": IMAGE, "executable": "/usr/bin/docker"}
+    )
     data["resources"].update(partition=slurm_env.get("HARNESS_SLURM_PARTITION", "debug"), mem_gb=None)
     path = write_matrix(tmp_path / "docker-smoke.yaml", data)
 

@@ -21,15 +21,28 @@ def _hadolint() -> str:
 
 
 def test_hadolint_passes():
-    out = subprocess.run([_hadolint(), "--no-color", str(CONTAINERS / "Dockerfile")], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [_hadolint(), "--no-color", str(CONTAINERS / "Dockerfile")], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stdout + out.stderr
 
 
 def test_dockerfile_essentials():
     text = (CONTAINERS / "Dockerfile").read_text()
-    for needle in ("ARG CUDA_BASE=nvidia/cuda:12.6", "ARG CPU_BASE=local/debian:bookworm", "AS cpu-base", "AS gpu-base",
-                   "--no-index --find-links", "compileall", "HF_HUB_OFFLINE=1", "HF_HOME=", "HARNESS_CACHE=",
-                   "HARNESS_CONTAINER_IMAGE=", "USER 1000:1000", 'ENTRYPOINT ["harness"]'):
+    for needle in (
+        "ARG CUDA_BASE=nvidia/cuda:12.6",
+        "ARG CPU_BASE=local/debian:bookworm",
+        "AS cpu-base",
+        "AS gpu-base",
+        "--no-index --find-links",
+        "compileall",
+        "HF_HUB_OFFLINE=1",
+        "HF_HOME=",
+        "HARNESS_CACHE=",
+        "HARNESS_CONTAINER_IMAGE=",
+        "USER 1000:1000",
+        'ENTRYPOINT ["harness"]',
+    ):
         assert needle in text, needle
 
 

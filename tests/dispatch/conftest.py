@@ -42,7 +42,7 @@ def no_sbatch_path(tmp_path, monkeypatch) -> str:
     return str(bin_dir)
 
 
-STUB = r'''#!/usr/bin/env bash
+STUB = r"""#!/usr/bin/env bash
 # stub {name}: records its call, answers from files in $STUB_DIR
 echo "{name} $*" >> "$STUB_DIR/calls.log"
 case "{name}" in
@@ -56,7 +56,7 @@ case "{name}" in
   squeue) cat "$STUB_DIR/squeue.out" 2>/dev/null; true ;;
   *) true ;;
 esac
-'''
+"""
 
 
 @pytest.fixture

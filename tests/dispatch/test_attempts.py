@@ -29,6 +29,8 @@ def test_attempts_carry_over_a_retry_and_restart_on_force(tmp_path: Path, monkey
     # --force archives a failed cell like a retry (only a success is started afresh)
     assert attempts == [1, 2, 3]
     # the job's word on a runner that never wrote result.json (harness.result.OUTCOME_FILE)
-    (cell.folder / "outcome.json").write_text((cell.folder / "outcome.json").read_text().replace('"failed"', '"success"'))
+    (cell.folder / "outcome.json").write_text(
+        (cell.folder / "outcome.json").read_text().replace('"failed"', '"success"')
+    )
     _prepare_folder(cell, CellState(cell=cell, status="success"), force=True)
     assert read_run(cell.folder) is None

@@ -10,19 +10,25 @@ from pathlib import Path
 import pytest
 from dispatch_helpers import smoke_dict, write_matrix
 
-from harness.errors import ConfigError
 from harness.dispatch import plan, render_status, submit, wait
 from harness.dispatch.job import ENV_RUNNER
+from harness.errors import ConfigError
 from harness.matrix import load_matrix
 from harness.result import load_result
-
 
 HERE = Path(__file__).resolve().parent
 
 
 def cell_file(tmp: Path, name: str, *, model: str, task: str, tasks: int | None, **resources) -> Path:
-    data = smoke_dict(tmp / name, name=name, models=[model], methods=["lora"], tasks=[task], exclude=[],
-                      executor={"cluster": "local", "array_parallelism": 2})
+    data = smoke_dict(
+        tmp / name,
+        name=name,
+        models=[model],
+        methods=["lora"],
+        tasks=[task],
+        exclude=[],
+        executor={"cluster": "local", "array_parallelism": 2},
+    )
     data["resources"].update(resources, **({"tasks_per_node": tasks} if tasks else {}))
     data["defaults"]["train"].update(max_steps=4, batch_size=4)
     data["defaults"]["method_args"] = {"lora_dropout": 0.0}  # dropout draws differ per rank
@@ -61,9 +67,13 @@ def one_process(tmp_path_factory):
     return reference
 
 
-@pytest.mark.parametrize(("model", "task", "mode"), [("tiny-llama", "emotion", "ddp"), ("tiny-t5", "billsum", "ddp"),
-                                                     ("tiny-llama", "emotion", "fsdp")])
-def test_two_ranks_train_as_one_process_with_the_same_global_batch(tmp_path, monkeypatch, one_process, model, task, mode):
+@pytest.mark.parametrize(
+    ("model", "task", "mode"),
+    [("tiny-llama", "emotion", "ddp"), ("tiny-t5", "billsum", "ddp"), ("tiny-llama", "emotion", "fsdp")],
+)
+def test_two_ranks_train_as_one_process_with_the_same_global_batch(
+    tmp_path, monkeypatch, one_process, model, task, mode
+):
     """tiny-llama emotion averages its loss over examples, tiny-T5 billsum over label tokens (unequal
     per rank): each rank's loss is scaled by its share, so DDP and FSDP match the one-process run."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -71,7 +81,12 @@ def test_two_ranks_train_as_one_process_with_the_same_global_batch(tmp_path, mon
     path = cell_file(tmp_path, "two", model=model, task=task, tasks=2)
     path.write_text(path.read_text().replace("train:\n", f"train:\n    distributed: {mode}\n", 1))
     two, folder = run(path)
-    assert (two.run.distributed, two.run.world_size, two.run.per_device_batch, two.run.effective_batch) == (mode, 2, 2, 4)
+    assert (two.run.distributed, two.run.world_size, two.run.per_device_batch, two.run.effective_batch) == (
+        mode,
+        2,
+        2,
+        4,
+    )
     assert (one.run.distributed, one.run.world_size) == ("none", 1)
     steps_one, losses_one = zip(*one.efficiency.loss_history)
     steps_two, losses_two = zip(*two.efficiency.loss_history)
@@ -120,7 +135,12 @@ def test_a_failing_rank_fails_the_cell_promptly_with_its_traceback(tmp_path, mon
         ({}, {"train": {"distributed": "ddp"}}, "local", "train.distributed ddp needs more than one process"),
         ({"tasks_per_node": 2}, {"train": {"distributed": "fsdp"}}, "local", None),
         ({"nodes": 2}, {}, "debug", "resources.nodes 2: the debug executor runs on this one machine"),
-        ({"tasks_per_node": 2}, {"train": {"fsdp_cpu_offload": True}}, "local", "it needs train.distributed fsdp, not ddp"),
+        (
+            {"tasks_per_node": 2},
+            {"train": {"fsdp_cpu_offload": True}},
+            "local",
+            "it needs train.distributed fsdp, not ddp",
+        ),
         ({"gpus": 2, "tasks_per_node": 1}, {}, "local", "a cell runs one process per GPU"),
     ],
 )
@@ -158,8 +178,9 @@ def test_prompt_methods_and_methods_that_do_not_train_are_refused(tmp_path):
         load_matrix(path)
 
 
-@pytest.mark.parametrize(("model", "block"), [("tiny-llama", "LlamaDecoderLayer"), ("tiny-t5", "T5Block"),
-                                              ("tiny-bert", "BertLayer")])
+@pytest.mark.parametrize(
+    ("model", "block"), [("tiny-llama", "LlamaDecoderLayer"), ("tiny-t5", "T5Block"), ("tiny-bert", "BertLayer")]
+)
 def test_the_fsdp_wrapping_plan_is_the_models_transformer_blocks(model, block):
     """Each block transformers keeps whole (_no_split_modules) is one FSDP unit, adapters inside it."""
     from harness.cell import prepare_cell
@@ -171,8 +192,16 @@ def test_the_fsdp_wrapping_plan_is_the_models_transformer_blocks(model, block):
     task = "emotion"
     plan = prepare_cell(CellConfig(model=model, method="lora", task=task, tracking={"enabled": False}))
     loaded = load_model(plan.model, plan.head, num_labels=6, label_names=list(plan.task.label_names))
-    peft_model = apply_method(loaded.model, plan.method, plan.head, plan.method_args, family=plan.model.family,
-                              total_steps=1, gradient_checkpointing=False, quantized=False)
+    peft_model = apply_method(
+        loaded.model,
+        plan.method,
+        plan.head,
+        plan.method_args,
+        family=plan.model.family,
+        total_steps=1,
+        gradient_checkpointing=False,
+        quantized=False,
+    )
     modules = dict(peft_model.named_modules())
     units = [name for name in wrapping_plan(peft_model) if type(modules[name]).__name__ == block]
     layers = loaded.model.config.num_hidden_layers if model != "tiny-t5" else 2 * loaded.model.config.num_layers
@@ -190,8 +219,11 @@ def test_a_failed_fsdp_cell_resumes_from_its_checkpoint_on_every_rank(tmp_path, 
     monkeypatch.setenv("HARNESS_COLLECTIVE_TIMEOUT_S", "60")
     reference = one_process("tiny-llama", "emotion", **{"max_steps: 4": "max_steps: 12"})
     path = cell_file(tmp_path, "two", model="tiny-llama", task="emotion", tasks=2)
-    path.write_text(path.read_text().replace("max_steps: 4", "max_steps: 12")
-                    .replace("train:\n", "train:\n    checkpoint_every: 5\n    distributed: fsdp\n", 1))
+    path.write_text(
+        path.read_text()
+        .replace("max_steps: 4", "max_steps: 12")
+        .replace("train:\n", "train:\n    checkpoint_every: 5\n    distributed: fsdp\n", 1)
+    )
     with monkeypatch.context() as faulty:
         faulty.setenv(ENV_RUNNER, "rank_faults:run_cell")
         faulty.setenv("PYTHONPATH", str(HERE))
@@ -205,5 +237,7 @@ def test_a_failed_fsdp_cell_resumes_from_its_checkpoint_on_every_rank(tmp_path, 
     assert final.states[0].status == "success", render_status(final)
     resumed = load_result(folder)
     assert resumed.efficiency.resumed_from_step == 5 and resumed.efficiency.train_steps == 12
-    worst = max(abs(a - b) for (_, a), (_, b) in zip(reference.efficiency.loss_history, resumed.efficiency.loss_history))
+    worst = max(
+        abs(a - b) for (_, a), (_, b) in zip(reference.efficiency.loss_history, resumed.efficiency.loss_history)
+    )
     assert len(resumed.efficiency.loss_history) == 12 and worst < 1e-5, worst

@@ -31,9 +31,15 @@ FIELDS = {
     "resources.sbatch_extra key": lambda v: {"resources": {"sbatch_extra": {v: "END"}}},
     "resources.setup": lambda v: {"resources": {"setup": ["module load cuda", v]}},
     "executor.container.image": lambda v: {"executor": {"container": {"runtime": "docker", "image": v}}},
-    "executor.container.binds": lambda v: {"executor": {"container": {"runtime": "docker", "image": "h", "binds": [v]}}},
-    "executor.container.options": lambda v: {"executor": {"container": {"runtime": "docker", "image": "h", "options": [v]}}},
-    "executor.container.env": lambda v: {"executor": {"container": {"runtime": "docker", "image": "h", "env": {"A": v}}}},
+    "executor.container.binds": lambda v: {
+        "executor": {"container": {"runtime": "docker", "image": "h", "binds": [v]}}
+    },
+    "executor.container.options": lambda v: {
+        "executor": {"container": {"runtime": "docker", "image": "h", "options": [v]}}
+    },
+    "executor.container.env": lambda v: {
+        "executor": {"container": {"runtime": "docker", "image": "h", "env": {"A": v}}}
+    },
     "models axis": lambda v: {"models": [v]},
     "models axis entry": lambda v: {"models": [{"name": v}]},
 }
@@ -65,7 +71,7 @@ def test_sbatch_extra_keys_are_long_option_names(tmp_path: Path, key: str) -> No
 
 
 # Printable but awkward: quotes, $(...), ;, spaces, globs. Allowed, and must stay inert.
-AWKWARD = "we'ird \"$(touch /tmp/pwned)\";`id` *"
+AWKWARD = 'we\'ird "$(touch /tmp/pwned)";`id` *'
 
 
 def _sbatch_block(script: str) -> tuple[list[str], list[str]]:
@@ -81,13 +87,21 @@ def _sbatch_block(script: str) -> tuple[list[str], list[str]]:
 
 
 def test_rendered_script_parses_and_keeps_every_directive(tmp_path: Path) -> None:
-    data = _merge(smoke_dict(tmp_path / "out"), {
-        "name": "study o'brien",
-        "resources": {"partition": "gpu", "account": AWKWARD, "qos": "normal", "constraint": "a100&nvlink",
-                      "sbatch_extra": {"mail-type": "END,FAIL", "comment": AWKWARD, "exclusive": True},
-                      "setup": ["export X='a b'"]},
-        "executor": {"job_name": AWKWARD, "cluster": "slurm"},
-    })
+    data = _merge(
+        smoke_dict(tmp_path / "out"),
+        {
+            "name": "study o'brien",
+            "resources": {
+                "partition": "gpu",
+                "account": AWKWARD,
+                "qos": "normal",
+                "constraint": "a100&nvlink",
+                "sbatch_extra": {"mail-type": "END,FAIL", "comment": AWKWARD, "exclusive": True},
+                "setup": ["export X='a b'"],
+            },
+            "executor": {"job_name": AWKWARD, "cluster": "slurm"},
+        },
+    )
     matrix = matrix_from_dict(data)
     for group in group_cells(matrix.active):
         script = get_executor("slurm").job_script(matrix, group)
@@ -95,9 +109,25 @@ def test_rendered_script_parses_and_keeps_every_directive(tmp_path: Path) -> Non
         assert checked.returncode == 0, checked.stderr
         directives, rest = _sbatch_block(script)
         names = {re.match(r"#SBATCH --([a-z-]+)", d).group(1) for d in directives}
-        expected = {"job-name", "time", "signal", "array", "output", "error", "partition", "account", "qos",
-                    "constraint", "mail-type", "comment", "exclusive", "cpus-per-task", "nodes", "ntasks-per-node",
-                    "mem"}
+        expected = {
+            "job-name",
+            "time",
+            "signal",
+            "array",
+            "output",
+            "error",
+            "partition",
+            "account",
+            "qos",
+            "constraint",
+            "mail-type",
+            "comment",
+            "exclusive",
+            "cpus-per-task",
+            "nodes",
+            "ntasks-per-node",
+            "mem",
+        }
         assert expected <= names, expected - names
         assert not any(line.startswith("#SBATCH") for line in rest), "a directive after the first command is ignored"
         # the awkward text stays inside its directive, and no line runs it

@@ -12,7 +12,6 @@ from harness.result import load_result
 from harness.tracking.collect import collect, render_collect
 
 
-
 @pytest.fixture(scope="module")
 def ran(tmp_path_factory):
     """tiny-bert lora succeeds; tiny-bert ia3 asks for bf16, which only the machine that runs
@@ -45,7 +44,10 @@ def test_cells_end_with_results_and_other_cells_are_unaffected(ran):
 def test_second_submit_submits_nothing_and_force_archives(ran):
     path, _ = ran
     again = submit(path)
-    assert again.submitted == [] and again.skipped == {"already succeeded (--force reruns)": 1, "failed (--retry-failed resubmits)": 1}
+    assert again.submitted == [] and again.skipped == {
+        "already succeeded (--force reruns)": 1,
+        "failed (--retry-failed resubmits)": 1,
+    }
     matrix = load_matrix(path)
     lora = next(c for c in matrix.active if c.method == "lora")
     forced = submit(path, force=True, only="method=lora")

@@ -43,10 +43,16 @@ def local_run(tmp_path_factory):
     data["executor"].update(cluster="slurm", array_parallelism=3, max_requeues=0)  # slurm: falls back to local
     data["overrides"] += [
         # long enough to be preempted mid-training
-        {"match": {"model": "tiny-bert", "method": "lora"}, "set": {"train": {"max_steps": 300, "log_every": 5, "checkpoint_every": 5}}},
+        {
+            "match": {"model": "tiny-bert", "method": "lora"},
+            "set": {"train": {"max_steps": 300, "log_every": 5, "checkpoint_every": 5}},
+        },
         # never finishes within its 1-minute limit (warning 45 s before it)
-        {"match": {"model": "tiny-bert", "method": "ia3"}, "set": {"train": {"max_steps": 100000}},
-         "resources": {"time_min": 1, "signal_delay_s": 45}},
+        {
+            "match": {"model": "tiny-bert", "method": "ia3"},
+            "set": {"train": {"max_steps": 100000}},
+            "resources": {"time_min": 1, "signal_delay_s": 45},
+        },
     ]
     path = write_matrix(tmp / "smoke.yaml", data)
     matrix = load_matrix(path)

@@ -6,17 +6,19 @@ from harness.dispatch import sacct
 
 
 def test_parse_arrays_ranges_steps_and_reasons():
-    text = "\n".join([
-        "100_0|COMPLETED|0:0|00:00:05|node1",
-        "100_1|CANCELLED by 1000|0:15|00:00:01|node1",
-        "100_[2-4,7%2]|PENDING|0:0|00:00:00|None assigned",
-        "100_1.batch|CANCELLED|0:15|00:00:01|node1",
-        "101|OUT_OF_MEMORY|0:125|00:01:00|node1",
-        "102|RUNNING|0:0|00:01:00|node1",
-        "103|TIMEOUT|0:0|00:10:00|node1",
-        "104|NODE_FAIL|1:0|00:10:00|node1",
-        "",
-    ])
+    text = "\n".join(
+        [
+            "100_0|COMPLETED|0:0|00:00:05|node1",
+            "100_1|CANCELLED by 1000|0:15|00:00:01|node1",
+            "100_[2-4,7%2]|PENDING|0:0|00:00:00|None assigned",
+            "100_1.batch|CANCELLED|0:15|00:00:01|node1",
+            "101|OUT_OF_MEMORY|0:125|00:01:00|node1",
+            "102|RUNNING|0:0|00:01:00|node1",
+            "103|TIMEOUT|0:0|00:10:00|node1",
+            "104|NODE_FAIL|1:0|00:10:00|node1",
+            "",
+        ]
+    )
     states = sacct.parse_sacct(text)
     assert sorted(states) == ["100_0", "100_1", "100_2", "100_3", "100_4", "100_7", "101", "102", "103", "104"]
     assert states["100_1"].state == "CANCELLED" and states["100_1"].cell_status == "cancelled"
@@ -33,7 +35,9 @@ def test_one_call_for_many_jobs_and_arrays():
 
     def runner(command):
         seen.append(command)
-        return subprocess.CompletedProcess(command, 0, "7_0|RUNNING|0:0|0|n\n7_1|PENDING|0:0|0|n\n9|FAILED|1:0|0|n\n", "")
+        return subprocess.CompletedProcess(
+            command, 0, "7_0|RUNNING|0:0|0|n\n7_1|PENDING|0:0|0|n\n9|FAILED|1:0|0|n\n", ""
+        )
 
     report = sacct.query(["7_0", "7_1", "9", "7_0"], runner=runner)
     assert len(seen) == 1 and report.calls == seen

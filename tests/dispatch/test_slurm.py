@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from dispatch_helpers import smoke_dict, write_matrix
 
-from harness.errors import ConfigError
 from harness.dispatch import render_status, status, submit, wait
 from harness.dispatch.ledger import read_job, read_run
+from harness.errors import ConfigError
 from harness.matrix import load_matrix
 from harness.result import load_result
 from harness.tracking.collect import collect, render_collect
@@ -50,9 +50,23 @@ def mlflow_server(tmp_path_factory):
     mlflow = Path(sys.executable).parent / "mlflow"
     log = (root / "server.log").open("w")
     proc = subprocess.Popen(
-        [str(mlflow), "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-         "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=root,
+        [
+            str(mlflow),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{root / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(root / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=root,
     )
     uri = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -147,7 +161,10 @@ def test_preemption_failure_and_cancellation(slurm_env, partition, tmp_path):
     data = _slurm(smoke_dict(tmp_path / "out", name="faults", models=["tiny-bert", "tiny-llama"]), partition)
     data["exclude"] = [{"match": {"model": "tiny-llama", "method": "ia3"}, "reason": "not needed here"}]
     data["overrides"] += [
-        {"match": {"model": "tiny-bert", "method": "lora"}, "set": {"train": {"max_steps": 300, "log_every": 5, "checkpoint_every": 5}}},
+        {
+            "match": {"model": "tiny-bert", "method": "lora"},
+            "set": {"train": {"max_steps": 300, "log_every": 5, "checkpoint_every": 5}},
+        },
         # bf16 passes the plan (the node decides) and fails on this CPU-only node
         {"match": {"model": "tiny-bert", "method": "ia3"}, "set": {"train": {"precision": "bf16"}}},
         {"match": {"model": "tiny-llama", "method": "lora"}, "set": {"train": {"max_steps": 100000, "log_every": 5}}},
@@ -192,8 +209,12 @@ def test_sweep_stage_two_is_submitted_by_a_dependency_job(slurm_env, partition, 
     from harness.dispatch.stages import CONTINUATION_FILE
     from harness.names import FINAL_STAGE
 
-    data = _slurm(smoke_dict(tmp_path / "out", name="sweep-slurm", models=["tiny-bert"], methods=["lora"], seeds=[0, 1],
-                             exclude=[]), partition)
+    data = _slurm(
+        smoke_dict(
+            tmp_path / "out", name="sweep-slurm", models=["tiny-bert"], methods=["lora"], seeds=[0, 1], exclude=[]
+        ),
+        partition,
+    )
     data["defaults"]["train"]["max_steps"] = 2
     data["sweep"] = [{"values": {"train.learning_rate": [1.0e-4, 3.0e-2]}}]
     path = write_matrix(tmp_path / "sweep.yaml", data)
@@ -201,8 +222,9 @@ def test_sweep_stage_two_is_submitted_by_a_dependency_job(slurm_env, partition, 
     assert report.ok and len(report.submitted) == 2
     record = json.loads((tmp_path / "out" / CONTINUATION_FILE).read_text())
     assert record["after"] == [report.submitted[0].array_job_id]
-    dependency = subprocess.run(["squeue", "-h", "-j", record["job_id"], "-o", "%E"], capture_output=True, text=True,
-                                timeout=30).stdout.strip()
+    dependency = subprocess.run(
+        ["squeue", "-h", "-j", record["job_id"], "-o", "%E"], capture_output=True, text=True, timeout=30
+    ).stdout.strip()
     assert dependency.startswith("afterany:" + record["after"][0]), dependency
     deadline = time.monotonic() + 540
     while True:
@@ -222,8 +244,9 @@ def test_ddp_cell_on_two_tasks_trains_as_one_process_and_resumes_on_both_ranks(s
     import submitit
 
     def matrix(name: str, tasks: int | None, steps: int) -> Path:
-        data = _slurm(smoke_dict(tmp_path / name, name=name, models=["tiny-llama"], methods=["lora"], exclude=[]),
-                      partition)
+        data = _slurm(
+            smoke_dict(tmp_path / name, name=name, models=["tiny-llama"], methods=["lora"], exclude=[]), partition
+        )
         data["resources"].update(cpus=1, **({"tasks_per_node": tasks} if tasks else {}))
         data["defaults"]["train"].update(max_steps=steps, batch_size=4, log_every=5, checkpoint_every=5)
         data["defaults"]["method_args"] = {"lora_dropout": 0.0}

@@ -24,8 +24,15 @@ pytestmark = pytest.mark.slurm
 
 # Terminal job states as sacct prints them ("CANCELLED by 0" is split off).
 TERMINAL = {
-    "COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "PREEMPTED",
-    "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE",
+    "COMPLETED",
+    "CANCELLED",
+    "FAILED",
+    "TIMEOUT",
+    "NODE_FAIL",
+    "PREEMPTED",
+    "OUT_OF_MEMORY",
+    "BOOT_FAIL",
+    "DEADLINE",
 }
 JOB_TIMEOUT_S = 60
 
@@ -141,8 +148,11 @@ def test_sacct_reports_completed(finished_job):
 
 def test_job_array_all_tasks_complete(slurm_env, tmp_path):
     job_id = sbatch(
-        "--array=0-2", "-o", "/dev/null",
-        "--wrap", f"echo $SLURM_ARRAY_TASK_ID > {tmp_path}/task_$SLURM_ARRAY_TASK_ID",
+        "--array=0-2",
+        "-o",
+        "/dev/null",
+        "--wrap",
+        f"echo $SLURM_ARRAY_TASK_ID > {tmp_path}/task_$SLURM_ARRAY_TASK_ID",
     )
     states = wait_sacct(job_id, n_records=3)
     assert states == {f"{job_id}_{i}": "COMPLETED" for i in range(3)}
@@ -159,8 +169,8 @@ def test_scancel_ends_cancelled(slurm_env):
 
 # --- submitit ------------------------------------------------------------------------
 
-import submitit  # noqa: E402 - a dependency of the harness: its absence is a failure, not a skip
 import cloudpickle  # noqa: E402  (a submitit dependency)
+import submitit  # noqa: E402 - a dependency of the harness: its absence is a failure, not a skip
 
 # Jobs unpickle the submitted callables in a fresh interpreter that cannot
 # import this test module (pytest put its folder on sys.path, the job has
@@ -202,9 +212,7 @@ def test_submitit_function_returns_value(slurm_env, partition, tmp_path):
 @pytest.mark.parametrize("timeout", [False, True], ids=["preemption", "timeout"])
 def test_submitit_checkpointable_is_requeued(slurm_env, partition, tmp_path, timeout):
     counter = tmp_path / "attempts"
-    job = make_executor(tmp_path / "submitit", partition).submit(
-        CountingCheckpointable(), str(counter)
-    )
+    job = make_executor(tmp_path / "submitit", partition).submit(CountingCheckpointable(), str(counter))
     # The signal handlers are installed before the callable runs, so once the
     # counter exists an interrupt is handled by submitit (checkpoint+requeue).
     wait_for_file(counter, "1")

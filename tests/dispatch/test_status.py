@@ -15,8 +15,17 @@ from harness.result import Result, write_result
 
 
 def _record(cell, executor, job_id, tmp_path):
-    write_job(cell.folder, JobRecord(cell_id=cell.cell_id, job_id=job_id, executor=executor, submitit_folder=str(tmp_path),
-                                     stderr=str(tmp_path / "err.log"), submitted_at=now_iso()))
+    write_job(
+        cell.folder,
+        JobRecord(
+            cell_id=cell.cell_id,
+            job_id=job_id,
+            executor=executor,
+            submitit_folder=str(tmp_path),
+            stderr=str(tmp_path / "err.log"),
+            submitted_at=now_iso(),
+        ),
+    )
 
 
 def test_local_and_debug_jobs(tmp_path):

@@ -12,9 +12,9 @@ import pytest
 import yaml
 from dispatch_helpers import calls, smoke_dict, write_matrix
 
-from harness.errors import ConfigError
 from harness.dispatch import plan, render_plan, render_status, render_submit, status, submit
 from harness.dispatch.ledger import LEDGER_FILE, read_job
+from harness.errors import ConfigError
 from harness.matrix import load_matrix
 
 
@@ -40,7 +40,9 @@ def test_submit_as_arrays_then_nothing_twice(matrix_file, stub_slurm):
     texts = [s.read_text() for s in scripts]
     assert "#SBATCH --array=0-2%2" in texts[0] and "#SBATCH --mem=4G" in texts[0]
     assert "#SBATCH --array=0-1%2" in texts[1] and "#SBATCH --mem=6G" in texts[1]
-    assert all("#SBATCH --signal=USR2@60" in t and "#SBATCH --time=15" in t and "export PYTHONPATH=" in t for t in texts)
+    assert all(
+        "#SBATCH --signal=USR2@60" in t and "#SBATCH --time=15" in t and "export PYTHONPATH=" in t for t in texts
+    )
 
     matrix = load_matrix(matrix_file)
     ids = []
@@ -55,7 +57,10 @@ def test_submit_as_arrays_then_nothing_twice(matrix_file, stub_slurm):
     assert sorted(r["job_id"] for r in ledger) == sorted(ids)
 
     # queued/running per sacct: a second submission submits nothing, with one sacct call
-    sacct_says(stub_slurm, ["1000_[0-2%2]|PENDING|0:0|00:00:00|None", "1001_0|RUNNING|0:0|00:00:03|n1", "1001_1|PENDING|0:0|0|n"])
+    sacct_says(
+        stub_slurm,
+        ["1000_[0-2%2]|PENDING|0:0|00:00:00|None", "1001_0|RUNNING|0:0|00:00:03|n1", "1001_1|PENDING|0:0|0|n"],
+    )
     again = submit(matrix_file, retry_failed=True, force=True)
     assert again.submitted == [] and again.skipped == {"already queued": 4, "already running": 1, "excluded": 1}
     assert len(calls(stub_slurm, "sbatch")) == 2
@@ -75,14 +80,24 @@ def test_job_deaths_map_to_statuses_and_retry(matrix_file, stub_slurm):
     log = read_job(by_job["1000_1"].folder).stderr
     with open(log, "w") as handle:
         handle.write("Traceback (most recent call last):\n  ...\nModuleNotFoundError: No module named 'harness'\n")
-    sacct_says(stub_slurm, [
-        "1000_0|OUT_OF_MEMORY|0:125|0|n", "1000_1|FAILED|1:0|0|n", "1000_2|CANCELLED by 0|0:0|0|n",
-        "1001_0|TIMEOUT|0:0|0|n", "1001_1|COMPLETED|0:0|0|n",
-    ])
+    sacct_says(
+        stub_slurm,
+        [
+            "1000_0|OUT_OF_MEMORY|0:125|0|n",
+            "1000_1|FAILED|1:0|0|n",
+            "1000_2|CANCELLED by 0|0:0|0|n",
+            "1001_0|TIMEOUT|0:0|0|n",
+            "1001_1|COMPLETED|0:0|0|n",
+        ],
+    )
     report = status(matrix_file)
     got = {s.job_id: s for s in report.states if s.job}
     assert {k: v.status for k, v in got.items()} == {
-        "1000_0": "oom", "1000_1": "failed", "1000_2": "cancelled", "1001_0": "timeout", "1001_1": "failed",
+        "1000_0": "oom",
+        "1000_1": "failed",
+        "1000_2": "cancelled",
+        "1001_0": "timeout",
+        "1001_1": "failed",
     }
     assert got["1000_1"].error == "job 1000_1 ended FAILED (exit 1:0): ModuleNotFoundError: No module named 'harness'"
     assert got["1000_1"].log == log
@@ -92,7 +107,9 @@ def test_job_deaths_map_to_statuses_and_retry(matrix_file, stub_slurm):
     # not resubmitted by default; --retry-failed --only picks some
     assert submit(matrix_file).submitted == []
     retry = submit(matrix_file, retry_failed=True, only="model=tiny-bert|tiny-t5")
-    assert sorted(r.cell_id for r in retry.submitted) == sorted(by_job[j].cell_id for j in ("1000_0", "1000_1", "1000_2"))
+    assert sorted(r.cell_id for r in retry.submitted) == sorted(
+        by_job[j].cell_id for j in ("1000_0", "1000_1", "1000_2")
+    )
     assert all(r.submissions == 2 and r.job_id.startswith("1002_") for r in retry.submitted)
 
 
@@ -135,7 +152,10 @@ def test_sbatch_refusal_is_reported(matrix_file, stub_slurm):
         ({"method_args": {"rank": 4}}, "unknown method_args rank; valid LoraConfig fields"),
         ({"method_args": {"inference_mode": True}}, "method_args inference_mode are set by the harness"),
         ({"method_args": {"target_modules": ["q_proj"]}}, "target_modules ['q_proj'] match no layer of this model"),
-        ({"data": {"source": {"files": {"train": "missing.jsonl", "test": "missing.jsonl"}}}}, "data file not found: missing.jsonl"),
+        (
+            {"data": {"source": {"files": {"train": "missing.jsonl", "test": "missing.jsonl"}}}},
+            "data file not found: missing.jsonl",
+        ),
         ({"data": {"source": {"files": {"train": "BAD", "test": "BAD"}}}}, "row 1: label 9 outside 0..5"),
         ({"data": {"source": {"fields": {"tweet": "text"}}}}, "unknown field(s) tweet for task 'emotion'"),
     ],

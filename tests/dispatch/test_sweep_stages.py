@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from dispatch_helpers import smoke_dict, write_matrix
 
 from harness.dispatch import render_status, status, submit, wait
@@ -15,13 +14,18 @@ from harness.matrix import load_matrix
 from harness.names import FINAL_STAGE, SELECT_STAGE
 from harness.result import load_result
 
-
 LR = "train.learning_rate"
 
 
 def sweep_file(tmp, executor: str):
-    data = smoke_dict(tmp / "out", models=["tiny-bert"], methods=["lora"], seeds=[0, 1], exclude=[],
-                      executor={"cluster": executor, "array_parallelism": 2})
+    data = smoke_dict(
+        tmp / "out",
+        models=["tiny-bert"],
+        methods=["lora"],
+        seeds=[0, 1],
+        exclude=[],
+        executor={"cluster": executor, "array_parallelism": 2},
+    )
     data["defaults"]["train"]["max_steps"] = 2
     data["sweep"] = [{"values": {LR: [1.0e-4, 3.0e-2]}}]
     data["select"] = {"metric": "f1_macro", "split": "validation"}
@@ -83,8 +87,11 @@ def test_local_stage_two_is_submitted_by_a_detached_process(tmp_path, monkeypatc
     import time
 
     start = time.monotonic()
-    while len(load_matrix(path).cells) < 4 or not status(path).finished or \
-            any(s.status == "pending" for s in status(path).states):
+    while (
+        len(load_matrix(path).cells) < 4
+        or not status(path).finished
+        or any(s.status == "pending" for s in status(path).states)
+    ):
         assert time.monotonic() - start < deadline_s, render_status(status(path))
         time.sleep(1.0)
     check_both_stages(path)

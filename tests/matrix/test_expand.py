@@ -44,8 +44,14 @@ def test_shipped_matrices_load(name, tmp_path):
 def test_expansion_is_the_product_in_task_model_method_seed_order(tmp_path):
     matrix = matrix_from_dict(base(), output_dir=tmp_path)
     assert [(c.model, c.method, c.seed) for c in matrix.cells] == [
-        ("tiny-bert", "lora", 0), ("tiny-bert", "lora", 1), ("tiny-bert", "ia3", 0), ("tiny-bert", "ia3", 1),
-        ("tiny-llama", "lora", 0), ("tiny-llama", "lora", 1), ("tiny-llama", "ia3", 0), ("tiny-llama", "ia3", 1),
+        ("tiny-bert", "lora", 0),
+        ("tiny-bert", "lora", 1),
+        ("tiny-bert", "ia3", 0),
+        ("tiny-bert", "ia3", 1),
+        ("tiny-llama", "lora", 0),
+        ("tiny-llama", "lora", 1),
+        ("tiny-llama", "ia3", 0),
+        ("tiny-llama", "ia3", 1),
     ]
     assert all(c.config.train.max_steps == 3 for c in matrix.cells)
 
@@ -74,8 +80,15 @@ def test_axis_entries_overrides_in_order_and_dotted_keys(tmp_path):
         methods=["lora", {"name": "ia3", "set": {"train.learning_rate": 3e-3}, "resources": {"time_min": 30}}],
         models=[{"name": "tiny-bert", "set": {"method_args": {"r": 4}}, "resources": {"mem_gb": 8}}, "tiny-llama"],
         overrides=[
-            {"match": {"model": "tiny-bert", "method": "lora"}, "set": {"method_args": {"lora_alpha": 16}, "train": {"learning_rate": 1e-3}}},
-            {"match": {"method": ["lora", "ia3"], "seed": 1}, "set": {"train.learning_rate": 5e-4}, "resources": {"cpus": 4}},
+            {
+                "match": {"model": "tiny-bert", "method": "lora"},
+                "set": {"method_args": {"lora_alpha": 16}, "train": {"learning_rate": 1e-3}},
+            },
+            {
+                "match": {"method": ["lora", "ia3"], "seed": 1},
+                "set": {"train.learning_rate": 5e-4},
+                "resources": {"cpus": 4},
+            },
         ],
     )
     cells = {(c.model, c.method, c.seed): c for c in matrix_from_dict(data, output_dir=tmp_path).cells}
@@ -114,19 +127,37 @@ def test_rules_that_match_nothing_are_warned_about(tmp_path):
     ("change", "expected"),
     [
         ({"modles": ["tiny-bert"]}, "unknown key 'modles'; valid keys: name=None"),
-        ({"executor": {"cluster": "local", "paralel": 2}}, "unknown key 'executor.paralel'; valid keys: cluster='slurm'"),
+        (
+            {"executor": {"cluster": "local", "paralel": 2}},
+            "unknown key 'executor.paralel'; valid keys: cluster='slurm'",
+        ),
         ({"resources": {"gpu": 1}}, "unknown key 'resources.gpu'; valid keys: nodes=1, gpus=0"),
         # an unknown executor.cluster is refused by dispatch's registry (tests/dispatch/test_executors.py)
-        ({"executor": {"kind": "local", "cluster": "debug"}}, "executor: executor.kind 'local' and executor.cluster 'debug' disagree"),
+        (
+            {"executor": {"kind": "local", "cluster": "debug"}},
+            "executor: executor.kind 'local' and executor.cluster 'debug' disagree",
+        ),
         ({"methods": ["lora", "loraa"]}, "unknown method 'loraa'; valid: lora, qlora"),
         ({"tasks": ["sst2"]}, "unknown task 'sst2'; valid: emotion, billsum"),
-        ({"methods": [{"name": "lora", "sett": {}}]}, "unknown key 'methods.0.sett'; valid keys: name (required), set={}"),
+        (
+            {"methods": [{"name": "lora", "sett": {}}]},
+            "unknown key 'methods.0.sett'; valid keys: name (required), set={}",
+        ),
         ({"defaults": {"train": {"lr": 1e-3}}}, "defaults: unknown key 'train.lr'; valid keys: max_steps=None"),
         ({"defaults": {"model": "tiny-t5"}}, "defaults: 'model' cannot be set here"),
-        ({"overrides": [{"match": {"methd": "lora"}}]}, "unknown key 'overrides.0.match.methd'; valid keys: model=None"),
+        (
+            {"overrides": [{"match": {"methd": "lora"}}]},
+            "unknown key 'overrides.0.match.methd'; valid keys: model=None",
+        ),
         ({"overrides": [{"match": {"method": "lorra"}}]}, "overrides[0].match: unknown method 'lorra'"),
-        ({"overrides": [{"match": {"model": "tiny-t5"}}]}, "overrides[0].match: model 'tiny-t5' is not on the models axis"),
-        ({"overrides": [{"resources": {"time_min": 0}}]}, "overrides[0].resources: resources: nodes must be >= 1, gpus >= 0, cpus >= 1, time_min >= 1"),
+        (
+            {"overrides": [{"match": {"model": "tiny-t5"}}]},
+            "overrides[0].match: model 'tiny-t5' is not on the models axis",
+        ),
+        (
+            {"overrides": [{"resources": {"time_min": 0}}]},
+            "overrides[0].resources: resources: nodes must be >= 1, gpus >= 0, cpus >= 1, time_min >= 1",
+        ),
         ({"seeds": [0, 0]}, "seeds: duplicate entries 0"),
         ({"methods": []}, "methods: needs at least one entry"),
     ],
@@ -174,13 +205,25 @@ def test_output_dir_and_name_defaults(tmp_path, monkeypatch):
 def test_grids_are_a_union_of_sub_products(tmp_path):
     data = base(
         models=["tiny-bert", "tiny-llama", "tiny-t5"],
-        grids=[{"models": ["tiny-bert"], "methods": ["lora", "ia3"], "seeds": [0]},
-               {"models": ["tiny-llama", "tiny-t5"], "methods": ["lora"]},
-               {"models": ["tiny-bert"], "methods": ["lora"], "seeds": [0]}],  # overlaps: no duplicate cells
+        grids=[
+            {"models": ["tiny-bert"], "methods": ["lora", "ia3"], "seeds": [0]},
+            {"models": ["tiny-llama", "tiny-t5"], "methods": ["lora"]},
+            {"models": ["tiny-bert"], "methods": ["lora"], "seeds": [0]},
+        ],  # overlaps: no duplicate cells
     )
     cells = [(c.model, c.method, c.seed) for c in matrix_from_dict(data, output_dir=tmp_path).cells]
-    assert cells == [("tiny-bert", "lora", 0), ("tiny-bert", "ia3", 0), ("tiny-llama", "lora", 0), ("tiny-llama", "lora", 1),
-                     ("tiny-t5", "lora", 0), ("tiny-t5", "lora", 1)]
-    assert "grids[0].models: 'tiny-gpt' is not on the models axis" in error_of(base(grids=[{"models": ["tiny-gpt"]}]), tmp_path)
+    assert cells == [
+        ("tiny-bert", "lora", 0),
+        ("tiny-bert", "ia3", 0),
+        ("tiny-llama", "lora", 0),
+        ("tiny-llama", "lora", 1),
+        ("tiny-t5", "lora", 0),
+        ("tiny-t5", "lora", 1),
+    ]
+    assert "grids[0].models: 'tiny-gpt' is not on the models axis" in error_of(
+        base(grids=[{"models": ["tiny-gpt"]}]), tmp_path
+    )
     assert "grids[0].seeds: 5 is not on the seeds axis" in error_of(base(grids=[{"seeds": [5]}]), tmp_path)
-    assert "unknown key 'grids.0.model'; valid keys: models=None" in error_of(base(grids=[{"model": ["tiny-bert"]}]), tmp_path)
+    assert "unknown key 'grids.0.model'; valid keys: models=None" in error_of(
+        base(grids=[{"model": ["tiny-bert"]}]), tmp_path
+    )

@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-import pytest
-
 from harness.matrix import ParamCounter, matrix_from_dict
 
 
 def test_counts_are_cached_per_model_method_task_and_args(tmp_path, monkeypatch):
     from harness import methods
+
     calls = []
 
     def fake(config):
@@ -14,8 +13,13 @@ def test_counts_are_cached_per_model_method_task_and_args(tmp_path, monkeypatch)
         return 10, 100
 
     monkeypatch.setattr(methods, "count_parameters", fake)
-    data = {"models": ["tiny-bert"], "methods": ["lora"], "tasks": ["emotion"], "seeds": [0, 1, 2],
-            "overrides": [{"match": {"seed": 2}, "set": {"method_args": {"r": 2}}}]}
+    data = {
+        "models": ["tiny-bert"],
+        "methods": ["lora"],
+        "tasks": ["emotion"],
+        "seeds": [0, 1, 2],
+        "overrides": [{"match": {"seed": 2}, "set": {"method_args": {"r": 2}}}],
+    }
     counter = ParamCounter(persistent=False)
     counts = [counter(c.config) for c in matrix_from_dict(data, output_dir=tmp_path).cells]
     assert [(c.trainable, c.total) for c in counts] == [(10, 100)] * 3
@@ -24,7 +28,10 @@ def test_counts_are_cached_per_model_method_task_and_args(tmp_path, monkeypatch)
 
 def test_errors_become_a_column(tmp_path, monkeypatch):
     from harness import methods
-    monkeypatch.setattr(methods, "count_parameters", lambda config: (_ for _ in ()).throw(ValueError("no such module\nmore")))
+
+    monkeypatch.setattr(
+        methods, "count_parameters", lambda config: (_ for _ in ()).throw(ValueError("no such module\nmore"))
+    )
     data = {"models": ["tiny-bert"], "methods": ["lora"], "tasks": ["emotion"]}
     count = ParamCounter(persistent=False)(matrix_from_dict(data, output_dir=tmp_path).cells[0].config)
     assert count.trainable is None and count.error == "ValueError: no such module"
@@ -39,6 +46,7 @@ def test_real_counts_offline(tmp_path):
 
 def test_counts_persist_on_disk_per_library_versions(tmp_path, monkeypatch):
     from harness import methods
+
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
     calls = []
     monkeypatch.setattr(methods, "count_parameters", lambda config: calls.append(1) or (7, 70))

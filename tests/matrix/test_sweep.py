@@ -28,8 +28,10 @@ def sweep_matrix(tmp_path: Path, **changes) -> dict:
         "tasks": ["emotion"],
         "seeds": [3, 4, 5],
         "defaults": {"train": {"max_steps": 2}},
-        "sweep": [{"values": {LR: {"log": [1.0e-4, 1.0e-2], "n": 3}}},
-                  {"match": {"method": "ia3"}, "values": {LR: [1.0e-2, 3.0e-2]}}],
+        "sweep": [
+            {"values": {LR: {"log": [1.0e-4, 1.0e-2], "n": 3}}},
+            {"match": {"method": "ia3"}, "values": {LR: [1.0e-2, 3.0e-2]}},
+        ],
         "select": {"metric": "f1_macro", "split": "validation", "mode": "max"},
     }
     data.update(changes)
@@ -86,8 +88,10 @@ def test_failed_points_are_left_out_and_ties_go_to_the_first_in_grid_order():
     assert "tied with" in choice.describe() and "1 failed point(s) left out" in choice.describe()
     assert choose([Outcome({LR: 1e-4}, "success", 0.2), Outcome({LR: 1e-3}, "success", 0.1)], "min").point == {LR: 1e-3}
     assert choose([Outcome({LR: 1e-4}, "waiting"), Outcome({LR: 1e-3}, "success", 0.1)], "max") is None
-    edge = choose([Outcome({LR: 1e-4}, "success", 0.1), Outcome({LR: 1e-3}, "success", 0.2),
-                   Outcome({LR: 1e-2}, "success", 0.3)], "max")
+    edge = choose(
+        [Outcome({LR: 1e-4}, "success", 0.1), Outcome({LR: 1e-3}, "success", 0.2), Outcome({LR: 1e-2}, "success", 0.3)],
+        "max",
+    )
     assert edge.edges == {LR: "upper"} and "at the upper edge of the train.learning_rate grid" in edge.describe()
     assert choice.edges == {LR: "lower"}  # 1e-4 of 1e-4..1e-2
     nothing = choose([Outcome({LR: 1e-4}, "failed"), Outcome({LR: 1e-3}, "timeout")], "max")
@@ -129,12 +133,17 @@ def test_several_keys_make_a_product(tmp_path):
     data = sweep_matrix(tmp_path, methods=["lora"], sweep=[{"values": {LR: [1e-4, 1e-3], "method_args.r": [4, 8, 16]}}])
     stage1 = matrix_from_dict(data).selections[0].points
     assert [(c.config.train.learning_rate, c.config.method_args["r"]) for c in stage1] == [
-        (1e-4, 4), (1e-4, 8), (1e-4, 16), (1e-3, 4), (1e-3, 8), (1e-3, 16)]
+        (1e-4, 4),
+        (1e-4, 8),
+        (1e-4, 16),
+        (1e-3, 4),
+        (1e-3, 8),
+        (1e-3, 16),
+    ]
 
 
 def test_billsum_selects_on_a_held_out_slice_of_train(tmp_path):
-    data = sweep_matrix(tmp_path, models=["tiny-t5"], methods=["lora"], tasks=["billsum"],
-                        select={"metric": "rougeL"})
+    data = sweep_matrix(tmp_path, models=["tiny-t5"], methods=["lora"], tasks=["billsum"], select={"metric": "rougeL"})
     stage1 = matrix_from_dict(data).selections[0].points
     assert all(c.config.data.eval_split == "validation" for c in stage1)
     from harness.config import DataConfig
@@ -158,7 +167,10 @@ def test_billsum_selects_on_a_held_out_slice_of_train(tmp_path):
         ({"sweep": [{"values": {"seed": [1, 2]}}]}, "cannot be set here"),
         ({"sweep": [{"match": {"method": "lorra"}, "values": {LR: [1e-3]}}]}, "unknown method 'lorra'"),
         ({"select": {"split": "test"}}, "selection never sees the test split"),
-        ({"tasks": ["billsum"], "models": ["tiny-t5"]}, "task billsum does not produce it; its metrics: rouge1, rouge2, rougeL"),
+        (
+            {"tasks": ["billsum"], "models": ["tiny-t5"]},
+            "task billsum does not produce it; its metrics: rouge1, rouge2, rougeL",
+        ),
         ({"sweep": []}, "select: needs a sweep section"),
         ({"defaults": {"train": {"max_steps": 2}, "data": {"eval_split": "validation"}}}, "is the split"),
     ],
@@ -170,8 +182,13 @@ def test_bad_sweeps_are_refused_in_one_line(tmp_path, changes, message):
 
 
 def test_a_metric_per_task(tmp_path):
-    data = sweep_matrix(tmp_path, models=["tiny-t5"], methods=["lora"], tasks=["emotion", "billsum"],
-                        select={"metric": {"emotion": "accuracy"}})
+    data = sweep_matrix(
+        tmp_path,
+        models=["tiny-t5"],
+        methods=["lora"],
+        tasks=["emotion", "billsum"],
+        select={"metric": {"emotion": "accuracy"}},
+    )
     metrics = {s.task: s.metric for s in matrix_from_dict(data).selections}
     assert metrics == {"emotion": "accuracy", "billsum": "rougeL"}  # billsum: its headline
 

@@ -35,9 +35,13 @@ def test_cell_count_is_the_grid(tmp_path):
     assert not matrix.warnings  # every override matches a cell
     cells = Counter((c.task, c.model, c.method) for c in matrix.active)
     expected: dict[tuple[str, str, str], int] = {}
-    for task, model, methods in (("billsum", "flan-t5-xl", SUMM_T5), ("billsum", "llama-3.2-3b-instruct", SUMM_LLAMA),
-                                 ("emotion", "llama-3.2-3b", CLS_LLAMA), ("emotion", "flan-t5-xl", CLS_T5),
-                                 ("emotion", "bert-base-uncased", ["full"])):
+    for task, model, methods in (
+        ("billsum", "flan-t5-xl", SUMM_T5),
+        ("billsum", "llama-3.2-3b-instruct", SUMM_LLAMA),
+        ("emotion", "llama-3.2-3b", CLS_LLAMA),
+        ("emotion", "flan-t5-xl", CLS_T5),
+        ("emotion", "bert-base-uncased", ["full"]),
+    ):
         for method in methods:
             # zero-shot is deterministic (no training, greedy decoding): one seed
             expected[task, model, method] = 1 if method == "zeroshot" else len(seeds)
@@ -46,20 +50,35 @@ def test_cell_count_is_the_grid(tmp_path):
 
 
 def test_study_settings(tmp_path):
-    cells = {(c.task, c.model, c.method): c.config for c in load_matrix(THESIS, output_dir=tmp_path).active if c.seed == 0}
+    cells = {
+        (c.task, c.model, c.method): c.config for c in load_matrix(THESIS, output_dir=tmp_path).active if c.seed == 0
+    }
     t5_lora = cells["billsum", "flan-t5-xl", "lora"]
     assert t5_lora.method_args == {"r": 2, "lora_alpha": 4, "target_modules": ["q", "v"]}
-    assert (t5_lora.train.epochs, t5_lora.train.learning_rate, t5_lora.train.batch_size, t5_lora.train.grad_accum) == (10, 6e-2, 1, 4)
+    assert (t5_lora.train.epochs, t5_lora.train.learning_rate, t5_lora.train.batch_size, t5_lora.train.grad_accum) == (
+        10,
+        6e-2,
+        1,
+        4,
+    )
     assert (t5_lora.data.max_source_tokens, t5_lora.data.max_target_tokens) == (1400, 256)
     assert t5_lora.train.optimizer == "paged_adamw_8bit" and t5_lora.train.max_grad_norm == 0.3
     assert t5_lora.train.gradient_checkpointing and t5_lora.data.source.hub_id == "FiscalNote/billsum"
-    for key in (("billsum", "flan-t5-xl", "ptuning"), ("billsum", "llama-3.2-3b-instruct", "prefix"),
-                ("emotion", "flan-t5-xl", "ptuning")):
+    for key in (
+        ("billsum", "flan-t5-xl", "ptuning"),
+        ("billsum", "llama-3.2-3b-instruct", "prefix"),
+        ("emotion", "flan-t5-xl", "ptuning"),
+    ):
         assert not cells[key].train.gradient_checkpointing
     assert cells["billsum", "llama-3.2-3b-instruct", "ia3"].method_args["feedforward_modules"] == ["down_proj"]
     assert cells["emotion", "llama-3.2-3b", "adalora"].method_args["total_step"] == 8000
     cls = cells["emotion", "llama-3.2-3b", "lora"]
-    assert (cls.train.batch_size, cls.train.epochs, cls.train.learning_rate, cls.data.class_weighted_loss) == (2, 20, 5e-5, True)
+    assert (cls.train.batch_size, cls.train.epochs, cls.train.learning_rate, cls.data.class_weighted_loss) == (
+        2,
+        20,
+        5e-5,
+        True,
+    )
     assert cls.data.eval_split == "test" and cls.data.source.hub_id == "dair-ai/emotion"
 
 
@@ -99,25 +118,32 @@ def test_counts_match_peft(plan):
     from peft import IA3Config, LoraConfig
 
     t5 = _row(plan, "billsum", "flan-t5-xl", "lora")
-    expected = _peft_count("flan-t5-xl", "seq2seq",
-                           LoraConfig(r=2, lora_alpha=4, target_modules=["q", "v"], task_type="SEQ_2_SEQ_LM"))
+    expected = _peft_count(
+        "flan-t5-xl", "seq2seq", LoraConfig(r=2, lora_alpha=4, target_modules=["q", "v"], task_type="SEQ_2_SEQ_LM")
+    )
     assert (t5["trainable_params"], t5["total_params"]) == expected
     # 24 encoder + 24 decoder blocks; self-attention q,v in each, plus the decoder's cross-attention q,v,
     # each d_model 2048 -> inner 2048 (32 heads x 64): 2 * (2048 + 2048) per module
     assert expected[0] == (24 * 2 + 24 * 4) * 2 * (2048 + 2048)
 
     llama = _row(plan, "emotion", "llama-3.2-3b", "lora")
-    expected = _peft_count("llama-3.2-3b", "seqcls",
-                           LoraConfig(r=8, lora_alpha=16, target_modules=["k_proj", "v_proj"], task_type="SEQ_CLS"),
-                           num_labels=6)
+    expected = _peft_count(
+        "llama-3.2-3b",
+        "seqcls",
+        LoraConfig(r=8, lora_alpha=16, target_modules=["k_proj", "v_proj"], task_type="SEQ_CLS"),
+        num_labels=6,
+    )
     assert (llama["trainable_params"], llama["total_params"]) == expected
     # 28 layers x (k, v: 3072 -> 1024) x r=8, plus the trained 6-label score head (3072 x 6)
     assert expected[0] == 28 * 2 * 8 * (3072 + 1024) + 3072 * 6
 
     ia3 = _row(plan, "billsum", "llama-3.2-3b-instruct", "ia3")
     targets = ["k_proj", "v_proj", "gate_proj", "up_proj", "down_proj"]
-    expected = _peft_count("llama-3.2-3b-instruct", "causal",
-                           IA3Config(target_modules=targets, feedforward_modules=["down_proj"], task_type="CAUSAL_LM"))
+    expected = _peft_count(
+        "llama-3.2-3b-instruct",
+        "causal",
+        IA3Config(target_modules=targets, feedforward_modules=["down_proj"], task_type="CAUSAL_LM"),
+    )
     assert (ia3["trainable_params"], ia3["total_params"]) == expected
 
 
@@ -137,8 +163,11 @@ def test_thesis_tuned_is_the_study_with_a_learning_rate_sweep_per_method(tmp_pat
         point = selection.points[0].config
         assert point.data.eval_split == "validation" and point.data.max_eval_samples == 500
         # everything but the swept rate, the split and the selection set is the study's cell
-        study_cell = next(c.config for c in study.active if (c.task, c.model, c.method, c.seed) ==
-                          (selection.task, selection.model, selection.method, 0))
+        study_cell = next(
+            c.config
+            for c in study.active
+            if (c.task, c.model, c.method, c.seed) == (selection.task, selection.model, selection.method, 0)
+        )
         assert point.method_args == study_cell.method_args and point.train.epochs == study_cell.train.epochs
     ia3 = next(s for s in tuned.selections if s.method == "ia3")
     assert ia3.points[0].config.train.learning_rate == 1e-4

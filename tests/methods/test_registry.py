@@ -16,8 +16,20 @@ from harness.errors import ConfigError
 from harness.methods.build import MANAGED_FIELDS, config_fields, count_parameters
 from harness.methods.registry import methods, peft_types, resolve_method
 
-STUDY_NAMES = ("lora", "qlora", "adalora", "loha", "lokr", "ia3", "prefix", "ptuning_v2", "ptuning", "prompt_tuning",
-               "full", "zeroshot")
+STUDY_NAMES = (
+    "lora",
+    "qlora",
+    "adalora",
+    "loha",
+    "lokr",
+    "ia3",
+    "prefix",
+    "ptuning_v2",
+    "ptuning",
+    "prompt_tuning",
+    "full",
+    "zeroshot",
+)
 
 
 def test_every_peft_type_of_the_installed_peft_is_a_method() -> None:
@@ -28,16 +40,38 @@ def test_every_peft_type_of_the_installed_peft_is_a_method() -> None:
     for member in PeftType:
         assert member.value.lower() in table
     assert set(STUDY_NAMES) <= set(table) and {"dora", "rslora", "lorafa"} <= set(table)
-    for name in ("vera", "oft", "boft", "hra", "fourierft", "ln_tuning", "miss", "c3a", "randlora", "shira", "road",
-                 "delora", "gralora", "adamss", "vblora", "waveft", "trainable_tokens", "adaption_prompt",
-                 "prefix_tuning", "p_tuning", "prompt_tuning"):
+    for name in (
+        "vera",
+        "oft",
+        "boft",
+        "hra",
+        "fourierft",
+        "ln_tuning",
+        "miss",
+        "c3a",
+        "randlora",
+        "shira",
+        "road",
+        "delora",
+        "gralora",
+        "adamss",
+        "vblora",
+        "waveft",
+        "trainable_tokens",
+        "adaption_prompt",
+        "prefix_tuning",
+        "p_tuning",
+        "prompt_tuning",
+    ):
         assert table[name].peft_type == name.upper()
 
 
 def test_the_registry_loads_without_torch_or_peft() -> None:
-    code = ("import sys; from harness.methods.registry import method_names; from harness.config import CellConfig; "
-            "CellConfig(model='tiny-llama', method='vera', task='emotion'); assert len(method_names()) > 40; "
-            "print(sorted(m for m in ('torch', 'peft', 'transformers') if m in sys.modules))")
+    code = (
+        "import sys; from harness.methods.registry import method_names; from harness.config import CellConfig; "
+        "CellConfig(model='tiny-llama', method='vera', task='emotion'); assert len(method_names()) > 40; "
+        "print(sorted(m for m in ('torch', 'peft', 'transformers') if m in sys.modules))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
 
@@ -62,8 +96,17 @@ def _plan_error(tmp_path: Path, method: str, method_args: dict, task: str = "emo
     from harness.dispatch import commands
 
     matrix = tmp_path / "m.yaml"
-    matrix.write_text(json.dumps({"name": "m", "models": ["tiny-llama"], "tasks": [task], "seeds": [0],
-                                  "methods": [{"name": method, "set": {"method_args": method_args}}]}))
+    matrix.write_text(
+        json.dumps(
+            {
+                "name": "m",
+                "models": ["tiny-llama"],
+                "tasks": [task],
+                "seeds": [0],
+                "methods": [{"name": method, "set": {"method_args": method_args}}],
+            }
+        )
+    )
     with pytest.raises(ConfigError) as error:
         commands.plan(matrix, output_dir=tmp_path / "out", with_status=False)
     assert "\n" not in str(error.value)
@@ -100,23 +143,40 @@ def test_a_saved_adapter_config_is_a_method_args_source(tmp_path: Path) -> None:
 
     LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj"], task_type="SEQ_CLS").save_pretrained(tmp_path)
     saved = tmp_path / "adapter_config.json"
-    config = parse_cell_config({"model": "tiny-llama", "method": "lora", "task": "emotion",
-                                "method_args": {"from": str(saved), "lora_dropout": 0.0}})
+    config = parse_cell_config(
+        {
+            "model": "tiny-llama",
+            "method": "lora",
+            "task": "emotion",
+            "method_args": {"from": str(saved), "lora_dropout": 0.0},
+        }
+    )
     assert config.method_args["r"] == 4 and config.method_args["lora_dropout"] == 0.0
     assert sorted(config.method_args["target_modules"]) == ["k_proj", "q_proj"]
     assert not set(config.method_args) & {"peft_type", "task_type", "base_model_name_or_path", "peft_version"}
     count_parameters(config)  # every field of the file is a valid LoraConfig field
 
-    with pytest.raises(ConfigError, match="a LORA adapter config, but method 'vera' is VERA; methods of that type: lora"):
-        parse_cell_config({"model": "tiny-llama", "method": "vera", "task": "emotion", "method_args": {"from": str(saved)}})
+    with pytest.raises(
+        ConfigError, match="a LORA adapter config, but method 'vera' is VERA; methods of that type: lora"
+    ):
+        parse_cell_config(
+            {"model": "tiny-llama", "method": "vera", "task": "emotion", "method_args": {"from": str(saved)}}
+        )
     with pytest.raises(ConfigError, match="no such file"):
-        parse_cell_config({"model": "tiny-llama", "method": "lora", "task": "emotion",
-                           "method_args": {"from": str(tmp_path / "missing.json")}})
+        parse_cell_config(
+            {
+                "model": "tiny-llama",
+                "method": "lora",
+                "task": "emotion",
+                "method_args": {"from": str(tmp_path / "missing.json")},
+            }
+        )
 
 
 def test_harness_methods_lists_every_method_and_why_not(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "harness.cli", "methods", "--json"], capture_output=True, text=True,
-                          check=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "methods", "--json"], capture_output=True, text=True, check=True
+    )
     rows = {row["name"]: row for row in json.loads(done.stdout)}
     assert list(rows) == list(methods())
     assert rows["vera"]["config_class"] == "VeraConfig" and all(rows["vera"]["families"].values())

@@ -43,7 +43,9 @@ def test_minilm_is_a_real_pretrained_encoder() -> None:
     assert loaded.tokenizer.convert_ids_to_tokens(ids)[1:4] == ["i", "feel", "wonderful"]
 
 
-@pytest.mark.skipif(package_dir(resolve_model("smollm2-135m")) is None, reason="run `harness prefetch --model smollm2-135m`")
+@pytest.mark.skipif(
+    package_dir(resolve_model("smollm2-135m")) is None, reason="run `harness prefetch --model smollm2-135m`"
+)
 def test_smollm2_from_gguf_generates_text() -> None:
     loaded = load_model(resolve_model("smollm2-135m"), "causal")
     assert loaded.model.config.model_type == "llama"

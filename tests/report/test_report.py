@@ -33,8 +33,13 @@ MATRIX = {
     ],
     "defaults": {
         "train": {"max_steps": 3, "batch_size": 4, "eval_batch_size": 16, "progress_bar": False, "log_every": 1},
-        "data": {"max_train_samples": 16, "max_eval_samples": 16, "max_source_tokens": 64, "max_target_tokens": 8,
-                 "max_new_tokens": 4},
+        "data": {
+            "max_train_samples": 16,
+            "max_eval_samples": 16,
+            "max_source_tokens": 64,
+            "max_target_tokens": 8,
+            "max_new_tokens": 4,
+        },
         "telemetry": {"enabled": True, "interval_s": 0.5},
     },
     "overrides": [
@@ -82,8 +87,14 @@ def _row(frame: pd.DataFrame, model: str, method: str) -> pd.Series:
 
 def test_report_files(report: Path, matrix_file: Path):
     assert report == load_matrix(matrix_file).output_dir / "report"
-    for name in ("report.md", "report.html", "cells.csv", "classification_quality.csv",
-                 "classification_efficiency.csv", "not_finished.csv"):
+    for name in (
+        "report.md",
+        "report.html",
+        "cells.csv",
+        "classification_quality.csv",
+        "classification_efficiency.csv",
+        "not_finished.csv",
+    ):
         assert (report / name).is_file(), name
     assert not (report / "summarization_quality.csv").exists()  # no summarization cells in this matrix
     plots = sorted((report / "plots").glob("*.png"))
@@ -97,7 +108,9 @@ def test_report_files(report: Path, matrix_file: Path):
 
 def test_loss_curves_per_model_and_task(report: Path, results):
     """Every trained (task, model) gets a training-loss plot, drawn from the results' loss histories."""
-    assert {"loss_emotion_tiny-bert.png", "loss_emotion_tiny-t5.png"} <= {p.name for p in (report / "plots").glob("loss_*")}
+    assert {"loss_emotion_tiny-bert.png", "loss_emotion_tiny-t5.png"} <= {
+        p.name for p in (report / "plots").glob("loss_*")
+    }
     trained = [r for (model, method, seed), r in results.items() if method != "zeroshot" and r.status == "success"]
     assert trained and all(len(r.efficiency.loss_history) == 3 for r in trained)  # one per step, 3 steps
     markdown, page = (report / "report.md").read_text(), (report / "report.html").read_text()
@@ -108,13 +121,20 @@ def test_loss_curves_per_model_and_task(report: Path, results):
 def test_quality_values_are_the_results(report: Path, results):
     table = pd.read_csv(report / "classification_quality.csv")
     cells = pd.read_csv(report / "cells.csv")
-    for model, method in (("tiny-bert", "lora"), ("tiny-bert", "ia3"), ("tiny-bert", "full"), ("tiny-t5", "zeroshot"),
-                          ("tiny-t5", "lora")):
+    for model, method in (
+        ("tiny-bert", "lora"),
+        ("tiny-bert", "ia3"),
+        ("tiny-bert", "full"),
+        ("tiny-t5", "zeroshot"),
+        ("tiny-t5", "lora"),
+    ):
         finished = [r for (mo, me, _), r in results.items() if (mo, me) == (model, method) and r.status == "success"]
         row = _row(table, model, method)
         assert row["seeds_finished"] == len(finished) and row["seeds_planned"] == 2
         for metric in ("accuracy", "precision_macro", "recall_macro", "f1_macro"):
-            assert row[f"{metric}_mean"] == pytest.approx(statistics.fmean(r.metrics[metric] for r in finished), abs=1e-12)
+            assert row[f"{metric}_mean"] == pytest.approx(
+                statistics.fmean(r.metrics[metric] for r in finished), abs=1e-12
+            )
     for (model, method, seed), result in results.items():
         cell = cells[(cells["model"] == model) & (cells["method"] == method) & (cells["seed"] == seed)].iloc[0]
         assert cell["status"] == result.status and cell["cell_id"] == result.cell_id
@@ -159,7 +179,7 @@ def test_confidence_interval_uses_t_with_n_minus_1(report: Path, results):
     full = _row(table, "tiny-bert", "full")
     assert full["seeds_finished"] == 1 and math.isnan(full["f1_macro_ci95"])
     markdown = (report / "report.md").read_text()
-    line = next(l for l in markdown.splitlines() if l.startswith("| tiny-bert | full |"))
+    line = next(row for row in markdown.splitlines() if row.startswith("| tiny-bert | full |"))
     assert "± —" in line and "1/2" in line
 
 
@@ -175,7 +195,10 @@ def test_failed_and_missing_cells_are_listed(report: Path, results):
     assert results["tiny-bert", "full", 1].status == "failed"
     assert ("tiny-bert", "ia3", 1) not in results
     unfinished = pd.read_csv(report / "not_finished.csv")
-    assert sorted(zip(unfinished["method"], unfinished["seed"], unfinished["status"])) == [("full", 1, "failed"), ("ia3", 1, "missing")]
+    assert sorted(zip(unfinished["method"], unfinished["seed"], unfinished["status"])) == [
+        ("full", 1, "failed"),
+        ("ia3", 1, "missing"),
+    ]
     assert "no_such_kwarg" in unfinished[unfinished["status"] == "failed"]["error"].iloc[0]
     table = pd.read_csv(report / "classification_quality.csv")
     assert _row(table, "tiny-bert", "full")["not_finished"] == "1 failed"
@@ -183,7 +206,7 @@ def test_failed_and_missing_cells_are_listed(report: Path, results):
     markdown = (report / "report.md").read_text()
     section = markdown.split("## Not finished", 1)[1]
     assert "| tiny-bert | full | 1 | failed |" in section and "| tiny-bert | ia3 | 1 | missing |" in section
-    assert next(l for l in markdown.splitlines() if l.startswith("| tiny-bert | ia3 |")).endswith("⚠ 1 missing |")
+    assert next(row for row in markdown.splitlines() if row.startswith("| tiny-bert | ia3 |")).endswith("⚠ 1 missing |")
     cells = pd.read_csv(report / "cells.csv")
     assert len(cells) == 10  # every planned cell, finished or not
 
@@ -216,8 +239,9 @@ def test_report_from_mlflow_and_logged_to_parent(matrix_file: Path, report: Path
     for name in ("classification_quality.csv", "classification_efficiency.csv", "not_finished.csv"):
         from_files = pd.read_csv(report / name)
         from_mlflow = pd.read_csv(folder / name)
-        pd.testing.assert_frame_equal(from_files.drop(columns=["folder"], errors="ignore"),
-                                      from_mlflow.drop(columns=["folder"], errors="ignore"))
+        pd.testing.assert_frame_equal(
+            from_files.drop(columns=["folder"], errors="ignore"), from_mlflow.drop(columns=["folder"], errors="ignore")
+        )
 
     # runs without a result.json artifact: rebuilt from metrics, params and tags alone
     import harness.report.mlflow_source as source
@@ -291,9 +315,12 @@ def test_a_result_without_a_run_record_says_not_recorded(report: Path, matrix_fi
     efficiency = pd.read_csv(report / "classification_efficiency.csv")
     assert _row(efficiency, "tiny-bert", "lora")["learning_rate"] == pytest.approx(1e-2)
     # a cell placeholder (never run) and an MLflow run without its params' run record: not recorded either
-    flat = load.row_from_flat(cell_id="x", status="success", config={"model": "tiny-bert", "method": "ia3",
-                                                                     "task": "emotion", "train": {"learning_rate": 3e-3}},
-                              flat={})
+    flat = load.row_from_flat(
+        cell_id="x",
+        status="success",
+        config={"model": "tiny-bert", "method": "ia3", "task": "emotion", "train": {"learning_rate": 3e-3}},
+        flat={},
+    )
     assert (flat.rank, flat.learning_rate, flat.run_recorded) == (load.NOT_RECORDED, None, False)
 
 

@@ -112,8 +112,9 @@ def test_cells_run_with_only_the_gpu_machines_packages(tmp_path: Path) -> None:
     # The check has teeth only if this venv holds packages the GPU machine lacks.
     assert {"mlflow", "datasets", "submitit"} <= set(left_out)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": f"{tmp_path / 'site'}{os.pathsep}{ROOT}"}
-    proc = subprocess.run([sys.executable, "-S", "-c", CHILD], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-S", "-c", CHILD], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     statuses = json.loads(proc.stdout.split("BUNDLE ", 1)[1])
     for method, (status, error, metrics) in statuses.items():

@@ -16,8 +16,9 @@ SCRIPT = ROOT / "scripts" / "gpu_check.py"
 def run(*args: str, stand_in: bool, cwd: Path) -> subprocess.CompletedProcess[str]:
     path = [str(Path(__file__).parent / "stand_in_nvml")] if stand_in else []
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join([*path, str(ROOT)])}
-    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 def test_refuses_without_a_cuda_device(tmp_path: Path) -> None:
@@ -27,15 +28,17 @@ def test_refuses_without_a_cuda_device(tmp_path: Path) -> None:
 
 def test_rehearsal_reports_and_collects(tmp_path: Path) -> None:
     collect = tmp_path / "out"
-    proc = run("--rehearse", "--model", "tiny-llama", "--steps", "4", "--collect", str(collect),
-               stand_in=True, cwd=tmp_path)
+    proc = run(
+        "--rehearse", "--model", "tiny-llama", "--steps", "4", "--collect", str(collect), stand_in=True, cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
     assert "gpu-check: OK" in out
     assert out.count("device            Stand-in GPU (GPU-00000000-stand-in), driver 0.0-stand-in") == 2
     assert "kernel-active mean 80.0 %" in out and "mean 250.0 W" in out and "device 2.00 GiB" in out
     assert sorted(p.name for p in collect.iterdir()) == [
-        f"{m}-{f}" for m in ("lora", "qlora") for f in ("result.json", "telemetry.csv", "timeline.png")]
+        f"{m}-{f}" for m in ("lora", "qlora") for f in ("result.json", "telemetry.csv", "timeline.png")
+    ]
     result = json.loads((collect / "lora-result.json").read_text())
     train = result["telemetry"]["phases"]["train"]
     # energy from counter deltas at 250 W matches power x time within the sampling granularity

@@ -16,8 +16,13 @@ from harness.matrix import load_matrix
 EMOTION = Path(__file__).resolve().parents[2] / "harness" / "data" / "emotion"
 LABELS = ["negative", "positive"]  # sadness (0) and joy (1) of emotion, relabelled
 TRAIN = {"max_steps": 6, "batch_size": 4, "learning_rate": 1e-2, "progress_bar": False, "log_every": 1}
-DATA = {"max_train_samples": 16, "max_eval_samples": 16, "max_source_tokens": 48, "max_target_tokens": 8,
-        "max_new_tokens": 6}
+DATA = {
+    "max_train_samples": 16,
+    "max_eval_samples": 16,
+    "max_source_tokens": 48,
+    "max_target_tokens": 8,
+    "max_new_tokens": 6,
+}
 
 
 def _csv_files(folder: Path) -> dict[str, str]:
@@ -26,8 +31,7 @@ def _csv_files(folder: Path) -> dict[str, str]:
     for split in ("train", "test"):
         rows = [json.loads(line) for line in (EMOTION / f"{split}.jsonl").read_text().splitlines()]
         picked = [r for r in rows if r["label"] in (0, 1)][:200]
-        frame = pd.DataFrame({"tweet": [r["text"] for r in picked],
-                              "sentiment": [LABELS[r["label"]] for r in picked]})
+        frame = pd.DataFrame({"tweet": [r["text"] for r in picked], "sentiment": [LABELS[r["label"]] for r in picked]})
         files[split] = str(folder / f"tweets-{split}.csv")
         frame.to_csv(files[split], index=False)
     return files
@@ -46,10 +50,24 @@ def _generation_files(folder: Path) -> dict[str, str]:
 
 def _matrix(tmp_path: Path, tasks: list, models: list[str], methods: list[str]) -> Path:
     path = tmp_path / "defined.yaml"
-    path.write_text(yaml.safe_dump({"name": "defined", "output_dir": str(tmp_path / "out"), "models": models,
-                                    "methods": methods, "tasks": tasks, "seeds": [0],
-                                    "defaults": {"train": TRAIN, "data": DATA, "tracking": {"enabled": False},
-                                                 "telemetry": {"enabled": False}}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "defined",
+                "output_dir": str(tmp_path / "out"),
+                "models": models,
+                "methods": methods,
+                "tasks": tasks,
+                "seeds": [0],
+                "defaults": {
+                    "train": TRAIN,
+                    "data": DATA,
+                    "tracking": {"enabled": False},
+                    "telemetry": {"enabled": False},
+                },
+            }
+        )
+    )
     return path
 
 
@@ -58,8 +76,12 @@ def binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from harness.cell import run_cell
 
     root = tmp_path_factory.mktemp("binary")
-    task = {"name": "tweets", "kind": "classification", "labels": LABELS,
-            "source": {"files": _csv_files(root), "fields": {"text": "tweet", "label": "sentiment"}}}
+    task = {
+        "name": "tweets",
+        "kind": "classification",
+        "labels": LABELS,
+        "source": {"files": _csv_files(root), "fields": {"text": "tweet", "label": "sentiment"}},
+    }
     path = _matrix(root, [task], ["tiny-bert", "tiny-t5"], ["lora"])
     for cell in load_matrix(path).active:
         assert run_cell(cell.config).status == "success"
@@ -114,8 +136,13 @@ def test_the_report_uses_the_tasks_labels(binary: Path) -> None:
 def test_a_generation_csv_task_runs_with_its_metric(tmp_path: Path, model: str, metric: str) -> None:
     from harness.cell import run_cell
 
-    task = {"name": "firstword", "kind": "generation", "metric": metric, "instruction": "Repeat the first word.",
-            "source": {"files": _generation_files(tmp_path), "fields": {"text": "prompt", "target": "answer"}}}
+    task = {
+        "name": "firstword",
+        "kind": "generation",
+        "metric": metric,
+        "instruction": "Repeat the first word.",
+        "source": {"files": _generation_files(tmp_path), "fields": {"text": "prompt", "target": "answer"}},
+    }
     (cell,) = load_matrix(_matrix(tmp_path, [task], [model], ["lora"])).active
     result = run_cell(cell.config)
     assert result.status == "success", result.traceback
@@ -127,15 +154,18 @@ def test_a_generation_csv_task_runs_with_its_metric(tmp_path: Path, model: str, 
     assert set(first) == {"index", "prediction", "reference"} and first["reference"]
 
 
-@pytest.mark.parametrize(("entry", "message"), [
-    ({"kind": "classification"}, "a classification task needs labels"),
-    ({"kind": "classification", "labels": ["a", "a"]}, "at least two distinct"),
-    ({"kind": "classification", "labels": ["a", "b"], "metric": "rouge"}, "metric is for generation tasks"),
-    ({"kind": "generation", "labels": ["a", "b"]}, "labels are for classification tasks"),
-    ({"kind": "generation", "metric": "bleu"}, "metric"),
-    ({"labels": ["a", "b"]}, "also needs kind: classification or generation"),
-    ({"kind": "generation"}, "give its data with source"),
-])
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"kind": "classification"}, "a classification task needs labels"),
+        ({"kind": "classification", "labels": ["a", "a"]}, "at least two distinct"),
+        ({"kind": "classification", "labels": ["a", "b"], "metric": "rouge"}, "metric is for generation tasks"),
+        ({"kind": "generation", "labels": ["a", "b"]}, "labels are for classification tasks"),
+        ({"kind": "generation", "metric": "bleu"}, "metric"),
+        ({"labels": ["a", "b"]}, "also needs kind: classification or generation"),
+        ({"kind": "generation"}, "give its data with source"),
+    ],
+)
 def test_a_bad_task_definition_is_one_line(tmp_path: Path, entry: dict, message: str) -> None:
     with pytest.raises(ConfigError) as error:
         load_matrix(_matrix(tmp_path, [{"name": "mine", **entry}], ["tiny-bert"], ["lora"]))
@@ -143,8 +173,12 @@ def test_a_bad_task_definition_is_one_line(tmp_path: Path, entry: dict, message:
 
 
 def test_a_defined_task_may_not_take_a_bundled_name(tmp_path: Path) -> None:
-    entry = {"name": "emotion", "kind": "classification", "labels": LABELS,
-             "source": {"files": _csv_files(tmp_path), "fields": {"text": "tweet", "label": "sentiment"}}}
+    entry = {
+        "name": "emotion",
+        "kind": "classification",
+        "labels": LABELS,
+        "source": {"files": _csv_files(tmp_path), "fields": {"text": "tweet", "label": "sentiment"}},
+    }
     with pytest.raises(ConfigError, match="is a bundled task; give the task you define another name"):
         load_matrix(_matrix(tmp_path, [entry], ["tiny-bert"], ["lora"]))
 
@@ -152,7 +186,11 @@ def test_a_defined_task_may_not_take_a_bundled_name(tmp_path: Path) -> None:
 def test_a_label_outside_the_tasks_labels_is_refused_at_plan_time(tmp_path: Path) -> None:
     from harness.dispatch import commands
 
-    entry = {"name": "tweets", "kind": "classification", "labels": ["negative", "neutral"],
-             "source": {"files": _csv_files(tmp_path), "fields": {"text": "tweet", "label": "sentiment"}}}
+    entry = {
+        "name": "tweets",
+        "kind": "classification",
+        "labels": ["negative", "neutral"],
+        "source": {"files": _csv_files(tmp_path), "fields": {"text": "tweet", "label": "sentiment"}},
+    }
     with pytest.raises(ConfigError, match="label 'positive' is not one of negative, neutral"):
         commands.plan(_matrix(tmp_path, [entry], ["tiny-bert"], ["lora"]), with_status=False)

@@ -26,8 +26,10 @@ def _tokenizer(model: str):
     return tokenizer
 
 
-@pytest.mark.parametrize(("task_name", "model"), [("emotion", "tiny-bert"), ("emotion", "tiny-t5"),
-                                                  ("billsum", "tiny-t5"), ("billsum", "tiny-llama")])
+@pytest.mark.parametrize(
+    ("task_name", "model"),
+    [("emotion", "tiny-bert"), ("emotion", "tiny-t5"), ("billsum", "tiny-t5"), ("billsum", "tiny-llama")],
+)
 def test_an_example_has_the_layout_its_head_declares(task_name: str, model: str) -> None:
     from harness.models import resolve_model
 
@@ -39,13 +41,17 @@ def test_an_example_has_the_layout_its_head_declares(task_name: str, model: str)
     answer = row[task.target_field]
     if head.class_labels:  # the text alone, one class id
         assert example.labels == answer and example.prompt_ids is None
-        assert example.input_ids == tokenizer(row["text"], truncation=True, max_length=DATA.max_source_tokens)["input_ids"]
+        assert (
+            example.input_ids == tokenizer(row["text"], truncation=True, max_length=DATA.max_source_tokens)["input_ids"]
+        )
     elif head.separate_target:  # encoder input and decoder target, two sequences
         assert isinstance(example.labels, list) and example.prompt_ids is None
         target = task.label_names[answer] if task.labelled else answer
         source = t5_classification_prompt(task, row["text"]) if task.labelled else task.prompt.t5_prefix + row["text"]
         assert tokenizer.decode(example.labels, skip_special_tokens=True) == tokenizer.decode(
-            tokenizer(target, add_special_tokens=False)["input_ids"][: DATA.max_target_tokens - 1], skip_special_tokens=True)
+            tokenizer(target, add_special_tokens=False)["input_ids"][: DATA.max_target_tokens - 1],
+            skip_special_tokens=True,
+        )
         assert tokenizer.decode(example.input_ids, skip_special_tokens=True).strip().startswith(source[:16])
     else:  # one sequence: the prompt, then the answer the loss is taken on
         assert example.prompt_ids is not None and example.input_ids[: len(example.prompt_ids)] == example.prompt_ids
@@ -64,8 +70,11 @@ def test_a_labelled_kind_reads_class_ids_and_a_text_kind_texts() -> None:
 def test_a_definition_is_checked_against_the_kinds_with_one_line_errors() -> None:
     with pytest.raises(ValueError, match=r"kind 'regression': valid: classification, generation"):
         TaskDefinition(kind="regression")
-    with pytest.raises(ConfigError, match=r"^cell\.yaml: task_definition: metric 'bleu' for a generation task: "
-                                          r"valid: rouge, exact_match$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^cell\.yaml: task_definition: metric 'bleu' for a generation task: "
+        r"valid: rouge, exact_match$",
+    ):
         registry.parse_task_definition({"kind": "generation", "metric": "bleu"}, "cell.yaml")
     dump = registry.parse_task_definition({"kind": "classification", "labels": ["no", "yes"]}).model_dump(mode="json")
     assert dump == {"kind": "classification", "labels": ["no", "yes"], "metric": None, "instruction": None}
@@ -77,7 +86,12 @@ def test_a_new_task_kind_is_one_entry(monkeypatch: pytest.MonkeyPatch) -> None:
     tagging = kinds.TaskKind("tagging", "target", {"t5": "seq2seq", "llama": "causal"}, ("exact_match",))
     monkeypatch.setitem(kinds.KINDS, "tagging", tagging)
     task = registry.defined_task("tags", {"kind": "tagging", "instruction": "Tag the text."})
-    assert (task.kind, task.scoring, task.fields, task.labelled) == ("tagging", "exact_match", ("text", "target"), False)
+    assert (task.kind, task.scoring, task.fields, task.labelled) == (
+        "tagging",
+        "exact_match",
+        ("text", "target"),
+        False,
+    )
     assert head_for(task, "t5", "tiny-t5") == "seq2seq" and task.prompt.instruction == "Tag the text."
     with pytest.raises(ConfigError, match="a bert model has no head for tagging"):
         head_for(task, "bert", "tiny-bert")

@@ -21,8 +21,9 @@ def test_rouge_matches_rouge_score_on_billsum() -> None:
     ours = rouge_scores(predictions, references)
     scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL", "rougeLsum"], use_stemmer=True)
     for key in ("rouge1", "rouge2", "rougeL", "rougeLsum"):
-        expected = sum(scorer.score(split_sentences(r), split_sentences(p))[key].fmeasure
-                       for p, r in zip(predictions, references)) / len(rows)
+        expected = sum(
+            scorer.score(split_sentences(r), split_sentences(p))[key].fmeasure for p, r in zip(predictions, references)
+        ) / len(rows)
         assert ours[key] == pytest.approx(expected)
     # ROUGE-1 and -L do not depend on sentence splitting: they match the raw library call too.
     raw = sum(scorer.score(r, p)["rouge1"].fmeasure for p, r in zip(predictions, references)) / len(rows)
@@ -32,7 +33,9 @@ def test_rouge_matches_rouge_score_on_billsum() -> None:
 
 def test_rougelsum_scores_newline_separated_sentences() -> None:
     # A break needs a capital (or bracket/quote) next, so "sec. 5" or "; third" stay in one sentence.
-    assert split_sentences("First point. Second point; third. (a) item") == "First point.\nSecond point; third.\n(a) item"
+    assert (
+        split_sentences("First point. Second point; third. (a) item") == "First point.\nSecond point; third.\n(a) item"
+    )
 
 
 def test_classification_matches_sklearn_on_emotion() -> None:

@@ -7,16 +7,16 @@ import inspect
 import os
 import re
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from harness.telemetry import NvmlBackend, NvmlUnavailable, proc_tree_memory, resolve_visible_devices, summarize
+from harness.telemetry import nvml as nvml_module
 from harness.telemetry.child import ChildConfig, open_backend
 from harness.telemetry.host import HostBackend
-from harness.telemetry import nvml as nvml_module
 from harness.telemetry.nvml import MAX_CONSECUTIVE_FAILURES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +30,9 @@ class FakeNVMLError(Exception):
         self.value = value
 
     def __str__(self) -> str:
-        return {NOT_SUPPORTED: "Not Supported", FUNCTION_NOT_FOUND: "Function Not Found"}.get(self.value, f"Error {self.value}")
+        return {NOT_SUPPORTED: "Not Supported", FUNCTION_NOT_FOUND: "Function Not Found"}.get(
+            self.value, f"Error {self.value}"
+        )
 
 
 @dataclass
@@ -149,7 +151,9 @@ def make(n: int = 3, **kw: Any) -> FakeNvml:
 
 
 def backend(nvml: FakeNvml, visible: str | None = None, tree: set[int] | None = None, **kw: Any) -> NvmlBackend:
-    return NvmlBackend(nvml, cuda_visible_devices=visible, cuda_device_order="PCI_BUS_ID", tree_pids=lambda: set(tree or {1}), **kw)
+    return NvmlBackend(
+        nvml, cuda_visible_devices=visible, cuda_device_order="PCI_BUS_ID", tree_pids=lambda: set(tree or {1}), **kw
+    )
 
 
 def sample(b: NvmlBackend, n: int, phase: str = "train", dt: float = 0.5) -> list[dict]:
@@ -157,14 +161,20 @@ def sample(b: NvmlBackend, n: int, phase: str = "train", dt: float = 0.5) -> lis
     rows = []
     for seq in range(n):
         for r in b.sample():
-            rows.append({**r, "seq": seq, "t_rel_s": seq * dt, "t_wall": 1e9 + seq * dt, "t_mono": seq * dt, "phase": phase})
+            rows.append(
+                {**r, "seq": seq, "t_rel_s": seq * dt, "t_wall": 1e9 + seq * dt, "t_mono": seq * dt, "phase": phase}
+            )
     return rows
 
 
 # -- device mapping ------------------------------------------------------------------
 def test_unset_cuda_visible_devices_means_all_devices() -> None:
     res = resolve_visible_devices(make(), None)
-    assert [(d.device_index, d.nvml_index, d.uuid) for d in res.devices] == [(0, 0, UUIDS[0]), (1, 1, UUIDS[1]), (2, 2, UUIDS[2])]
+    assert [(d.device_index, d.nvml_index, d.uuid) for d in res.devices] == [
+        (0, 0, UUIDS[0]),
+        (1, 1, UUIDS[1]),
+        (2, 2, UUIDS[2]),
+    ]
     assert res.unsupported == [] and res.notes == []
 
 
@@ -187,7 +197,10 @@ def test_device_mapping(visible: str, expect: list[int]) -> None:
     assert all(d.name == "NVIDIA Fake 80GB" for d in res.devices)
 
 
-@pytest.mark.parametrize(("visible", "expect", "bad"), [("0,7,1", [0], "7"), ("1,-1,0", [1], "-1"), ("GPU-bbbb,0", [], "GPU-bbbb"), ("GPU-zzzz,0", [], "GPU-zzzz")])
+@pytest.mark.parametrize(
+    ("visible", "expect", "bad"),
+    [("0,7,1", [0], "7"), ("1,-1,0", [1], "-1"), ("GPU-bbbb,0", [], "GPU-bbbb"), ("GPU-zzzz,0", [], "GPU-zzzz")],
+)
 def test_invalid_entry_ends_the_list_like_cuda(visible: str, expect: list[int], bad: str) -> None:
     res = resolve_visible_devices(make(), visible)
     assert [d.nvml_index for d in res.devices] == expect
@@ -220,7 +233,15 @@ def test_init_failure_and_no_device_raise_unavailable_and_shut_down() -> None:
 
 
 def test_open_backend_auto_falls_back_to_host_and_nvml_does_not(tmp_path: Any) -> None:
-    cfg = ChildConfig(out_dir=str(tmp_path), interval_s=0.2, backend="auto", root_pid=os.getpid(), parent_pid=os.getppid(), exclude_pids=(), t0_mono=0.0)
+    cfg = ChildConfig(
+        out_dir=str(tmp_path),
+        interval_s=0.2,
+        backend="auto",
+        root_pid=os.getpid(),
+        parent_pid=os.getppid(),
+        exclude_pids=(),
+        t0_mono=0.0,
+    )
     b, reason = open_backend(cfg, FakeNvml([], init_error=12))
     assert isinstance(b, HostBackend) and "nvmlInit failed" in (reason or "")
     b, reason = open_backend(cfg, make())
@@ -234,9 +255,20 @@ def test_full_sample_row() -> None:
     b = backend(make(1), "0")
     (row,) = b.sample()
     assert row == {
-        "device_index": 0, "nvml_index": 0, "device_uuid": UUIDS[0], "device_name": "NVIDIA Fake 80GB",
-        "util_kernel_active_pct": 50, "util_mem_ctrl_pct": 20, "mem_used_bytes": 10 * 2**30, "mem_total_bytes": 80 * 2**30,
-        "proc_mem_bytes": 0, "power_mw": 300_000, "energy_mj": 1_000_000, "sm_clock_mhz": 1410, "temp_c": 55, "throttle_reasons": 1,
+        "device_index": 0,
+        "nvml_index": 0,
+        "device_uuid": UUIDS[0],
+        "device_name": "NVIDIA Fake 80GB",
+        "util_kernel_active_pct": 50,
+        "util_mem_ctrl_pct": 20,
+        "mem_used_bytes": 10 * 2**30,
+        "mem_total_bytes": 80 * 2**30,
+        "proc_mem_bytes": 0,
+        "power_mw": 300_000,
+        "energy_mj": 1_000_000,
+        "sm_clock_mhz": 1410,
+        "temp_c": 55,
+        "throttle_reasons": 1,
     }
     assert b.meta()["unavailable_fields"] == [] and b.meta()["driver_version"] == "999.1"
     b.close()
@@ -300,7 +332,9 @@ def test_energy_counter_reset_through_backend_and_summary() -> None:
 def test_energy_split_across_phases() -> None:
     nvml = make(1, energy=[0, 1_000, 3_000, 6_000])
     b = backend(nvml, "0")
-    rows = sample(b, 2, phase="train") + [{**r, "seq": r["seq"] + 2, "t_rel_s": r["t_rel_s"] + 1.0} for r in sample(b, 2, phase="eval")]
+    rows = sample(b, 2, phase="train") + [
+        {**r, "seq": r["seq"] + 2, "t_rel_s": r["t_rel_s"] + 1.0} for r in sample(b, 2, phase="eval")
+    ]
     s = summarize(rows)
     assert s["phases"]["train"]["energy_j"] == pytest.approx(1.0)
     assert s["phases"]["eval"]["energy_j"] == pytest.approx(2.0 + 3.0)  # the boundary interval ends in eval
@@ -374,8 +408,16 @@ def test_child_loop_writes_nvml_rows(tmp_path: Any) -> None:
     nvml = make(2, energy=[1_000 * i for i in range(1, 1000)])
     nvml.devices[1].fail["power"] = [NOT_SUPPORTED]
     b = backend(nvml, "1,0")
-    cfg = ChildConfig(out_dir=str(tmp_path), interval_s=0.02, backend="nvml", root_pid=os.getpid(), parent_pid=os.getppid(),
-                      exclude_pids=(), t0_mono=time.monotonic(), flush_interval_s=0.05)
+    cfg = ChildConfig(
+        out_dir=str(tmp_path),
+        interval_s=0.02,
+        backend="nvml",
+        root_pid=os.getpid(),
+        parent_pid=os.getppid(),
+        exclude_pids=(),
+        t0_mono=time.monotonic(),
+        flush_interval_s=0.05,
+    )
     sink = CsvSink(tmp_path / "telemetry.csv", COMMON_COLUMNS + b.columns)
     meta: dict[str, Any] = {}
 
@@ -395,7 +437,9 @@ def test_child_loop_writes_nvml_rows(tmp_path: Any) -> None:
     assert [r["phase"] for r in rows][:2] == ["load", "load"] and rows[-1]["phase"] == "train"
     assert all((r["power_mw"] is None) == (r["nvml_index"] == 1) for r in rows)
     s = summarize(rows, meta=b.meta())
-    assert s["unavailable_fields"] == ["power_mw"] and s["field_errors"] == {"0:power_mw": "FakeNVMLError: Not Supported"}  # keyed by cuda:N
+    assert s["unavailable_fields"] == ["power_mw"] and s["field_errors"] == {
+        "0:power_mw": "FakeNVMLError: Not Supported"
+    }  # keyed by cuda:N
     m = metrics_from_summary(s)
     assert m["gpu/train/util_mean"] == 50.0 and m["gpu/all/energy_j"] > 0 and m["gpu/train/power_peak_w"] == 300.0
     assert m["gpu/load/mem_used_peak_bytes"] == 2 * 10 * 2**30
@@ -413,7 +457,9 @@ def test_backend_calls_only_what_nvidia_ml_py_has() -> None:
     import pynvml
 
     source = (Path(nvml_module.__file__)).read_text()
-    names = set(re.findall(r"\b(nvml[A-Z]\w+|NVML_[A-Z_]+)\b", source)) - set(vars(nvml_module))  # less our NVML_COLUMNS
+    names = set(re.findall(r"\b(nvml[A-Z]\w+|NVML_[A-Z_]+)\b", source)) - set(
+        vars(nvml_module)
+    )  # less our NVML_COLUMNS
     assert {"nvmlDeviceGetTotalEnergyConsumption", "nvmlDeviceGetTemperatureV", "NVML_CLOCK_SM"} <= names
     assert sorted(n for n in names if not hasattr(pynvml, n)) == []
 

@@ -65,7 +65,9 @@ def test_host_backend_busy_child_across_phases(tmp_path: Path) -> None:
     time.sleep(0.4)
     s.set_phase("train")
     # a child of the training process; wait until it runs (interpreter start is slow on a loaded box)
-    busy = subprocess.Popen([sys.executable, "-c", "print('go', flush=True)\nwhile True: pass"], stdout=subprocess.PIPE, text=True)
+    busy = subprocess.Popen(
+        [sys.executable, "-c", "print('go', flush=True)\nwhile True: pass"], stdout=subprocess.PIPE, text=True
+    )
     assert busy.stdout.readline() == "go\n"  # type: ignore[union-attr]
     time.sleep(0.8)
     busy_times = psutil.Process(busy.pid).cpu_times()
@@ -107,7 +109,7 @@ def test_host_backend_busy_child_across_phases(tmp_path: Path) -> None:
     # machine's load): the busy child is counted, in train, and the sampler itself is not
     busy_cpu = busy_times.user + busy_times.system
     my_cpu = (me_after.user + me_after.system) - (me_before.user + me_before.system)
-    cpu_s = (df["cpu_util_pct"].fillna(0) * gaps.fillna(0) / 100)
+    cpu_s = df["cpu_util_pct"].fillna(0) * gaps.fillna(0) / 100
     train_cpu_s = cpu_s[df["phase"] == "train"].sum()
     assert busy_cpu > 0.1
     assert 0.6 * busy_cpu <= train_cpu_s <= busy_cpu + my_cpu + 0.05
@@ -116,7 +118,9 @@ def test_host_backend_busy_child_across_phases(tmp_path: Path) -> None:
     assert summary["phases"]["train"]["n_procs_max"] >= 2 and summary["phases"]["eval"]["n_procs_max"] == 1
     # durations come from the exact phase markers
     assert summary["phases"]["train"]["duration_s"] >= 0.8
-    assert sum(summary["phases"][p]["duration_s"] for p in ["none", "load", "train", "eval"]) == pytest.approx(summary["phases"]["all"]["duration_s"])
+    assert sum(summary["phases"][p]["duration_s"] for p in ["none", "load", "train", "eval"]) == pytest.approx(
+        summary["phases"]["all"]["duration_s"]
+    )
     # the pure function over the CSV gives the same answer (reports can re-summarize)
     again = summarize(df, markers=summary["phase_markers"], t_end_rel_s=summary["phases"]["all"]["duration_s"])
     assert again["phases"] == summary["phases"]
@@ -179,7 +183,11 @@ def test_no_orphan_when_the_parent_dies(tmp_path: Path, sig: signal.Signals) -> 
     script.write_text(PARENT_SCRIPT)
     out = tmp_path / "cell"
     marker = tmp_path / "main_imported"
-    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "MAIN_IMPORTED_MARKER": str(marker)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "MAIN_IMPORTED_MARKER": str(marker),
+    }
     parent = subprocess.Popen([sys.executable, str(script), str(out)], stdout=subprocess.PIPE, text=True, env=env)
     try:
         line = parent.stdout.readline().split()  # type: ignore[union-attr]

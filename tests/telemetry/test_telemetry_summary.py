@@ -22,8 +22,17 @@ from harness.telemetry.schema import COMMON_COLUMNS, CsvSink
 
 def host_rows(spec: list[tuple[float, str, float | None, int]]) -> list[dict]:
     return [
-        {"seq": i, "t_wall": 1e9 + t, "t_mono": 100 + t, "t_rel_s": t, "phase": ph, "n_procs": 2, "cpu_util_pct": cpu,
-         "cpu_util_norm_pct": None if cpu is None else cpu / 4, "rss_bytes": rss}
+        {
+            "seq": i,
+            "t_wall": 1e9 + t,
+            "t_mono": 100 + t,
+            "t_rel_s": t,
+            "phase": ph,
+            "n_procs": 2,
+            "cpu_util_pct": cpu,
+            "cpu_util_norm_pct": None if cpu is None else cpu / 4,
+            "rss_bytes": rss,
+        }
         for i, (t, ph, cpu, rss) in enumerate(spec)
     ]
 
@@ -32,8 +41,19 @@ def gpu_rows(samples: list[tuple[float, str, list[dict]]]) -> list[dict]:
     rows = []
     for seq, (t, ph, devs) in enumerate(samples):
         for idx, d in enumerate(devs):
-            rows.append({"seq": seq, "t_rel_s": t, "t_wall": 1e9 + t, "t_mono": t, "phase": ph, "device_index": idx,
-                         "device_uuid": f"GPU-{idx}", "device_name": "Fake", **d})
+            rows.append(
+                {
+                    "seq": seq,
+                    "t_rel_s": t,
+                    "t_wall": 1e9 + t,
+                    "t_mono": t,
+                    "phase": ph,
+                    "device_index": idx,
+                    "device_uuid": f"GPU-{idx}",
+                    "device_name": "Fake",
+                    **d,
+                }
+            )
     return rows
 
 
@@ -45,14 +65,16 @@ def test_percentile_matches_numpy() -> None:
 
 
 def test_host_summary_phases_gaps_and_idle_share() -> None:
-    rows = host_rows([
-        (0.0, "load", None, 100),
-        (0.2, "load", 2.0, 150),
-        (0.4, "train", 100.0, 300),
-        (0.6, "train", 180.0, 250),
-        (1.1, "train", 150.0, 200),  # 0.5 s gap (a stall)
-        (1.3, "eval", 4.0, 120),
-    ])
+    rows = host_rows(
+        [
+            (0.0, "load", None, 100),
+            (0.2, "load", 2.0, 150),
+            (0.4, "train", 100.0, 300),
+            (0.6, "train", 180.0, 250),
+            (1.1, "train", 150.0, 200),  # 0.5 s gap (a stall)
+            (1.3, "eval", 4.0, 120),
+        ]
+    )
     s = summarize(rows)
     assert s["backend"] == "host"
     assert s["phase_order"] == ["load", "train", "eval"]
@@ -98,15 +120,24 @@ def test_repeated_phase_is_aggregated() -> None:
 
 def test_gpu_summary_multi_device_sums_memory_and_power() -> None:
     dev = lambda util, used, power, energy: {  # noqa: E731
-        "util_kernel_active_pct": util, "util_mem_ctrl_pct": util / 2, "mem_used_bytes": used, "mem_total_bytes": 1000,
-        "proc_mem_bytes": used // 2, "power_mw": power, "energy_mj": energy, "sm_clock_mhz": 1500, "temp_c": 60,
+        "util_kernel_active_pct": util,
+        "util_mem_ctrl_pct": util / 2,
+        "mem_used_bytes": used,
+        "mem_total_bytes": 1000,
+        "proc_mem_bytes": used // 2,
+        "power_mw": power,
+        "energy_mj": energy,
+        "sm_clock_mhz": 1500,
+        "temp_c": 60,
         "throttle_reasons": 0x4 if util > 90 else 0x1,
     }
-    rows = gpu_rows([
-        (0.0, "train", [dev(0, 100, 50_000, 10_000), dev(2, 200, 60_000, 20_000)]),
-        (1.0, "train", [dev(95, 300, 300_000, 210_000), dev(80, 400, 250_000, 270_000)]),
-        (2.0, "eval", [dev(50, 300, 100_000, 310_000), dev(0, 100, 80_000, 350_000)]),
-    ])
+    rows = gpu_rows(
+        [
+            (0.0, "train", [dev(0, 100, 50_000, 10_000), dev(2, 200, 60_000, 20_000)]),
+            (1.0, "train", [dev(95, 300, 300_000, 210_000), dev(80, 400, 250_000, 270_000)]),
+            (2.0, "eval", [dev(50, 300, 100_000, 310_000), dev(0, 100, 80_000, 350_000)]),
+        ]
+    )
     s = summarize(rows)
     tr, ev, whole = s["phases"]["train"], s["phases"]["eval"], s["phases"]["all"]
     assert tr["sample_count"] == 2
@@ -128,7 +159,12 @@ def test_gpu_summary_multi_device_sums_memory_and_power() -> None:
 
 def test_energy_counter_reset_is_skipped_and_flagged() -> None:
     e = [1_000, 3_000, 500, 1_500]  # driver reload between samples 1 and 2
-    rows = gpu_rows([(float(i), "train", [{"util_kernel_active_pct": 50, "energy_mj": v, "power_mw": 100_000}]) for i, v in enumerate(e)])
+    rows = gpu_rows(
+        [
+            (float(i), "train", [{"util_kernel_active_pct": 50, "energy_mj": v, "power_mw": 100_000}])
+            for i, v in enumerate(e)
+        ]
+    )
     s = summarize(rows)
     tr = s["phases"]["train"]
     assert tr["energy_source"] == "counter"
@@ -137,8 +173,12 @@ def test_energy_counter_reset_is_skipped_and_flagged() -> None:
 
 
 def test_energy_falls_back_to_integrated_power() -> None:
-    rows = gpu_rows([(t, "train", [{"util_kernel_active_pct": 50, "energy_mj": None, "power_mw": p}])
-                     for t, p in [(0.0, 100_000), (0.5, 200_000), (1.5, 200_000)]])
+    rows = gpu_rows(
+        [
+            (t, "train", [{"util_kernel_active_pct": 50, "energy_mj": None, "power_mw": p}])
+            for t, p in [(0.0, 100_000), (0.5, 200_000), (1.5, 200_000)]
+        ]
+    )
     s = summarize(rows)
     tr = s["phases"]["train"]
     assert tr["energy_source"] == "integrated_power"
@@ -160,8 +200,16 @@ def test_metrics_flat_numeric_and_prefixed() -> None:
     assert m["host/eval_x/cpu_util_p95"] == 20.0  # "/" in a phase name would add a level
     assert m["host/all/rss_peak_bytes"] == 6.0
     assert all(isinstance(v, float) for v in m.values())
-    gm = metrics_from_summary(summarize(gpu_rows([(0.0, "train", [{"util_kernel_active_pct": 40, "power_mw": 1000}]),
-                                                   (1.0, "train", [{"util_kernel_active_pct": 60, "power_mw": 1000}])])))
+    gm = metrics_from_summary(
+        summarize(
+            gpu_rows(
+                [
+                    (0.0, "train", [{"util_kernel_active_pct": 40, "power_mw": 1000}]),
+                    (1.0, "train", [{"util_kernel_active_pct": 60, "power_mw": 1000}]),
+                ]
+            )
+        )
+    )
     assert gm["gpu/train/util_mean"] == 50.0 and "gpu/train/energy_source" not in gm
     assert gm["gpu/all/energy_j"] == pytest.approx(1.0)
     assert metrics_from_summary({"backend": None, "phases": {}}) == {}
@@ -191,12 +239,30 @@ def test_empty_rows() -> None:
 @pytest.mark.parametrize("backend", ["nvml", "host"])
 def test_plot_timeline_writes_png(tmp_path: Path, backend: str) -> None:
     if backend == "nvml":
-        rows = gpu_rows([(t / 5, "train" if t < 5 else "eval",
-                          [{"util_kernel_active_pct": 10 * t, "util_mem_ctrl_pct": t, "mem_used_bytes": 2**30 * t,
-                            "mem_total_bytes": 2**34, "proc_mem_bytes": 2**29 * t, "power_mw": 1000 * t}] * 2)
-                         for t in range(10)])
+        rows = gpu_rows(
+            [
+                (
+                    t / 5,
+                    "train" if t < 5 else "eval",
+                    [
+                        {
+                            "util_kernel_active_pct": 10 * t,
+                            "util_mem_ctrl_pct": t,
+                            "mem_used_bytes": 2**30 * t,
+                            "mem_total_bytes": 2**34,
+                            "proc_mem_bytes": 2**29 * t,
+                            "power_mw": 1000 * t,
+                        }
+                    ]
+                    * 2,
+                )
+                for t in range(10)
+            ]
+        )
         assert set(rows[0]) - set(COMMON_COLUMNS) <= set(NVML_COLUMNS)
     else:
         rows = host_rows([(t / 5, "train" if t < 5 else "eval", 10.0 * t, 2**20 * t) for t in range(10)])
-    out = plot_timeline(rows, tmp_path / "timeline.png", markers=[("none", 0.0), ("train", 0.05), ("eval", 1.0)], t_end_rel_s=2.0)
+    out = plot_timeline(
+        rows, tmp_path / "timeline.png", markers=[("none", 0.0), ("train", 0.05), ("eval", 1.0)], t_end_rel_s=2.0
+    )
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -11,19 +11,29 @@ import pytest
 from harness.matrix import load_matrix
 from harness.result import Result, write_result
 
-NAME = "o'brien \"study\" `x`"
+NAME = 'o\'brien "study" `x`'
 
 
 def finished_matrix(tmp_path: Path, uri: str) -> Path:
     """A 3-cell matrix whose cells have finished (results written as a run would leave them)."""
     path = tmp_path / "m.yaml"
-    path.write_text(f"name: '{NAME.replace(chr(39), chr(39) * 2)}'\noutput_dir: {tmp_path / 'out'}\n"
-                    f"tracking: {{uri: '{uri}', live: 'off'}}\nexecutor: {{kind: local}}\n"
-                    "models: [tiny-bert]\nmethods: [lora, ia3]\ntasks: [emotion]\nseeds: [0, 1]\n"
-                    "exclude: [{match: {method: ia3, seed: 1}, reason: three cells are enough}]\n")
+    path.write_text(
+        f"name: '{NAME.replace(chr(39), chr(39) * 2)}'\noutput_dir: {tmp_path / 'out'}\n"
+        f"tracking: {{uri: '{uri}', live: 'off'}}\nexecutor: {{kind: local}}\n"
+        "models: [tiny-bert]\nmethods: [lora, ia3]\ntasks: [emotion]\nseeds: [0, 1]\n"
+        "exclude: [{match: {method: ia3, seed: 1}, reason: three cells are enough}]\n"
+    )
     for cell in load_matrix(path).active:
-        write_result(cell.folder, Result(cell_id=cell.cell_id, status="success", config=cell.config.public_dump(),
-                                         metrics={"accuracy": 0.5}, finished_at="2026-01-01T00:00:00+00:00"))
+        write_result(
+            cell.folder,
+            Result(
+                cell_id=cell.cell_id,
+                status="success",
+                config=cell.config.public_dump(),
+                metrics={"accuracy": 0.5},
+                finished_at="2026-01-01T00:00:00+00:00",
+            ),
+        )
     return path
 
 
@@ -37,7 +47,11 @@ def runs_of(uri: str, experiment: str) -> list:
 
 @pytest.mark.parametrize("store", ["sqlite", "server"])
 def test_two_collects_at_once_then_a_third(tmp_path: Path, store: str, request: pytest.FixtureRequest) -> None:
-    uri = f"sqlite:///{tmp_path / 'new-store' / 'mlflow.db'}" if store == "sqlite" else request.getfixturevalue("mlflow_server")
+    uri = (
+        f"sqlite:///{tmp_path / 'new-store' / 'mlflow.db'}"
+        if store == "sqlite"
+        else request.getfixturevalue("mlflow_server")
+    )
     path = finished_matrix(tmp_path, uri)
     experiment = load_matrix(path).experiment
     if store == "server":
@@ -51,7 +65,9 @@ def test_two_collects_at_once_then_a_third(tmp_path: Path, store: str, request: 
     listing = sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "out").rglob("result.json"))
     assert created == ["0", "3"], (outputs, listing)  # one made them, the other found them all
     third = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert third.returncode == 0 and "0 runs created, 0 updated, 3 unchanged" in third.stdout, third.stdout + third.stderr
+    assert third.returncode == 0 and "0 runs created, 0 updated, 3 unchanged" in third.stdout, (
+        third.stdout + third.stderr
+    )
 
     runs = runs_of(uri, experiment)
     parents = [r for r in runs if r.data.tags.get("harness.role") == "matrix"]

@@ -8,14 +8,18 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from harness.tracking.record import run_cell  # the cell, recorded to MLflow
 from harness.result import load_result
+from harness.tracking.record import run_cell  # the cell, recorded to MLflow
 
 
 def test_cell_logs_to_a_real_server_and_reads_back(make_cell, mlflow_server: str) -> None:
-    config = make_cell("tiny-bert", "lora", "emotion",
-                       tracking={"enabled": True, "uri": mlflow_server, "experiment": "test-cell"},
-                       telemetry={"enabled": True, "interval_s": 0.2})
+    config = make_cell(
+        "tiny-bert",
+        "lora",
+        "emotion",
+        tracking={"enabled": True, "uri": mlflow_server, "experiment": "test-cell"},
+        telemetry={"enabled": True, "interval_s": 0.2},
+    )
     result = run_cell(config)
     assert result.status == "success" and result.tracking.status == "logged", result.tracking.error
     on_disk = load_result(Path(config.output_dir))
@@ -73,9 +77,15 @@ def test_a_grid_point_logs_its_selection_split_and_validation_curve(make_cell, m
     are a validation/loss series."""
     from harness.names import SELECT_STAGE, STAGE_TAG, SWEEP_TAG
 
-    config = make_cell("tiny-bert", "lora", "emotion", tags={STAGE_TAG: SELECT_STAGE, SWEEP_TAG: '{"train.learning_rate": 0.001}'},
-                       data={"eval_split": "validation", "max_eval_samples": 8}, train={"eval_every": 3},
-                       tracking={"enabled": True, "uri": mlflow_server, "experiment": "test-sweep-point"})
+    config = make_cell(
+        "tiny-bert",
+        "lora",
+        "emotion",
+        tags={STAGE_TAG: SELECT_STAGE, SWEEP_TAG: '{"train.learning_rate": 0.001}'},
+        data={"eval_split": "validation", "max_eval_samples": 8},
+        train={"eval_every": 3},
+        tracking={"enabled": True, "uri": mlflow_server, "experiment": "test-sweep-point"},
+    )
     result = run_cell(config)
     assert result.status == "success" and result.tracking.status == "logged", result.tracking.error
     client = MlflowClient(tracking_uri=mlflow_server)

@@ -13,8 +13,16 @@ from harness.tasks import Formatter, collate_packed, collate_train, count_tokens
 
 @pytest.fixture(scope="module")
 def llama_and_examples():
-    loaded = load_model(resolve_model("tiny-llama"), "causal", num_labels=None, label_names=None, quantize_4bit=False,
-                        dtype=torch.float32, device=torch.device("cpu"), extra_kwargs={})
+    loaded = load_model(
+        resolve_model("tiny-llama"),
+        "causal",
+        num_labels=None,
+        label_names=None,
+        quantize_4bit=False,
+        dtype=torch.float32,
+        device=torch.device("cpu"),
+        extra_kwargs={},
+    )
     task = resolve_task("billsum")
     data = DataConfig(max_source_tokens=48, max_target_tokens=160)  # summaries differ in length below 160
     formatter = Formatter(task, "causal", loaded.tokenizer, data)
@@ -32,8 +40,9 @@ def test_packed_loss_equals_padded_loss(llama_and_examples, method: str) -> None
         from peft import LoraConfig, get_peft_model
 
         torch.manual_seed(0)
-        model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", r=4, target_modules=["q_proj", "v_proj"],
-                                                 init_lora_weights=False))
+        model = get_peft_model(
+            model, LoraConfig(task_type="CAUSAL_LM", r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+        )
     model.eval()
     padded = collate_train(examples, "causal", loaded.tokenizer.pad_token_id)
     packed = collate_packed(examples)
@@ -59,9 +68,15 @@ def test_a_packed_cell_trains_as_the_padded_one_without_padding(make_cell, tmp_p
     from harness.cell import run_cell
 
     def cell(packing: bool):
-        return make_cell("tiny-llama", "lora", "billsum", output_dir=str(tmp_path / f"packed-{packing}"),
-                         method_args={"lora_dropout": 0.0}, train={"packing": packing, "group_by_length": False},
-                         data={"max_target_tokens": 400})
+        return make_cell(
+            "tiny-llama",
+            "lora",
+            "billsum",
+            output_dir=str(tmp_path / f"packed-{packing}"),
+            method_args={"lora_dropout": 0.0},
+            train={"packing": packing, "group_by_length": False},
+            data={"max_target_tokens": 400},
+        )
 
     padded, result = run_cell(cell(False)), run_cell(cell(True))
     assert result.status == "success", result.error
@@ -69,7 +84,10 @@ def test_a_packed_cell_trains_as_the_padded_one_without_padding(make_cell, tmp_p
     for (_, a), (_, b) in zip(padded.efficiency.loss_history, result.efficiency.loss_history):
         assert abs(a - b) < 1e-4, (a, b)
     assert result.efficiency.padding_fraction == 0.0
-    assert result.efficiency.model_flops_per_token == 4 * result.efficiency.total_params + 2 * result.efficiency.trainable_params
+    assert (
+        result.efficiency.model_flops_per_token
+        == 4 * result.efficiency.total_params + 2 * result.efficiency.trainable_params
+    )
     assert result.efficiency.mfu is None  # a CPU has no bf16 peak in the table
     losses = [loss for _, loss in result.efficiency.loss_history]
     assert losses[-1] < losses[0]

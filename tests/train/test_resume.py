@@ -12,17 +12,24 @@ from pathlib import Path
 from harness.result import load_result
 from harness.train.checkpoint import latest_checkpoint
 
-CELL = ("model: tiny-llama\nmethod: {method}\ntask: emotion\nseed: 3\n"
-        "train: {{max_steps: 24, batch_size: 4, learning_rate: 1.0e-2, checkpoint_every: 4, progress_bar: false, log_every: 1}}\n"
-        "data: {{max_train_samples: 48, max_eval_samples: 8, max_source_tokens: 48}}\n"
-        "tracking: {{enabled: false}}\ntelemetry: {{enabled: false}}\noutput_dir: {out}\n")
+CELL = (
+    "model: tiny-llama\nmethod: {method}\ntask: emotion\nseed: 3\n"
+    "train: {{max_steps: 24, batch_size: 4, learning_rate: 1.0e-2, checkpoint_every: 4, progress_bar: false, log_every: 1}}\n"
+    "data: {{max_train_samples: 48, max_eval_samples: 8, max_source_tokens: 48}}\n"
+    "tracking: {{enabled: false}}\ntelemetry: {{enabled: false}}\noutput_dir: {out}\n"
+)
 
 
 def start(tmp_path: Path, name: str, method: str) -> subprocess.Popen[bytes]:
     config = tmp_path / f"{name}.yaml"
     config.write_text(CELL.format(method=method, out=tmp_path / name))
-    return subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "--local", "--config", str(config)],
-                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "run", "--local", "--config", str(config)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def losses(cell: Path) -> list[tuple[int, float]]:

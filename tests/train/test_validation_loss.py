@@ -5,14 +5,19 @@ from __future__ import annotations
 import pytest
 
 
-
 @pytest.mark.parametrize(("model", "task"), [("tiny-bert", "emotion"), ("tiny-t5", "billsum")])
 def test_validation_loss_is_recorded_and_training_is_unchanged(make_cell, tmp_path, model: str, task: str) -> None:
     from harness.cell import run_cell
 
     def cell(eval_every: int):
-        return make_cell(model, "lora", task, output_dir=str(tmp_path / f"{task}-{eval_every}"),
-                         train={"max_steps": 5, "eval_every": eval_every}, data={"max_validation_samples": 8})
+        return make_cell(
+            model,
+            "lora",
+            task,
+            output_dir=str(tmp_path / f"{task}-{eval_every}"),
+            train={"max_steps": 5, "eval_every": eval_every},
+            data={"max_validation_samples": 8},
+        )
 
     plain, watched = run_cell(cell(0)), run_cell(cell(2))
     assert watched.status == "success", watched.error
