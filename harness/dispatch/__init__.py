@@ -1,6 +1,8 @@
 """Dispatch: cells -> submitit jobs (slurm / local / debug), job arrays, status.
 
-Knows nothing about training: a job runs ``harness.cell.run_cell``.
+Knows nothing about training: a job runs a cell by name (``harness.tracking.record.run_cell``,
+the cell recorded to MLflow; see ``harness.dispatch.job.DEFAULT_RUNNER``). Executors (slurm, local,
+debug) are entries of ``harness.dispatch.executors`` behind the protocol of ``harness.dispatch.executor``.
 """
 
 from harness.dispatch.commands import PlanReport, plan, render_plan, render_status, render_submit, status, submit, wait

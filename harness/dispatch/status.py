@@ -1,7 +1,7 @@
 """The state of every cell: from its result.json first, else from its job.
 
-Order of evidence: a final result.json (written by the cell runner, or by CellJob
-on the last time-out) wins; otherwise the job recorded in job.json is asked about,
+Order of evidence: a final result (the cell's result.json, or the outcome.json CellJob
+writes when the cell could not end itself, merged by ``harness.result.load_result``) wins; otherwise the job recorded in job.json is asked about,
 by the executor that ran it (``harness.dispatch.executors``): SLURM jobs through ONE
 batched sacct call for the whole matrix, local jobs by their process, debug jobs never
 outlive ``submit``. No job at all: ``pending``.

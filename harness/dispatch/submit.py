@@ -26,10 +26,9 @@ from harness.dispatch.status import StatusReport, cell_states
 from harness.errors import ConfigError
 from harness.matrix import Cell, Matrix, parse_filter
 from harness.matrix.checks import check_cells
+from harness.names import CELL_CONFIG
 
 log = logging.getLogger(__name__)
-
-CONFIG_FILE = "config.yaml"  # the resolved cell config (run_cell writes the same file), for reruns by hand
 
 
 @dataclass
@@ -185,7 +184,7 @@ def _prepare_folder(cell: Cell, state: CellState, *, force: bool) -> None:
         if previous is not None and not afresh:  # a retry keeps counting attempts (time-outs restart)
             update_run(folder, attempts=previous.attempts)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / CONFIG_FILE).write_text(yaml.safe_dump(cell.config.public_dump(), sort_keys=False))
+    (folder / CELL_CONFIG).write_text(yaml.safe_dump(cell.config.public_dump(), sort_keys=False))
 
 
 def _submit_group(
