@@ -182,9 +182,13 @@ class TrackingConfig(StrictModel):
     system_metrics: bool = False  # MLflow's own system metrics stay off by default
 
 
+# the sampler's backends: NVML on a GPU node, the host's process tree elsewhere, auto picks
+TelemetryBackend = Literal["auto", "nvml", "host"]
+
+
 class TelemetryConfig(StrictModel):
     enabled: bool = True
-    backend: Literal["auto", "nvml", "host"] = "auto"
+    backend: TelemetryBackend = "auto"
     interval_s: float = Field(0.2, gt=0)
 
 
@@ -339,7 +343,7 @@ def format_validation_error(error: ValidationError, model: type[BaseModel], wher
     return " ".join(text.split()) if "\n" in text else text
 
 
-def read_yaml_mapping(path: Path, kind: str) -> dict[str, Any]:
+def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
     """A YAML file whose top level is a mapping, or a one-line ConfigError naming the problem.
 
     Read within the limits of :mod:`harness.safeyaml` (no aliases, no duplicate keys, size
@@ -347,13 +351,13 @@ def read_yaml_mapping(path: Path, kind: str) -> dict[str, Any]:
     from harness.safeyaml import YamlRefused, load_yaml_bytes
 
     if not path.is_file():
-        raise ConfigError(f"{kind} not found: {path}")
+        raise ConfigError(f"{what} not found: {path}")
     try:
         data = load_yaml_bytes(path.read_bytes()) or {}
     except YamlRefused as error:
         raise ConfigError(f"{path}: {error}") from None
     except OSError as error:
-        raise ConfigError(f"{kind} {path}: cannot read it ({error.strerror or error})") from None
+        raise ConfigError(f"{what} {path}: cannot read it ({error.strerror or error})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     return data

@@ -23,7 +23,7 @@ CELL_CONFIG = "config.yaml"  # the resolved cell config (submit and the cell wri
 
 
 def cache_dir() -> Path:
-    """Staged and materialised models, tokenizers, parameter counts (``$HARNESS_CACHE``)."""
+    """Prefetched and materialised models, tokenizers, parameter counts (``$HARNESS_CACHE``)."""
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "harness")
 
 

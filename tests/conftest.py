@@ -79,8 +79,9 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def tiny_cell_config(tmp_path: Path, model: str, method: str, task: str, **changes: Any) -> Any:
-    """A few-second cell on real bundled data: small samples, short budgets, no tracking."""
-    from harness.config import CellConfig
+    """A few-second cell on real bundled data: small samples, short budgets, no tracking; checked
+    at the edge (harness.cell.resolve) as a cell file is, so its id is the one a matrix gives it."""
+    from harness.cell.resolve import parse_cell_config
 
     data = {
         "model": model,
@@ -103,7 +104,7 @@ def tiny_cell_config(tmp_path: Path, model: str, method: str, task: str, **chang
             data.setdefault(key, {}).update(value)
         else:
             data[key] = value
-    return CellConfig.model_validate(data)
+    return parse_cell_config(data, where="test cell")
 
 
 @pytest.fixture

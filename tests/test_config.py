@@ -22,3 +22,33 @@ def test_cells_at_the_defaults_from_before_no_warmup_and_random_batches_are_othe
     assert CellConfig(**base).cell_id != "cd3a9eda91dbcd25"
     assert CellConfig(**base, train={"warmup_ratio": 0.06}).cell_id != CellConfig(**base).cell_id
     assert CellConfig(**base, train={"group_by_length": True}).cell_id != CellConfig(**base).cell_id
+
+
+def test_ids_through_the_edge_are_those_from_before_the_registries_left_the_config(tmp_path) -> None:
+    """A bundled task's held-out split and a defined task's normalised definition enter the id at
+    harness.cell.resolve now (config.py imports no registry): the ids are those of 5d4df92, by
+    every path: a cell file, and a CellConfig built in code once its cell is planned."""
+    from harness.cell import prepare_cell
+    from harness.cell.resolve import parse_cell_config
+
+    billsum = {"model": "tiny-t5", "method": "lora", "task": "billsum", "output_dir": str(tmp_path)}
+    assert parse_cell_config(billsum).cell_id == "54d89fadfa72dad4"
+    assert parse_cell_config(billsum).data.held_out == "validation: 10% of train (seed 'billsum/validation')"
+    assert prepare_cell(CellConfig(**billsum)).config.cell_id == "54d89fadfa72dad4"
+    files = {"source": {"files": {"train": "a.csv", "test": "b.csv"}}}
+    tweets = {
+        "model": "tiny-bert",
+        "method": "lora",
+        "task": "tweets",
+        "data": files,
+        "task_definition": {"kind": "classification", "labels": ["neg", "pos"]},
+    }
+    assert parse_cell_config(tweets).cell_id == "9b5da5edc7c01c49"
+    answers = {
+        "model": "tiny-t5",
+        "method": "lora",
+        "task": "qa",
+        "data": files,
+        "task_definition": {"kind": "generation", "metric": "exact_match"},
+    }
+    assert parse_cell_config(answers).cell_id == "709a22b9935549f1"

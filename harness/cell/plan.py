@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from harness.cell.resolve import resolve_cell_config
 from harness.config import CellConfig
 from harness.heads import HeadName
 from harness.methods.build import CountUnavailable, check_combination, count_parameters, resolve_method_args
@@ -29,7 +30,13 @@ class CellPlan:
 
 
 def prepare_cell(config: CellConfig) -> CellPlan:
-    """Resolve and check a cell. Raises ConfigError with a one-line reason."""
+    """Resolve and check a cell. Raises ConfigError with a one-line reason.
+
+    The config goes through :func:`harness.cell.resolve.resolve_cell_config` once more (it changes
+    nothing on a config that has been through it): a ``CellConfig`` built in code (bench/,
+    scripts/, tests) gets the names checked and a bundled task's held-out split recorded, so its
+    cell id is the one a matrix or cell file gives the same settings."""
+    config = resolve_cell_config(config)
     model = resolve_model(config.model)
     task = task_of(config)
     method = resolve_method(config.method)

@@ -65,7 +65,7 @@ def load_cell_config(path: Path, overrides: dict[str, Any] | None = None) -> Cel
     """Read a cell YAML/JSON file, apply CLI overrides (dotted keys), validate."""
     from harness.dotted import set_dotted
 
-    data = read_yaml_mapping(path, kind="config file")
+    data = read_yaml_mapping(path, what="config file")
     for dotted, value in (overrides or {}).items():
         set_dotted(data, dotted, value)
     return parse_cell_config(data, where=str(path))

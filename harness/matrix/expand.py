@@ -23,7 +23,16 @@ from harness.config import CellConfig, format_validation_error, read_yaml_mappin
 from harness.dotted import deep_merge, expand_dotted
 from harness.errors import ConfigError
 from harness.matrix.cells import Cell, describe_point
-from harness.matrix.schema import RESERVED_KEYS, AxisEntry, Grid, MatrixSpec, Resources, SelectSpec, grid_values
+from harness.matrix.schema import (
+    RESERVED_KEYS,
+    AxisEntry,
+    Grid,
+    MatrixSpec,
+    Resources,
+    SelectSpec,
+    TaskEntry,
+    grid_values,
+)
 from harness.matrix.sweep import Selection, grid_of
 from harness.names import (
     FINAL_STAGE,
@@ -94,7 +103,7 @@ def read_matrix_file(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]
     """A matrix file's mapping. ``extends: other.yaml`` (relative to this file) starts from that
     file's mapping; every top-level key given here replaces the base's (so ``thesis-tuned.yaml``
     is ``thesis.yaml`` plus its sweep, and the study's settings live in one file)."""
-    data = read_yaml_mapping(path, kind="matrix file")
+    data = read_yaml_mapping(path, what="matrix file")
     base_name = data.pop(EXTENDS_KEY, None)
     if base_name is None:
         return data
@@ -136,7 +145,7 @@ def _check_names(spec: MatrixSpec, where: str) -> None:
 
     # the registries' name lists, and the tasks this matrix defines itself (checked with their cells)
     methods = method_names()
-    tasks = (*TASK_TABLE, *(e.name for e in spec.axis("tasks") if getattr(e, "kind", None)))
+    tasks = (*TASK_TABLE, *(e.name for e in spec.axis("tasks") if isinstance(e, TaskEntry) and e.defined))
     for entry in spec.axis("methods"):
         if entry.name not in methods:
             raise ConfigError(f"{where}: methods: unknown method {entry.name!r}; valid: {', '.join(methods)}")
@@ -213,7 +222,9 @@ def expand(spec: MatrixSpec, *, path: Path | None = None, output_dir: Path | str
     # Validate each fragment once, against a probe cell, so that an error names the
     # fragment (``overrides[2].set``) rather than the first cell that uses it.
     probe = {"model": models[0].name, "method": methods[0].name, "task": tasks[0].name}
-    if getattr(tasks[0], "kind", None):  # a task the matrix defines: the probe needs its definition and data
+    if (
+        isinstance(tasks[0], TaskEntry) and tasks[0].defined
+    ):  # a task the matrix defines: the probe needs its definition and data
         first = expand_dotted(tasks[0].set)
         defined = {"task_definition": first["task_definition"]}
         if first.get("data", {}).get("source") is not None:

@@ -218,6 +218,11 @@ class TaskEntry(AxisEntry):
     instruction: str | None = None
     source: DataSource | None = None
 
+    @property
+    def defined(self) -> bool:
+        """A task the matrix defines (it has a kind), not a bundled one."""
+        return self.kind is not None
+
     @model_validator(mode="after")
     def _defined_task(self) -> TaskEntry:
         given = [key for key in ("labels", "metric", "instruction", "source") if getattr(self, key) is not None]

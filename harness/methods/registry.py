@@ -31,10 +31,11 @@ from typing import Any, Literal
 from harness.errors import ConfigError
 from harness.heads import HEADS
 from harness.methods import hooks
+from harness.models.registry import FAMILIES
 
 # When peft has no target modules for an architecture (a model type outside its tables),
 # these are used; for T5, Llama and BERT peft's own defaults apply (they are the same).
-ATTENTION_QV = {"t5": ["q", "v"], "llama": ["q_proj", "v_proj"], "bert": ["query", "value"]}
+ATTENTION_QV = {name: list(family.attention_qv) for name, family in FAMILIES.items()}
 
 
 # the part a method plays in a report: the untrained reference each method's quality gain is

@@ -21,7 +21,7 @@ from typing import Literal
 from harness.errors import ConfigError
 from harness.names import cache_dir  # noqa: F401 - re-exported: models import it from here
 
-Family = Literal["t5", "llama", "bert"]
+Family = str  # a key of FAMILIES (the families are the entries below, listed nowhere else)
 Origin = Literal["hub", "tiny", "pip_package", "local"]
 
 
@@ -41,6 +41,9 @@ class FamilySpec:
     tiny_config_class: str
     tiny_model_class: str
     tiny_token_fields: dict[str, str] = field(default_factory=dict)
+    # the attention query and value projections' module names: the target modules methods fall
+    # back on when peft has none for a model type (for these families peft's defaults are the same)
+    attention_qv: tuple[str, ...] = ()
 
 
 FAMILIES: dict[str, FamilySpec] = {
@@ -53,6 +56,7 @@ FAMILIES: dict[str, FamilySpec] = {
             "T5Config",
             "T5ForConditionalGeneration",
             {"decoder_start_token_id": "pad"},
+            attention_qv=("q", "v"),
         ),
         FamilySpec(
             "llama",
@@ -61,6 +65,7 @@ FAMILIES: dict[str, FamilySpec] = {
             "LlamaConfig",
             "LlamaForCausalLM",
             {"bos_token_id": "bos"},
+            attention_qv=("q_proj", "v_proj"),
         ),
         # Pre-training heads include the pooler, so a classification head finds every base weight
         # in the checkpoint (a pooler initialised at load time would differ between loads).
@@ -70,6 +75,7 @@ FAMILIES: dict[str, FamilySpec] = {
             ("bert", "minilm", "roberta"),
             "BertConfig",
             "BertForPreTraining",
+            attention_qv=("query", "value"),
         ),
     )
 }

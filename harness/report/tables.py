@@ -353,7 +353,6 @@ CELL_COLUMNS = (
     "seed",
     "status",
     "cell_id",
-    "run_recorded",
     "rank",
     "learning_rate",
     "trainable_params",
@@ -374,6 +373,7 @@ CELL_COLUMNS = (
     "error",
     "folder",
     "source",
+    "run_recorded",  # added after the others: columns read by position keep their place
 )
 PUBLISHED_CELL_COLUMNS = {"train_peak_measure": "train_peak_kind", "eval_peak_measure": "eval_peak_kind"}
 

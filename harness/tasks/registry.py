@@ -65,7 +65,7 @@ class TaskDefinition(StrictModel):
                 f"labels are for {labelled} tasks; a {kind.name} task is scored on its target text "
                 f"(metric: {_names(kind.scorings)})"
             )
-        if self.metric is not None and self.metric not in kind.scorings:
+        if self.metric is not None and (len(kind.scorings) == 1 or self.metric not in kind.scorings):
             if len(kind.scorings) == 1:
                 choosing = _names(name for name, entry in KINDS.items() if len(entry.scorings) > 1)
                 raise ValueError(

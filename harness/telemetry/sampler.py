@@ -17,13 +17,15 @@ import time
 import types
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
+
+from harness.config import TelemetryBackend
 
 from .child import ChildConfig, SharedPhase, child_main
 from .schema import CSV_NAME, META_NAME, PNG_NAME, PhaseMarker, read_json, read_rows
 from .summary import metrics_from_summary, summarize
 
-BackendName = Literal["auto", "nvml", "host"]
+BackendName = TelemetryBackend  # defined with the config that names it
 INITIAL_PHASE = "none"
 
 

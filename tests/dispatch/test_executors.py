@@ -115,17 +115,19 @@ def test_an_unknown_cluster_is_one_line_naming_the_valid_ones(command, tmp_path,
     path = write_matrix(tmp_path / "m.yaml", _matrix(tmp_path, cluster="k8s"))
     assert main([command, str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"harness: error: unknown executor 'k8s'; {VALID}"]
+    assert err == [f"harness: error: {path}: executor.cluster: unknown executor 'k8s'; {VALID}"]
     assert not (tmp_path / "out").exists()  # nothing planned or submitted
     write_matrix(path, _matrix(tmp_path, kind="k8s"))  # the old key too
     assert main([command, str(path)]) == 2
-    assert capsys.readouterr().err.strip() == f"harness: error: unknown executor 'k8s'; {VALID}"
+    assert (
+        capsys.readouterr().err.strip() == f"harness: error: {path}: executor.cluster: unknown executor 'k8s'; {VALID}"
+    )
 
 
 def test_the_environment_and_the_command_line_name_registered_executors(tmp_path, monkeypatch, capsys):
     path = write_matrix(tmp_path / "m.yaml", _matrix(tmp_path, cluster="local"))
     monkeypatch.setenv("HARNESS_EXECUTOR", "k8s")
-    with pytest.raises(ConfigError, match=f"unknown executor 'k8s'; {VALID}$"):
+    with pytest.raises(ConfigError, match=rf"^\$HARNESS_EXECUTOR: unknown executor 'k8s'; {VALID}$"):
         plan(path, params=False, with_status=False)
     with pytest.raises(SystemExit):
         main(["matrix", str(path), "--executor", "k8s"])

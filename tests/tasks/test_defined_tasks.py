@@ -160,6 +160,11 @@ def test_a_generation_csv_task_runs_with_its_metric(tmp_path: Path, model: str, 
         ({"kind": "classification"}, "a classification task needs labels"),
         ({"kind": "classification", "labels": ["a", "a"]}, "at least two distinct"),
         ({"kind": "classification", "labels": ["a", "b"], "metric": "rouge"}, "metric is for generation tasks"),
+        # its one scoring named is still refused: one task, one id
+        (
+            {"kind": "classification", "labels": ["a", "b"], "metric": "classification"},
+            "metric is for generation tasks",
+        ),
         ({"kind": "generation", "labels": ["a", "b"]}, "labels are for classification tasks"),
         ({"kind": "generation", "metric": "bleu"}, "metric"),
         ({"labels": ["a", "b"]}, "also needs kind: classification or generation"),

@@ -36,7 +36,19 @@ def resolve_cluster(matrix: Matrix, override: str | None = None) -> tuple[Execut
     """The executor to use (``--executor``, else $HARNESS_EXECUTOR, else the matrix file's
     ``executor.cluster``), and a notice when it differs from the file's."""
     written = matrix.spec.executor.cluster
-    asked = get_executor(override or os.environ.get(ENV_EXECUTOR) or written)
+    name, where = next(
+        (value, source)
+        for value, source in (
+            (override, "--executor"),
+            (os.environ.get(ENV_EXECUTOR), f"${ENV_EXECUTOR}"),
+            (written, f"{matrix.path or 'matrix'}: executor.cluster"),
+        )
+        if value
+    )
+    try:
+        asked = get_executor(name)
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}") from None
     executor, notice = asked.resolve(matrix)
     if notice is None and executor.name != written:
         notice = f"executor {executor.name} (the matrix file says {written})"
