@@ -50,7 +50,7 @@ from harness.cell.save import save
 from harness.cell.train import CHECKPOINT_DIR, train
 from harness.config import CellConfig
 from harness.environment import environment
-from harness.errors import ConfigError
+from harness.errors import ConfigError, error_line
 from harness.models import count_module_parameters
 from harness.names import CELL_CONFIG, CELL_LOG
 from harness.result import Result, ResultFile, now_iso
@@ -195,10 +195,7 @@ def _record_failure(result: Result, error: Exception, cell_dir: Path) -> None:
 
     result.traceback = traceback.format_exc()
     if isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError)):
-        result.status, result.error = (
-            "oom",
-            f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}",
-        )
+        result.status, result.error = "oom", error_line(error)
         log.error("out of memory: %s", result.error)
         return
     result.status, result.error = "failed", f"{type(error).__name__}: {error}"

@@ -23,7 +23,6 @@ ActiveStatus = Literal["queued", "running"]
 CellStatus = Literal["pending", ActiveStatus, Status, "unknown", "excluded"]
 CELL_STATUSES: tuple[CellStatus, ...] = typing.get_args(CellStatus)
 ACTIVE: frozenset[CellStatus] = frozenset(typing.get_args(ActiveStatus))
-FINAL: frozenset[str] = FINAL_STATUSES
 # a cell that ended this way is submitted again with --retry-failed
 RETRYABLE: frozenset[str] = frozenset({*FINAL_STATUSES - {"success"}, "unknown"})
 # a matrix whose cells all ended this way has nothing left to do (``harness matrix --wait`` exits 0)
@@ -79,7 +78,7 @@ def read_cell(cell: Cell) -> CellState:
             state.error = f"unreadable result.json: {error}"
         else:
             state.result = result
-            if result.status in FINAL:
+            if result.status in FINAL_STATUSES:
                 state.status = result.status
                 if result.status != "success":
                     state.error = first_line(result.error) or _last_line(result.traceback)
@@ -91,7 +90,7 @@ def reread_final(state: CellState) -> bool:
     """Read the folder again after the job was seen to end: it may have written its final
     result.json since the folder was first read. True (and ``state`` updated) if it has."""
     again = read_cell(state.cell)
-    if again.status not in FINAL:
+    if again.status not in FINAL_STATUSES:
         return False
     state.status, state.result, state.error, state.log = again.status, again.result, again.error, again.log
     return True

@@ -43,7 +43,6 @@ ENV_RUNNER = "HARNESS_CELL_RUNNER"  # "module:function"; tests point it at a sta
 # import tracking (it sits above both), and the job is pickled and run in another process, so
 # the runner is named here and imported there, when the job runs.
 DEFAULT_RUNNER = "harness.tracking.record:run_cell"
-FINAL = FINAL_STATUSES
 
 _slot_handle: int | None = None  # the open lock file of a local slot (never pickled)
 RANKS_GO = ".ranks-go"  # local executor: rank 0 of a distributed cell holds its slot (the job id inside)
@@ -177,7 +176,7 @@ class CellJob(submitit.helpers.Checkpointable):
             log.exception("cell %s failed outside the cell runner", config.cell_id)
             write_final(config, "failed", f"{type(error).__name__}: {error}", traceback.format_exc())
             return "failed"
-        if status not in FINAL:  # the runner returned without a final result: record that
+        if status not in FINAL_STATUSES:  # the runner returned without a final result: record that
             write_final(config, "failed", f"cell runner returned status {status!r}", None)
             return "failed"
         return str(status)

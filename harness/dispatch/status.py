@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 
 from harness import folder_lock
 from harness.dispatch import sacct
-from harness.dispatch.cell_state import ACTIVE, CELL_STATUSES, FINAL, CellState, CellStatus, read_cell
+from harness.dispatch.cell_state import ACTIVE, CELL_STATUSES, CellState, CellStatus, read_cell
 from harness.dispatch.executors import EXECUTORS
 from harness.matrix import Cell, Matrix
 from harness.names import SELECT_STAGE
+from harness.result import FINAL_STATUSES
 
 __all__ = ["CellState", "StatusReport", "cell_states"]
 
@@ -59,10 +60,10 @@ def cell_states(
             continue
         state = read_cell(cell)
         states.append(state)
-        writer = folder_lock.holder(cell.folder) if state.status not in FINAL else None
+        writer = folder_lock.holder(cell.folder) if state.status not in FINAL_STATUSES else None
         if writer is not None:  # a live process writes the folder, whatever its job record says
             state.status = "running"
-        elif state.status not in FINAL and state.job is not None:
+        elif state.status not in FINAL_STATUSES and state.job is not None:
             waiting.setdefault(state.job.executor, []).append(state)
 
     report = StatusReport(matrix=matrix, states=states)
@@ -75,7 +76,7 @@ def cell_states(
         # grid points whose job ended without a result.json (an out-of-memory kill) have ended too:
         # a selection whose other points are done chooses now, and its stage-2 cells join the report
         ended: dict[str, str] = {
-            s.cell.cell_id: s.status for s in states if s.cell.stage == SELECT_STAGE and s.status in FINAL
+            s.cell.cell_id: s.status for s in states if s.cell.stage == SELECT_STAGE and s.status in FINAL_STATUSES
         }
         added = matrix.resolve_selections(ended)
         if added:

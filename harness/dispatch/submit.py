@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from harness.dispatch import stages
-from harness.dispatch.cell_state import ACTIVE, FINAL, RETRYABLE, CellState
+from harness.dispatch.cell_state import ACTIVE, RETRYABLE, CellState
 from harness.dispatch.executor import Executor, ResourceGroup, group_cells
 from harness.dispatch.executors import check_executor, resolve_cluster
 from harness.dispatch.job import CellJob
@@ -27,6 +27,7 @@ from harness.errors import ConfigError
 from harness.matrix import Cell, Matrix, parse_filter
 from harness.matrix.checks import check_cells
 from harness.names import CELL_CONFIG
+from harness.result import FINAL_STATUSES
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +177,7 @@ def _check_writable(folder: Path) -> None:
 
 def _prepare_folder(cell: Cell, state: CellState, *, force: bool) -> None:
     folder = cell.folder
-    if state.status in FINAL or state.status == "unknown" or state.job is not None:
+    if state.status in FINAL_STATUSES or state.status == "unknown" or state.job is not None:
         # keep checkpoints on a retry (a timed-out cell resumes); start afresh on --force
         afresh = force and state.status == "success"
         previous = read_run(folder)

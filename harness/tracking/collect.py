@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.errors import error_line
 from harness.matrix import Matrix, load_matrix, parse_filter
 from harness.names import (
     CELL_TAG,
@@ -140,9 +141,7 @@ def _collect_locked(report: CollectReport, client: Any, selection: Any) -> None:
             ):
                 client.set_tag(run_id, key, value)
         except Exception as error:  # noqa: BLE001 - tracking fails open, per cell
-            report.errors.append(
-                f"{cell.label()} ({cell.cell_id[:8]}): {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-            )
+            report.errors.append(f"{cell.label()} ({cell.cell_id[:8]}): {error_line(error)}")
             continue
         (report.updated if existing else report.created).append(cell.cell_id)
         # where the cell now lives in MLflow: tracking.json beside the result (collect never

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from harness.cell.run import run_cell as run_bare_cell
 from harness.config import CellConfig
+from harness.errors import error_line
 from harness.names import default_tracking_uri
 from harness.result import Result, TrackingStatus
 from harness.tracking.mlflow_log import log_result
@@ -27,7 +28,7 @@ def record_result(config: CellConfig, cell_dir: Path, result: Result) -> Trackin
     try:
         run_id = log_result(cell_dir, result, uri=uri, experiment=config.tracking.experiment)
     except Exception as error:  # noqa: BLE001 - tracking fails open
-        reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        reason = error_line(error)
         log.warning("MLflow logging failed (%s); result.json is intact", reason)
         return TrackingStatus(status="failed", uri=uri, error=reason)
     return TrackingStatus(status="logged", uri=uri, run_id=run_id)
