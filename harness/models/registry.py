@@ -249,7 +249,7 @@ def resolve_model(name: str) -> ModelSpec:
         config = path / "config.json"
         if not config.is_file():
             raise ConfigError(f"model directory {name!r} has no config.json")
-        model_type = json.loads(config.read_text()).get("model_type", "")
+        model_type = _model_type(config)
         family = MODEL_TYPE_FAMILY.get(model_type)
         if family is None:
             raise ConfigError(
@@ -261,6 +261,28 @@ def resolve_model(name: str) -> ModelSpec:
         family = _guess_family_from_id(name)
         return ModelSpec(name, family, "hub", hub_id=name)
     raise ConfigError(f"unknown model {name!r}; valid: {valid_model_names()}")
+
+
+def _model_type(config: Path) -> str:
+    """The ``model_type`` of a local model's config.json, or a one-line ConfigError naming the file
+    and what is wrong with it (not JSON, not UTF-8, not an object, nested past what json reads)."""
+    where = f"model config {config}"
+    try:
+        data = json.loads(config.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{where}: not UTF-8 text (byte {error.start})") from None
+    except ValueError as error:  # json.JSONDecodeError: where it stopped
+        raise ConfigError(f"{where}: not JSON ({error})") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: nested deeper than Python can read") from None
+    except OSError as error:
+        raise ConfigError(f"{where}: cannot read it ({error.strerror or error})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a JSON object with a model_type, got {type(data).__name__}")
+    model_type = data.get("model_type", "")
+    if not isinstance(model_type, str):
+        raise ConfigError(f"{where}: model_type must be a string, got {type(model_type).__name__}")
+    return model_type
 
 
 def validate_model_name(name: str) -> None:

@@ -69,6 +69,10 @@ def _read_rows(task: TaskSpec, source: DataSource, split: str) -> list[Row]:
     return read_table(task.bundled[split])
 
 
+# JSON nested past the parser's recursion limit ("[" * 100,000): refused in one line, not a traceback
+TOO_DEEP = "nested deeper than Python can read (a data record is an object of plain fields)"
+
+
 def read_table(path: Path) -> list[Row]:
     """Rows of a JSONL/JSON/CSV/Parquet file. Callers must not mutate them: they are cached
     (per path and modification time), since every cell of a matrix reads the same files."""
@@ -96,6 +100,10 @@ def _read_table_cached(name: str, _mtime_ns: int) -> list[Row]:
             return pd.read_csv(path).to_dict("records")
         if suffix == ".parquet":
             return pd.read_parquet(path).to_dict("records")
+    except ConfigError:
+        raise  # a line or record already named (a ConfigError is a ValueError: not wrapped again below)
+    except RecursionError:  # a .json document
+        raise ConfigError(f"data file {path}: {TOO_DEEP}") from None
     except UnicodeDecodeError as error:
         raise ConfigError(f"data file {path}: not UTF-8 text (byte {error.start})") from None
     except (ValueError, OSError) as error:
@@ -108,6 +116,8 @@ def _read_table_cached(name: str, _mtime_ns: int) -> list[Row]:
 def _json_line(line: str, path: Path, number: int) -> Any:
     try:
         return json.loads(line)
+    except RecursionError:
+        raise ConfigError(f"data file {path} line {number}: {TOO_DEEP}") from None
     except ValueError as error:
         raise ConfigError(f"data file {path} line {number}: not JSON ({error})") from None
 
