@@ -87,8 +87,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.output:
         config = config.model_copy(update={"output_dir": Path(args.output)})
     elif config.output_dir == Path("outputs/local"):
-        slug = config.model.replace("/", "--")
-        folder = Path("outputs/local") / config.task / slug / config.method / f"seed{config.seed}-{config.cell_id[:8]}"
+        from harness.matrix import cell_folder  # the matrix's layout: a model of ".." cannot climb out
+
+        folder = cell_folder(Path("outputs/local"), config, config.cell_id)
         config = config.model_copy(update={"output_dir": folder})
     result = run_cell(config)
     print(render_result(result, Path(config.output_dir)))

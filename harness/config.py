@@ -9,9 +9,11 @@ registries: this module is the bottom layer and imports none of them.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
+import sys
 import unicodedata
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -20,16 +22,52 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from harness.errors import ConfigError
 
+# What a value that reaches a job script or a terminal must not hold, by Unicode category: controls
+# (newline, CR, NUL, ESC, ...), line and paragraph separators, invisible format characters (the bidi
+# overrides such as U+202E RIGHT-TO-LEFT OVERRIDE, which reorder what a terminal shows, U+200B ZERO
+# WIDTH SPACE, U+FEFF, soft hyphens) and lone surrogates
+REFUSED_CHARACTERS = {
+    "Cc": "control character",
+    "Zl": "control character",
+    "Zp": "control character",
+    "Cf": "invisible format character",
+    "Cs": "surrogate",
+}
+
+
+@functools.cache
+def _refused_pattern() -> re.Pattern[str]:
+    """A character class of every refused code point, built on the first value that is not plain
+    printable text (a quarter second, once); a search is then linear at C speed."""
+    ranges: list[str] = []
+    start = previous = -2
+    for code in range(sys.maxunicode + 1):
+        if unicodedata.category(chr(code)) not in REFUSED_CHARACTERS:
+            continue
+        if code != previous + 1:
+            if start >= 0:
+                ranges.append(f"\\U{start:08x}-\\U{previous:08x}")
+            start = code
+        previous = code
+    ranges.append(f"\\U{start:08x}-\\U{previous:08x}")
+    return re.compile(f"[{''.join(ranges)}]")
+
 
 def single_line(value: str) -> str:
-    """Refuse control characters (newline, carriage return, NUL, ...) in a value that reaches a
-    job script: a newline there would end an ``#SBATCH`` line and run the rest as a command."""
-    for index, char in enumerate(value):
-        if unicodedata.category(char) == "Cc" or char in "\u2028\u2029":
-            raise ValueError(
-                f"control character {char!r} at position {index} in {value[:40]!r}: values that reach "
-                "a job script must be one line of printable text"
-            )
+    """Refuse a character of :data:`REFUSED_CHARACTERS` in a value that reaches a job script or a
+    terminal: a newline would end an ``#SBATCH`` line and run the rest as a command, an escape
+    sequence or a bidi override would change what a person reads in a plan, a status or an error."""
+    if value.isprintable():  # none of them (nor anything else unprintable but a space): the common case
+        return value
+    found = _refused_pattern().search(value)
+    if found is not None:
+        char = found[0]
+        name = unicodedata.name(char, "")
+        raise ValueError(
+            f"{REFUSED_CHARACTERS[unicodedata.category(char)]} U+{ord(char):04X}{f' ({name})' if name else ''} "
+            f"at position {found.start()} in {value[:40]!r}: values that reach a job script or a terminal "
+            "must be one line of visible text"
+        )
     return value
 
 
@@ -303,8 +341,9 @@ _MAPPING_ERRORS = frozenset({"model_type", "model_attributes_type", "dict_type"}
 
 
 def _preferred(errors: list[Any]) -> Any:
-    """Of the errors pydantic reports for a ``str | Model`` union, the one of the branch the
-    user meant: the mapping's own problem for a mapping, the string's for a string."""
+    """Of the errors pydantic reports for a ``str | Model`` (or ``str | list[str]``) union, the one
+    of the branch the user meant: the mapping's (list's) own problem for a mapping (list), the
+    string's for a string."""
 
     def wrong_branch(error: Any) -> bool:
         last = str(error["loc"][-1]) if error["loc"] else ""
@@ -314,7 +353,8 @@ def _preferred(errors: list[Any]) -> Any:
             tagged and last.rstrip("]").rsplit(",", 1)[-1].strip() in {"str", "int", "float", "bool"}
         )
         given_mapping = isinstance(error.get("input"), dict)
-        return (scalar_branch and given_mapping) or (
+        # a scalar branch given a mapping or a list (``str | list[str]``): the other branch's error says more
+        return (scalar_branch and isinstance(error.get("input"), (dict, list))) or (
             error["type"] in _MAPPING_ERRORS and not given_mapping and len(errors) > 1
         )
 

@@ -247,7 +247,7 @@ class TaskEntry(AxisEntry):
         return self
 
 
-Selector = str | list[str] | None
+Selector = Line | list[Line] | None  # printed back (a rule that matches no cell): one visible line
 
 
 class Match(StrictModel):
@@ -285,7 +285,7 @@ class Override(StrictModel):
 
 class Exclusion(StrictModel):
     match: Match
-    reason: str
+    reason: Line  # printed by plan and status: no escape sequence or bidi override reaches a terminal
 
     @field_validator("reason")
     @classmethod

@@ -352,6 +352,8 @@ def read_adapter_config(path: Any, method: str) -> dict[str, Any]:
     arguments go into the cell's config, so the cell id follows the file's content."""
     import json
 
+    from harness.safeyaml import MAX_DEPTH  # the depth a matrix or cell file may have
+
     file = Path(str(path)).expanduser()
     where = f"method_args.from {str(path)!r}"
     if not file.is_file():
@@ -360,8 +362,12 @@ def read_adapter_config(path: Any, method: str) -> dict[str, Any]:
         data = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise ConfigError(f"{where}: not a readable JSON file ({_one_line(error)})") from None
+    except RecursionError:  # "[" * 100,000: past the parser's recursion limit
+        raise ConfigError(f"{where}: nested deeper than Python can read (an adapter_config.json is flat)") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a JSON object (an adapter_config.json), got {type(data).__name__}")
+    if _nested_deeper_than(data, MAX_DEPTH):  # what json reads, dumping the cell's config could not
+        raise ConfigError(f"{where}: nested more than {MAX_DEPTH} levels deep (an adapter_config.json is flat)")
     table = methods()
     spec = table.get(method)
     saved_type = data.get("peft_type")
@@ -372,6 +378,18 @@ def read_adapter_config(path: Any, method: str) -> dict[str, Any]:
             f"methods of that type: {', '.join(matching) or 'none'}"
         )
     return {key: value for key, value in data.items() if key not in _ADAPTER_FILE_BOOKKEEPING}
+
+
+def _nested_deeper_than(value: Any, limit: int) -> bool:
+    """Whether dicts and lists nest more than ``limit`` levels (iterative: any depth is counted)."""
+    todo: list[tuple[Any, int]] = [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limit:
+                return True
+            todo.extend((inner, depth + 1) for inner in (item.values() if isinstance(item, dict) else item))
+    return False
 
 
 def _one_line(error: BaseException) -> str:

@@ -63,6 +63,50 @@ def test_control_characters_are_refused_in_one_line(tmp_path: Path, field: str, 
     assert "control character" in message or "sbatch_extra key" in message
 
 
+# characters that change what a terminal shows without being seen: an escape sequence, the bidi
+# overrides and isolates, zero-width and other invisible format characters (category Cf)
+INVISIBLE = {
+    "\x1b": "control character U+001B",
+    "\u202e": "invisible format character U+202E (RIGHT-TO-LEFT OVERRIDE)",
+    "\u2066": "invisible format character U+2066 (LEFT-TO-RIGHT ISOLATE)",
+    "\u200b": "invisible format character U+200B (ZERO WIDTH SPACE)",
+    "\ufeff": "invisible format character U+FEFF (ZERO WIDTH NO-BREAK SPACE)",
+    "\u00ad": "invisible format character U+00AD (SOFT HYPHEN)",
+}
+PRINTED = {
+    **{field: patch for field, patch in FIELDS.items() if field != "resources.sbatch_extra key"},  # [a-z0-9-] only
+    "exclude reason": lambda v: {"exclude": [{"match": {"method": "ia3"}, "reason": v}]},
+    "exclude match": lambda v: {"exclude": [{"match": {"method": ["ia3", v]}, "reason": "r"}]},
+    "overrides match": lambda v: {"overrides": [{"match": {"model": v}, "set": {"seed": 1}}]},
+    "methods axis name": lambda v: {"methods": ["lora", v]},
+    "tracking experiment": lambda v: {"tracking": {"experiment": v}},
+}
+
+
+@pytest.mark.parametrize("field", PRINTED)
+@pytest.mark.parametrize("char", INVISIBLE, ids=lambda c: f"U+{ord(c):04X}")
+def test_invisible_characters_are_refused_by_codepoint_and_position(tmp_path: Path, field: str, char: str) -> None:
+    """A name, an exclusion's reason or a rule's selector is printed (plan, status, warnings) or
+    put in the job name: an escape sequence or a bidi override there would change what a person
+    reads. Refused in one line that names the character by code point and where it is."""
+    data = _merge(smoke_dict(tmp_path / "out"), PRINTED[field](f"ab{char}c"))
+    with pytest.raises(ConfigError) as info:
+        matrix_from_dict(data)
+    message = str(info.value)
+    assert message.isprintable() and "\n" not in message, message
+    assert f"{INVISIBLE[char]} at position 2 in " in message, message
+
+
+def test_visible_unicode_is_kept(tmp_path: Path) -> None:
+    """Accents, non-Latin scripts and a no-break space are printable text, not refused."""
+    data = _merge(
+        smoke_dict(tmp_path / "out"),
+        {"name": "étude\u00a0café", "exclude": [{"match": {"method": "ia3"}, "reason": "Grüße, 日本語, עברית"}]},
+    )
+    matrix = matrix_from_dict(data)
+    assert matrix.name == "étude\u00a0café"
+
+
 @pytest.mark.parametrize("key", ["--hold", "Mail-Type", "mail type", "x=1", "", "-"])
 def test_sbatch_extra_keys_are_long_option_names(tmp_path: Path, key: str) -> None:
     data = _merge(smoke_dict(tmp_path / "out"), {"resources": {"sbatch_extra": {key: "1"}}})
