@@ -17,9 +17,9 @@ import os
 import typing
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness.jsonfile import write_json_atomic
 from harness.redact import redact_values
@@ -250,10 +250,10 @@ class ResultFile:
     def end_job(self, outcome: JobOutcome) -> None:
         """The job's final word, unless the runner has given its own."""
         try:
-            current = self.peek()
-        except (OSError, ValueError):  # unreadable: the outcome stands in for it
+            current = self.read()
+        except CorruptState:  # unreadable: the outcome stands in for it
             current = None
-        if current is not None and current.get("status") in FINAL_STATUSES:
+        if current is not None and current.status in FINAL_STATUSES:
             return
         _write(self.cell_dir / OUTCOME_FILE, outcome.model_dump(mode="json"))
 
@@ -270,32 +270,38 @@ class ResultFile:
     # ------------------------------------------------------------ reading
 
     def exists(self) -> bool:
-        return self.path.exists() or (self.cell_dir / OUTCOME_FILE).exists()
+        # lexists: a dangling result.json symlink is a result that cannot be read, not no result
+        return os.path.lexists(self.path) or os.path.lexists(self.cell_dir / OUTCOME_FILE)
 
-    def peek(self) -> dict[str, Any] | None:
-        """The merged result as plain JSON, unvalidated (fast, for plan time); None when there
-        is none. Raises OSError or ValueError when result.json cannot be read."""
-        outcome = _read_optional(self.cell_dir / OUTCOME_FILE)
+    def read(self) -> Result | None:
+        """The merged result, validated; None when the folder holds none. Raises
+        :class:`CorruptState` naming the file that is not what the harness wrote (the folder
+        itself, result.json, outcome.json or tracking.json)."""
+        check_folder(self.cell_dir)
+        outcome = read_state(self.cell_dir / OUTCOME_FILE, JobOutcome)
         try:
-            data: dict[str, Any] | None = json.loads(self.path.read_text())
-        except FileNotFoundError:
-            data = None
-        except ValueError:
+            result = _validated(read_json_state(self.path), self.path)
+        except CorruptState:
             if outcome is None:
                 raise
-            data = None  # the job's outcome replaces an unreadable file
-        if outcome is not None and (data is None or data.get("status") not in FINAL_STATUSES):
-            data = _with_outcome(data, outcome)
-        collected = _read_optional(self.cell_dir / TRACKING_FILE)
-        if data is not None and collected is not None and collected.get("started_at") == data.get("started_at"):
-            data["tracking"] = collected.get("tracking")
-        return data
+            result = None  # the job's outcome stands in for a result.json it cannot be read over
+        if outcome is not None and (result is None or result.status not in FINAL_STATUSES):
+            result = _with_outcome(result, outcome)
+        collected = read_state(self.cell_dir / TRACKING_FILE, CollectedTracking)
+        if result is not None and collected is not None and collected.started_at == result.started_at:
+            result.tracking = collected.tracking
+        return result
+
+    def peek(self) -> dict[str, Any] | None:
+        """The merged result as plain JSON; None when there is none. Raises CorruptState."""
+        result = self.read()
+        return None if result is None else result.model_dump(mode="json")
 
     def load(self) -> Result:
-        data = self.peek()
-        if data is None:
+        result = self.read()
+        if result is None:
             raise FileNotFoundError(f"{self.path}: no result")
-        return _validated(data, self.path)
+        return result
 
 
 def _write(path: Path, payload: dict[str, Any]) -> None:
@@ -303,28 +309,24 @@ def _write(path: Path, payload: dict[str, Any]) -> None:
     write_json_atomic(path, redact_values(payload))
 
 
-def _read_optional(path: Path) -> dict[str, Any] | None:
-    """A companion file, or None when it is absent or unreadable (a half-written one is no word)."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _with_outcome(data: dict[str, Any] | None, outcome: dict[str, Any]) -> dict[str, Any]:
+def _with_outcome(result: Result | None, outcome: JobOutcome) -> Result:
     """The job's final word over what the runner recorded (or over nothing)."""
-    if data is None:
+    if result is None:
         fields = ("cell_id", "status", "error", "traceback", "config", "started_at", "finished_at")
-        return Result(**{key: outcome.get(key) for key in fields}).model_dump(mode="json")
-    return {**data, **{key: outcome.get(key) for key in ("status", "error", "traceback", "finished_at")}}
+        return Result(**{key: getattr(outcome, key) for key in fields})
+    return result.model_copy(
+        update={key: getattr(outcome, key) for key in ("status", "error", "traceback", "finished_at")}
+    )
 
 
-def _validated(data: dict[str, Any], path: Path) -> Result:
+def _validated(data: dict[str, Any] | None, path: Path) -> Result | None:
+    """``data`` (a result file's JSON, None: no file) as a Result, or CorruptState."""
+    if data is None:
+        return None
     version = data.get("schema_version")
     if version != SCHEMA_VERSION:
-        raise ValueError(f"{path}: result schema version {version}, this harness reads {SCHEMA_VERSION}")
-    return Result.model_validate(data)
+        raise CorruptState(path, f"result schema version {version!r}, this harness reads {SCHEMA_VERSION}")
+    return validated(data, Result, path)
 
 
 def write_result(cell_dir: Path, result: Result) -> Path:
@@ -341,10 +343,118 @@ def has_result(cell_dir: Path) -> bool:
 
 def load_result(cell_dir_or_file: Path) -> Result:
     """A cell folder's result, its companions merged; or one result file as it is (a result.json
-    downloaded from MLflow). Raises FileNotFoundError, ValueError (unreadable, another version)."""
+    downloaded from MLflow). Raises FileNotFoundError, or CorruptState (a ValueError: a file that
+    is not a result of this schema version)."""
     path = Path(cell_dir_or_file)
     if path.suffix != ".json":
         return ResultFile(path).load()
     if path.name == RESULT_FILE:
         return ResultFile(path.parent).load()
-    return _validated(json.loads(path.read_text()), path)
+    result = _validated(read_json_state(path), path)
+    if result is None:
+        raise FileNotFoundError(f"{path}: no result")
+    return result
+
+
+# --------------------------------------------------------------------------- state files, read defensively
+
+# No file the harness writes comes near this (a result's loss history of 10^5 steps is a few MB):
+# a larger one is not read at all, so a stray multi-GB file costs nothing
+STATE_MAX_BYTES = 64 << 20
+_MAX_REASON = 200
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+class CorruptState(ValueError):
+    """A file the harness reads back (a cell folder's result.json, outcome.json, tracking.json,
+    job.json, run.json or checkpoint, a matrix's stage2.json, the cell folder itself) that is not
+    what the harness writes there: not a file, not UTF-8 JSON, not its schema. ``str()`` is the
+    one line ``corrupt: <file>: <reason>``: the cell's status is ``corrupt`` (status, plan,
+    report), and ``harness matrix --retry-failed`` runs it again, moving the file aside."""
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        self.path = Path(path)
+        reason = " ".join(reason.split())  # one line, whatever the OS or a parser said
+        self.reason = reason if len(reason) <= _MAX_REASON else reason[:_MAX_REASON] + "\u2026"
+        super().__init__(f"corrupt: {self.path.name}: {self.reason}")
+
+
+def check_folder(folder: Path) -> None:
+    """CorruptState when a cell folder is there but is not a folder (a dangling symlink, a file);
+    nothing when it is a folder or is not there at all."""
+    if folder.is_dir() or not os.path.lexists(folder):
+        return
+    if folder.is_symlink():
+        raise CorruptState(folder, f"a symlink to {os.readlink(folder)} that leads to no folder")
+    raise CorruptState(folder, "not a folder")
+
+
+def read_json_state(path: Path) -> dict[str, Any] | None:
+    """The JSON object a state file holds (every one holds an object); None when there is no such
+    file. Raises :class:`CorruptState` when it is there but is not a regular file of at most
+    STATE_MAX_BYTES of UTF-8 JSON holding an object."""
+    try:
+        info = path.stat()
+    except (FileNotFoundError, NotADirectoryError):  # no file (a folder that is a file: check_folder)
+        if path.is_symlink():
+            raise CorruptState(path, f"a symlink to {os.readlink(path)} that leads to no file") from None
+        return None
+    except OSError as error:  # a symlink loop, no permission
+        raise CorruptState(path, error.strerror or str(error)) from None
+    if not os.path.isfile(path):
+        raise CorruptState(path, "a directory, not a file" if path.is_dir() else "not a regular file")
+    if info.st_size > STATE_MAX_BYTES:
+        raise CorruptState(path, f"{info.st_size:,} bytes, more than a state file's {STATE_MAX_BYTES:,}")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:  # removed since: a retry moved it aside
+        return None
+    except OSError as error:
+        raise CorruptState(path, error.strerror or str(error)) from None
+    except UnicodeDecodeError as error:
+        raise CorruptState(path, f"not UTF-8 text (byte {error.start})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise CorruptState(path, f"not JSON ({error.msg} at line {error.lineno} column {error.colno})") from None
+    except RecursionError:
+        raise CorruptState(path, "JSON nested too deeply") from None
+    if not isinstance(data, dict):
+        raise CorruptState(path, f"a JSON {_JSON_KINDS.get(type(data), type(data).__name__)}, not an object")
+    return data
+
+
+_JSON_KINDS = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
+
+
+def validated(data: Any, model: type[Model], path: Path) -> Model:
+    """``data`` read from ``path`` as ``model``, or CorruptState naming the first field that is wrong."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        errors = error.errors()
+        first = errors[0] if errors else {"loc": (), "msg": str(error)}
+        where = ".".join(str(part) for part in first["loc"])
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise CorruptState(path, f"{where + ': ' if where else ''}{first['msg']}{more}") from None
+    except RecursionError:
+        raise CorruptState(path, "nested too deeply") from None
+
+
+def read_state(path: Path, model: type[Model]) -> Model | None:
+    """A state file as ``model``; None when there is no such file; CorruptState when it is not one."""
+    data = read_json_state(path)
+    return None if data is None else validated(data, model, path)
+
+
+def move_aside(path: Path) -> Path:
+    """Rename a corrupt file (or folder, or symlink) to ``<name>.corrupt`` beside it (then
+    ``.corrupt-2``, ...): kept for a look, out of the way of the run that replaces it."""
+    target = path.with_name(f"{path.name}.corrupt")
+    index = 1
+    while os.path.lexists(target):
+        index += 1
+        target = path.with_name(f"{path.name}.corrupt-{index}")
+    os.rename(path, target)
+    return target

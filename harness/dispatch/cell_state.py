@@ -1,8 +1,12 @@
 """A cell's state as its folder tells it: the status names, and what result.json and job.json say.
 
 The statuses are defined here once: a result's own (``harness.result.Status``) plus the states
-only dispatch knows (pending, queued, unknown, excluded). What the scheduler says about a job
-still in flight is each executor's business (``harness.dispatch.executors``).
+only dispatch knows (pending, queued, unknown, corrupt, excluded). What the scheduler says about
+a job still in flight is each executor's business (``harness.dispatch.executors``).
+
+``corrupt``: a file of the folder (result.json and the files beside it, job.json, run.json) or
+the folder itself is not what the harness wrote (``harness.result.CorruptState``); the cell's
+error is the one line ``corrupt: <file>: <reason>``, and ``--retry-failed`` runs it again.
 """
 
 from __future__ import annotations
@@ -16,15 +20,16 @@ from typing import Literal
 from harness.dispatch.ledger import JobRecord, RunRecord, read_job, read_run
 from harness.matrix import Cell
 from harness.names import CELL_LOG
-from harness.result import FINAL_STATUSES, Result, Status, has_result, load_result
+from harness.result import FINAL_STATUSES, CorruptState, Result, ResultFile, Status, check_folder
 
 ActiveStatus = Literal["queued", "running"]
 # in the order ``harness status`` counts them
-CellStatus = Literal["pending", ActiveStatus, Status, "unknown", "excluded"]
+CellStatus = Literal["pending", ActiveStatus, Status, "unknown", "corrupt", "excluded"]
 CELL_STATUSES: tuple[CellStatus, ...] = typing.get_args(CellStatus)
 ACTIVE: frozenset[CellStatus] = frozenset(typing.get_args(ActiveStatus))
+CORRUPT: CellStatus = "corrupt"  # a file of the folder is not what the harness wrote (CorruptState)
 # a cell that ended this way is submitted again with --retry-failed
-RETRYABLE: frozenset[str] = frozenset({*FINAL_STATUSES - {"success"}, "unknown"})
+RETRYABLE: frozenset[str] = frozenset({*FINAL_STATUSES - {"success"}, "unknown", CORRUPT})
 # a matrix whose cells all ended this way has nothing left to do (``harness matrix --wait`` exits 0)
 SUCCESSFUL: frozenset[CellStatus] = frozenset({"success", "excluded"})
 
@@ -39,6 +44,7 @@ class CellState:
     error: str | None = None  # first line
     log: str | None = None  # where to look
     scheduler_state: str | None = None  # e.g. sacct's OUT_OF_MEMORY
+    corrupt: Path | None = None  # status corrupt: the file (or folder) a retry moves aside
 
     @property
     def job_id(self) -> str | None:
@@ -64,25 +70,27 @@ class CellState:
 
 
 def read_cell(cell: Cell) -> CellState:
-    """What the folder says: a final result.json, else the job recorded in job.json, else pending."""
+    """What the folder says: a final result.json, else the job recorded in job.json, else pending;
+    ``corrupt`` when one of its files (or the folder) is not what the harness wrote."""
     folder = cell.folder
-    job = read_job(folder)
-    run = read_run(folder) if job is not None else None
-    state = CellState(cell=cell, status="pending" if job is None else "queued", job=job, run=run)
-    if job is not None:
-        state.log = job.stderr
-    if has_result(folder):
-        try:
-            result = load_result(folder)
-        except Exception as error:  # noqa: BLE001 - shown, not fatal
-            state.error = f"unreadable result.json: {error}"
-        else:
-            state.result = result
-            if result.status in FINAL_STATUSES:
-                state.status = result.status
-                if result.status != "success":
-                    state.error = first_line(result.error) or _last_line(result.traceback)
-                    state.log = _result_log(folder, result) or state.log
+    state = CellState(cell=cell, status="pending")
+    try:
+        check_folder(folder)
+        state.job = read_job(folder)
+        state.run = read_run(folder)
+        result = ResultFile(folder).read()
+    except CorruptState as error:
+        state.status, state.error, state.corrupt = CORRUPT, str(error), error.path
+        return state
+    if state.job is not None:
+        state.status, state.log = "queued", state.job.stderr
+    if result is not None:
+        state.result = result
+        if result.status in FINAL_STATUSES:
+            state.status = result.status
+            if result.status != "success":
+                state.error = first_line(result.error) or _last_line(result.traceback)
+                state.log = _result_log(folder, result) or state.log
     return state
 
 
@@ -113,7 +121,7 @@ def log_error(path: str | None, max_bytes: int = 64_000) -> str | None:
             handle.seek(0, os.SEEK_END)
             handle.seek(max(handle.tell() - max_bytes, 0))
             lines = handle.read().decode(errors="replace").splitlines()
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a path read back from job.json with a NUL in it
         return None
     for line in reversed(lines):
         text = line.strip()

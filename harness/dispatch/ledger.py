@@ -13,6 +13,7 @@ Two small files per cell folder, each with one writer, so they never race:
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from harness.jsonfile import write_json_atomic
-from harness.result import RESULT_FILES, now_iso
+from harness.result import RESULT_FILES, CorruptState, now_iso, read_state
 
 JOB_FILE = "job.json"
 RUN_FILE = "run.json"
@@ -62,20 +63,13 @@ class RunRecord(BaseModel):
 
 
 def read_job(cell_dir: Path) -> JobRecord | None:
-    return _read(cell_dir / JOB_FILE, JobRecord)
+    """job.json; None when there is none. Raises CorruptState (the cell's status is corrupt)."""
+    return read_state(cell_dir / JOB_FILE, JobRecord)
 
 
 def read_run(cell_dir: Path) -> RunRecord | None:
-    return _read(cell_dir / RUN_FILE, RunRecord)
-
-
-def _read(path: Path, model: type[BaseModel]) -> Any:
-    try:
-        return model.model_validate_json(path.read_bytes())
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except ValueError:  # a half-written or foreign file: treat as absent, status says so
-        return None
+    """run.json; None when there is none. Raises CorruptState (the cell's status is corrupt)."""
+    return read_state(cell_dir / RUN_FILE, RunRecord)
 
 
 def write_job(cell_dir: Path, record: JobRecord) -> None:
@@ -83,7 +77,10 @@ def write_job(cell_dir: Path, record: JobRecord) -> None:
 
 
 def update_run(cell_dir: Path, **changes: Any) -> RunRecord:
-    record = read_run(cell_dir) or RunRecord()
+    try:
+        record = read_run(cell_dir) or RunRecord()
+    except CorruptState:  # its one writer starts it again (a retry moves a corrupt one aside first)
+        record = RunRecord()
     record = record.model_copy(update=changes)
     write_json_atomic(cell_dir / RUN_FILE, record.model_dump(mode="json"))
     return record
@@ -96,20 +93,25 @@ def append_ledger(output_dir: Path, records: list[JobRecord]) -> None:
             handle.write(json.dumps(record.model_dump(mode="json"), sort_keys=True) + "\n")
 
 
-def archive_previous(cell_dir: Path, *, everything: bool) -> Path | None:
+def archive_previous(cell_dir: Path, *, everything: bool, also: tuple[Path, ...] = ()) -> Path | None:
     """Move the previous attempt aside before a resubmission.
 
     ``everything=False`` (``--retry-failed``) moves only the result (result.json and the files
     beside it, ``harness.result.RESULT_FILES``) and run.json, so
     a timed-out cell resumes from its checkpoint; ``everything=True`` (``--force``)
-    moves the whole folder content, so the cell starts from scratch.
+    moves the whole folder content, so the cell starts from scratch. ``also``: more of the
+    folder's files to move (a corrupt job.json, which the new submission must replace).
     """
     if not cell_dir.is_dir():
         return None
     names = (
         [p for p in cell_dir.iterdir() if p.name != HISTORY_DIR]
         if everything
-        else [p for p in (*(cell_dir / name for name in RESULT_FILES), cell_dir / RUN_FILE) if p.exists()]
+        else [
+            p
+            for p in dict.fromkeys((*(cell_dir / name for name in RESULT_FILES), cell_dir / RUN_FILE, *also))
+            if os.path.lexists(p)
+        ]
     )
     if not names:
         return None

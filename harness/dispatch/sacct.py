@@ -93,7 +93,7 @@ def query(job_ids: Iterable[str], *, runner: Runner | None = None) -> SchedulerR
         report.calls.append(command)
         try:
             done = runner(command)
-        except (OSError, subprocess.SubprocessError) as error:
+        except (OSError, ValueError, subprocess.SubprocessError) as error:  # ValueError: a NUL in a job id
             report.error = f"sacct failed: {error}"
         else:
             if done.returncode == 0:
@@ -107,7 +107,7 @@ def query(job_ids: Iterable[str], *, runner: Runner | None = None) -> SchedulerR
     report.calls.append(command)
     try:
         done = runner(command)
-    except (OSError, subprocess.SubprocessError):
+    except (OSError, ValueError, subprocess.SubprocessError):
         return report
     if done.returncode == 0:
         for line in done.stdout.splitlines():
@@ -160,7 +160,8 @@ def expand_job_id(job_id: str) -> list[str]:
 
 
 def _numeric(job_id: str) -> tuple[int, str]:
-    return (int(job_id), "") if job_id.isdigit() else (0, job_id)
+    # isascii: a job id read back from job.json may be "²", a digit int() refuses
+    return (int(job_id), "") if job_id.isascii() and job_id.isdigit() else (0, job_id)
 
 
 def _first_line(text: str | None) -> str:

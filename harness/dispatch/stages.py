@@ -15,15 +15,18 @@ Every submission holds ``<output_dir>/.submit.lock``, so a continuation and a us
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from harness.dispatch.executor import Continuation, Executor
+from harness.jsonfile import write_json_atomic
 from harness.matrix import Matrix
+from harness.result import CorruptState, move_aside, read_state
 
 LOCK_FILE = ".submit.lock"
 CONTINUATION_FILE = "stage2.json"
@@ -50,15 +53,32 @@ def schedule(matrix: Matrix, executor: Executor, only: str | None, array_ids: li
     continuation = Continuation(path, str(matrix.output_dir), executor.name, only, CONTINUATION_MODULE)
     started, line = executor.schedule(matrix, continuation, array_ids)
     record: dict[str, Any] = {"executor": executor.name, "after": array_ids, "matrix": path, **started}
-    (matrix.output_dir / CONTINUATION_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    target = matrix.output_dir / CONTINUATION_FILE
+    if os.path.lexists(target) and not target.is_file():  # a corrupt one (a folder) is moved aside
+        move_aside(target)
+    write_json_atomic(target, record)
     return line
 
 
+class ContinuationRecord(BaseModel):
+    """``stage2.json``: who submits stage 2 when stage 1 ends (the executor's ``schedule``)."""
+
+    model_config = ConfigDict(extra="allow")
+    executor: str
+    after: list[str]  # the stage-1 job arrays it waits for
+    matrix: str
+    job_id: str | None = None  # SLURM: the follow-up job
+    pid: int | None = None  # local: the detached process
+
+
 def describe(output_dir: Path) -> str | None:
-    """What ``harness status`` says about a scheduled continuation."""
+    """What ``harness status`` says about a scheduled continuation; a corrupt stage2.json is
+    said as such (``corrupt: stage2.json: <reason>``), and is replaced by the next submission."""
     try:
-        record = json.loads((output_dir / CONTINUATION_FILE).read_text())
-    except (OSError, ValueError):
+        record = read_state(output_dir / CONTINUATION_FILE, ContinuationRecord)
+    except CorruptState as error:
+        return str(error)
+    if record is None:
         return None
-    who = f"job {record['job_id']}" if "job_id" in record else f"process {record.get('pid')}"
-    return f"stage 2 is submitted by {who} ({record.get('executor')}) when stage 1 ends"
+    who = f"job {record.job_id}" if record.job_id is not None else f"process {record.pid}"
+    return f"stage 2 is submitted by {who} ({record.executor}) when stage 1 ends"

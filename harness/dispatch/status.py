@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from harness import folder_lock
 from harness.dispatch import sacct
-from harness.dispatch.cell_state import ACTIVE, CELL_STATUSES, CellState, CellStatus, read_cell
+from harness.dispatch.cell_state import ACTIVE, CELL_STATUSES, CORRUPT, CellState, CellStatus, read_cell
 from harness.dispatch.executors import EXECUTORS
 from harness.matrix import Cell, Matrix
 from harness.names import SELECT_STAGE
@@ -54,6 +54,9 @@ def cell_states(
     cells = list(matrix.cells if cells is None else cells)
     states: list[CellState] = []
     waiting: dict[str, list[CellState]] = {}  # by executor: need the scheduler's word
+    # a corrupt cell whose job the scheduler still runs is that job's (never submitted twice):
+    # the scheduler is asked about a stand-in, whose status counts only if it is active
+    probes: list[tuple[CellState, CellState]] = []
     for cell in cells:
         if cell.excluded is not None:
             states.append(CellState(cell=cell, status="excluded"))
@@ -63,6 +66,10 @@ def cell_states(
         writer = folder_lock.holder(cell.folder) if state.status not in FINAL_STATUSES else None
         if writer is not None:  # a live process writes the folder, whatever its job record says
             state.status = "running"
+        elif state.status == CORRUPT and state.job is not None:
+            probe = CellState(cell=cell, status="queued", job=state.job, run=state.run)
+            probes.append((state, probe))
+            waiting.setdefault(state.job.executor, []).append(probe)
         elif state.status not in FINAL_STATUSES and state.job is not None:
             waiting.setdefault(state.job.executor, []).append(state)
 
@@ -72,6 +79,9 @@ def cell_states(
             read = entry.read_states(waiting[name], runner)
             report.scheduler_calls += read.calls
             report.notices += read.notices
+    for state, probe in probes:
+        if probe.status in ACTIVE:
+            state.status = probe.status
     if matrix.waiting and any(s.cell.stage == SELECT_STAGE for s in states):
         # grid points whose job ended without a result.json (an out-of-memory kill) have ended too:
         # a selection whose other points are done chooses now, and its stage-2 cells join the report

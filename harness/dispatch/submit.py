@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from harness.dispatch import stages
-from harness.dispatch.cell_state import ACTIVE, RETRYABLE, CellState
+from harness.dispatch.cell_state import ACTIVE, CORRUPT, RETRYABLE, CellState
 from harness.dispatch.executor import Executor, ResourceGroup, group_cells
 from harness.dispatch.executors import check_executor, resolve_cluster
 from harness.dispatch.job import CellJob
@@ -27,7 +27,7 @@ from harness.errors import ConfigError
 from harness.matrix import Cell, Matrix, parse_filter
 from harness.matrix.checks import check_cells
 from harness.names import CELL_CONFIG
-from harness.result import FINAL_STATUSES
+from harness.result import FINAL_STATUSES, CorruptState, move_aside
 
 log = logging.getLogger(__name__)
 
@@ -177,11 +177,18 @@ def _check_writable(folder: Path) -> None:
 
 def _prepare_folder(cell: Cell, state: CellState, *, force: bool) -> None:
     folder = cell.folder
-    if state.status in FINAL_STATUSES or state.status == "unknown" or state.job is not None:
-        # keep checkpoints on a retry (a timed-out cell resumes); start afresh on --force
+    if state.corrupt == folder:  # the folder is not one (a dangling symlink): out of the way
+        log.warning("%s; moved aside to %s", state.error, move_aside(folder))
+    if state.status in FINAL_STATUSES or state.status in ("unknown", CORRUPT) or state.job is not None:
+        # keep checkpoints on a retry (a timed-out cell resumes); start afresh on --force. A
+        # corrupt file goes to history/ with the result (a job.json too: the submission replaces it)
         afresh = force and state.status == "success"
-        previous = read_run(folder)
-        archive_previous(folder, everything=afresh)
+        try:
+            previous = read_run(folder)
+        except CorruptState:  # no count to carry on: the retry starts it again
+            previous = None
+        corrupt = (state.corrupt,) if state.corrupt is not None and state.corrupt.parent == folder else ()
+        archive_previous(folder, everything=afresh, also=corrupt)
         if previous is not None and not afresh:  # a retry keeps counting attempts (time-outs restart)
             update_run(folder, attempts=previous.attempts)
     folder.mkdir(parents=True, exist_ok=True)

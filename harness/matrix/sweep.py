@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.matrix.cells import describe_point
 from harness.matrix.schema import SweepEntry, grid_values
-from harness.result import FINAL_STATUSES, ResultFile
+from harness.result import FINAL_STATUSES, CorruptState, ResultFile
 
 if TYPE_CHECKING:
     from harness.matrix.cells import Cell
@@ -59,6 +59,9 @@ def grid_of(
 
 
 # --------------------------------------------------------------------------- choosing
+
+# a grid point whose result cannot be read (its cell's status is corrupt, harness.dispatch.cell_state)
+CORRUPT_POINT = "corrupt"
 
 
 @dataclass
@@ -127,21 +130,18 @@ def _edges(point: dict[str, Any], outcomes: list[Outcome]) -> dict[str, str]:
 
 
 def read_outcome(folder: Path, point: dict[str, Any], metric: str, cell_id: str) -> Outcome:
-    """A grid point's outcome from its cell folder's result, as ``load_result`` merges it (read
-    as plain JSON, unvalidated: plan-time speed)."""
+    """A grid point's outcome from its cell folder's result, as ``load_result`` merges it. A
+    folder whose result is corrupt (``harness.result.CorruptState``) is a failed point, "corrupt"."""
     try:
-        data = ResultFile(folder).peek()
-    except (OSError, ValueError):
-        return Outcome(point, "unreadable", cell_id=cell_id)
-    if data is None:
+        result = ResultFile(folder).read()
+    except CorruptState:
+        return Outcome(point, CORRUPT_POINT, cell_id=cell_id)
+    if result is None or result.status not in FINAL_STATUSES:
         return Outcome(point, "waiting", cell_id=cell_id)
-    status = str(data.get("status"))
-    if status not in FINAL_STATUSES:
-        return Outcome(point, "waiting", cell_id=cell_id)
-    if status != "success":
-        return Outcome(point, status, cell_id=cell_id)
-    value = (data.get("metrics") or {}).get(metric)
-    if not isinstance(value, (int, float)):
+    if result.status != "success":
+        return Outcome(point, result.status, cell_id=cell_id)
+    value = result.metrics.get(metric)
+    if value is None:
         return Outcome(point, f"no {metric}", cell_id=cell_id)
     return Outcome(point, "success", float(value), cell_id=cell_id)
 

@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.dispatch.cell_state import CORRUPT
+from harness.errors import error_line
 from harness.methods.registry import known_method
-from harness.result import Result, RunRecord, has_result, load_result
+from harness.result import RESULT_FILE, CorruptState, Result, ResultFile, RunRecord
 from harness.tasks.kinds import SCORINGS
 
 # status of a cell that has no result.json / whose result.json cannot be read
@@ -44,7 +46,7 @@ class CellRow:
     model: str
     method: str
     seed: int
-    status: str  # a Result status, or "missing" / "unreadable"
+    status: str  # a Result status, or "missing" / "unreadable" (an MLflow run) / "corrupt" (a cell folder)
     scoring: str = "classification"  # the task's scoring (harness.tasks.kinds.SCORINGS): rouge | classification | ...
     classes: int | None = None  # classification: the task's number of labels
     error: str | None = None
@@ -297,19 +299,22 @@ def placeholder_row(config: Any, cell_id: str, status: str, error: str | None = 
 
 
 def rows_from_matrix(matrix: Any) -> list[CellRow]:
-    """One row per active (not excluded) cell of an expanded matrix, from the cell folders."""
+    """One row per active (not excluded) cell of an expanded matrix, from the cell folders; a
+    cell whose result cannot be read is a row of status ``corrupt`` with its one line."""
     rows = []
     for cell in matrix.active:
         folder = Path(cell.folder)
-        if not has_result(folder):
+        try:
+            result = ResultFile(folder).read()
+        except CorruptState as error:
+            rows.append(placeholder_row(cell.config, cell.cell_id, CORRUPT, str(error)))
+            continue
+        if result is None:
             rows.append(placeholder_row(cell.config, cell.cell_id, MISSING))
             continue
         try:
-            result = load_result(folder)
-        except Exception as error:  # noqa: BLE001 - a broken file is reported, not fatal
-            rows.append(
-                placeholder_row(cell.config, cell.cell_id, UNREADABLE, f"{type(error).__name__}: {error}"[:300])
-            )
-            continue
-        rows.append(row_from_result(result, folder))
+            rows.append(row_from_result(result, folder))
+        except (TypeError, ValueError, AttributeError, KeyError) as error:  # a section the schema leaves open
+            line = str(CorruptState(folder / RESULT_FILE, error_line(error)))
+            rows.append(placeholder_row(cell.config, cell.cell_id, CORRUPT, line))
     return rows

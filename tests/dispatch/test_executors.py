@@ -19,7 +19,7 @@ from harness.dispatch.cell_state import CellState
 from harness.dispatch.executor import Continuation, Executor, JobsRead, group_cells
 from harness.dispatch.executors import EXECUTORS, executor_names, executor_refusal, get_executor, resolve_cluster
 from harness.dispatch.ledger import JobRecord, now_iso, write_job
-from harness.dispatch.stages import CONTINUATION_FILE, schedule
+from harness.dispatch.stages import CONTINUATION_FILE, describe, schedule
 from harness.errors import ConfigError
 from harness.matrix import Resources, load_matrix, matrix_from_dict
 
@@ -61,9 +61,13 @@ def test_each_entry_schedules_stage_two_its_own_way(tmp_path, stub_slurm):
     data = _matrix(tmp_path, cluster="slurm")
     data["exclude"] = [{"match": {"method": "lora"}, "reason": "nothing to run: the continuation only submits"}]
     matrix = load_matrix(write_matrix(tmp_path / "m.yaml", data))
+    (matrix.output_dir / CONTINUATION_FILE).mkdir(parents=True)  # corrupt: a folder, moved aside
+    assert describe(matrix.output_dir) == "corrupt: stage2.json: a directory, not a file"
     line = schedule(matrix, get_executor("slurm"), None, ["1000"])
+    assert (matrix.output_dir / f"{CONTINUATION_FILE}.corrupt").is_dir()
     record = json.loads((matrix.output_dir / CONTINUATION_FILE).read_text())
     assert record["executor"] == "slurm" and record["after"] == ["1000"] and record["job_id"], record
+    assert describe(matrix.output_dir) == f"stage 2 is submitted by job {record['job_id']} (slurm) when stage 1 ends"
     assert "afterany:1000" in line and len(calls(stub_slurm, "sbatch")) == 1
     script = next(stub_slurm.glob("sbatch-*.sh")).read_text()
     assert "#SBATCH --job-name=harness-smoke-stage2" in script and "#SBATCH --dependency=afterany:1000" in script

@@ -8,7 +8,7 @@ import json
 
 from dispatch_helpers import smoke_dict, write_matrix
 
-from harness.dispatch import render_status, status, submit, wait
+from harness.dispatch import plan, render_plan, render_status, status, submit, wait
 from harness.dispatch.stages import CONTINUATION_FILE
 from harness.matrix import load_matrix
 from harness.names import FINAL_STAGE, SELECT_STAGE
@@ -105,3 +105,29 @@ def test_wait_submits_stage_two_itself(tmp_path, monkeypatch):
     assert report.ok and not (tmp_path / "out" / CONTINUATION_FILE).exists()
     wait(path, timeout_s=300, poll_s=1.0, continue_stages=True)
     check_both_stages(path)
+
+
+def test_a_corrupt_grid_point_and_stage2_file_are_one_line_and_retried(tmp_path, monkeypatch):
+    """A grid point's result.json that is ``[]`` and a stage2.json that is ``[]``: status and plan
+    say "corrupt: <file>: <reason>" (the other point still waits), nothing raises, and
+    --retry-failed runs the point again; stage 2 follows."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    path = sweep_file(tmp_path, "debug")
+    first = load_matrix(path).selections[0].points[0]
+    first.folder.mkdir(parents=True)
+    (first.folder / "result.json").write_text("[]")
+    (tmp_path / "out" / CONTINUATION_FILE).write_text("[]")
+    line = "corrupt: result.json: a JSON array, not an object"
+    report = status(path)
+    assert [(s.status, s.error) for s in report.states] == [("corrupt", line), ("pending", None)]
+    text = render_status(report)
+    assert line in text and "corrupt: stage2.json: a JSON array, not an object" in text
+    assert "stage 1 1/2 grid points finished" in text  # the corrupt point has ended, the other waits
+    planned = plan(path, params=False)
+    assert planned.rows[0]["status"] == "corrupt" and planned.rows[0]["error"] == line
+    assert "corrupt: stage2.json" in render_plan(planned)
+
+    report = submit(path, retry_failed=True)
+    assert report.ok and len(report.submitted) == 4  # both points, then stage 2 on both seeds
+    check_both_stages(path)
+    assert (next((first.folder / "history").iterdir()) / "result.json").read_text() == "[]"

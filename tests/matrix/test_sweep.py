@@ -4,6 +4,7 @@ failed points), stage-2 expansion once the grid has finished, and refusals at pl
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,8 @@ from harness.matrix import matrix_from_dict
 from harness.matrix.schema import LogGrid
 from harness.matrix.sweep import Outcome, choose
 from harness.names import FINAL_STAGE, SELECT_STAGE
-from harness.result import RESULT_FILE
+from harness.result import RESULT_FILE, CorruptState, Result, ResultFile
+from harness.result import write_result as save_result
 
 LR = "train.learning_rate"
 
@@ -39,9 +41,9 @@ def sweep_matrix(tmp_path: Path, **changes) -> dict:
 
 
 def write_result(cell, status: str = "success", **metrics: float) -> None:
-    """What the cell runner leaves behind, as far as the selection reads it."""
-    cell.folder.mkdir(parents=True, exist_ok=True)
-    (cell.folder / RESULT_FILE).write_text(json.dumps({"status": status, "metrics": metrics}))
+    """What the cell runner leaves behind: a whole result (the selection reads it validated)."""
+    config = cell.config.model_dump(mode="json")
+    save_result(cell.folder, Result(cell_id=cell.cell_id, status=status, config=config, metrics=metrics))
 
 
 def test_log_grid_is_evenly_spaced_in_log_scale_with_both_ends():
@@ -209,3 +211,35 @@ def test_a_matrix_file_extends_another(tmp_path):
     (tmp_path / "orphan.yaml").write_text("extends: missing.yaml\n")
     with pytest.raises(ConfigError, match="matrix file not found"):
         load_matrix(tmp_path / "orphan.yaml")
+
+
+@pytest.mark.parametrize(
+    ("content", "line"),
+    [
+        ("[]", "corrupt: result.json: a JSON array, not an object"),
+        ("metrics", "corrupt: result.json: metrics: Input should be a valid dictionary"),
+        ("directory", "corrupt: result.json: a directory, not a file"),
+    ],
+)
+def test_a_corrupt_grid_point_is_left_out_as_corrupt(tmp_path, content, line):
+    """A stage-1 result.json that is not a result: the point is a failed one ("corrupt"), the
+    others are chosen from, and the matrix still loads (plan, status, --retry-failed read it)."""
+    data = sweep_matrix(tmp_path, methods=["lora"])
+    points = matrix_from_dict(data).selections[0].points
+    write_result(points[1], f1_macro=0.4)
+    write_result(points[2], f1_macro=0.3)
+    target = points[0].folder / RESULT_FILE
+    if content == "directory":
+        target.mkdir(parents=True)
+    elif content == "metrics":
+        write_result(points[0], f1_macro=0.9)
+        target.write_text(json.dumps({**json.loads(target.read_text()), "metrics": [1]}))
+    else:
+        target.parent.mkdir(parents=True)
+        target.write_text(content)
+    selection = matrix_from_dict(data).selections[0]
+    assert [o.status for o in selection.outcomes] == ["corrupt", "success", "success"]
+    assert selection.choice.point == points[1].point
+    assert "1 failed point(s) left out" in selection.describe() and "corrupt" in selection.describe()
+    with pytest.raises(CorruptState, match=re.escape(line)):
+        ResultFile(points[0].folder).read()

@@ -324,6 +324,43 @@ def test_a_result_without_a_run_record_says_not_recorded(report: Path, matrix_fi
     assert (flat.rank, flat.learning_rate, flat.run_recorded) == (load.NOT_RECORDED, None, False)
 
 
+def test_corrupt_cells_are_listed_with_their_line(report: Path, matrix_file: Path, tmp_path: Path):
+    """A copy of the matrix's output where one cell's result.json is ``[]``, one's has
+    ``metrics: [1]``, one's confusion matrix is ``[1]`` and one's folder is a dangling symlink:
+    the report is built, and lists the four as corrupt, each with its one line."""
+    import json
+    import shutil
+
+    data = yaml.safe_load(matrix_file.read_text())
+    data["output_dir"] = str(tmp_path / "out")
+    copy = tmp_path / "copy.yaml"
+    copy.write_text(yaml.safe_dump(data))
+    shutil.copytree(Path(yaml.safe_load(matrix_file.read_text())["output_dir"]), tmp_path / "out", symlinks=True)
+    cells = {(c.model, c.method, c.seed): c for c in load_matrix(copy).active}
+    (cells["tiny-bert", "lora", 0].folder / "result.json").write_text("[]")
+    target = cells["tiny-bert", "lora", 1].folder / "result.json"
+    target.write_text(json.dumps({**json.loads(target.read_text()), "metrics": [1]}))
+    target = cells["tiny-bert", "ia3", 0].folder / "result.json"  # valid JSON, a section the report reads is not
+    target.write_text(json.dumps({**json.loads(target.read_text()), "reports": {"confusion_matrix": [1]}}))
+    gone = cells["tiny-t5", "lora", 0].folder
+    shutil.rmtree(gone)
+    gone.symlink_to(tmp_path / "nowhere")
+
+    folder = build_report(copy, output=tmp_path / "report")
+    unfinished = pd.read_csv(folder / "not_finished.csv")
+    corrupt = unfinished[unfinished["status"] == "corrupt"]
+    assert sorted(zip(corrupt["model"], corrupt["method"], corrupt["seed"], corrupt["error"])) == [
+        ("tiny-bert", "ia3", 0, "corrupt: result.json: AttributeError: 'list' object has no attribute 'get'"),
+        ("tiny-bert", "lora", 0, "corrupt: result.json: a JSON array, not an object"),
+        ("tiny-bert", "lora", 1, "corrupt: result.json: metrics: Input should be a valid dictionary"),
+        ("tiny-t5", "lora", 0, f"corrupt: {gone.name}: a symlink to {tmp_path / 'nowhere'} that leads to no folder"),
+    ]
+    assert (
+        "| tiny-bert | lora | 0 | corrupt | corrupt: result.json: a JSON array, not an object |"
+        in (folder / "report.md").read_text()
+    )
+
+
 def test_a_method_this_peft_does_not_have_is_reported_like_any_other(results):
     """Results of a method an older peft had: no registry entry, still a row, a group and a point."""
     from dataclasses import replace

@@ -123,7 +123,7 @@ def _apply(state: CellState) -> None:
 
 def alive(pid: str) -> bool:
     """A live (not zombie) process of ours: a submitit controller or a cell worker."""
-    if not pid.isdigit():
+    if not (pid.isascii() and pid.isdigit()):  # a job id read back from job.json may be anything
         return False
     try:
         process = psutil.Process(int(pid))
