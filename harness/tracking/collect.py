@@ -12,12 +12,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
-from harness.errors import error_line
+from harness.errors import ConfigError, error_line
 from harness.matrix import Matrix, load_matrix, parse_filter
 from harness.names import (
     CELL_TAG,
@@ -26,9 +28,11 @@ from harness.names import (
     MATRIX_TAG,
     PARENT_TAG,
     ROLE_TAG,
+    TRACKING_DB,
     matrix_filter,
     matrix_key,
 )
+from harness.redact import redact
 from harness.result import FINAL_STATUSES, Result, ResultFile, TrackingStatus, has_result, load_result
 
 
@@ -73,11 +77,78 @@ def collect_matrix(
     from mlflow.tracking import MlflowClient
 
     uri = tracking_uri or matrix.tracking_uri
+    check_store(uri)
     experiment = experiment or matrix.experiment
     report = CollectReport(matrix=matrix, uri=uri, experiment=experiment)
     with _collect_lock(matrix, uri):
         _collect_locked(report, MlflowClient(tracking_uri=uri), parse_filter(only))
     return report
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
+
+
+def check_store(uri: str) -> None:
+    """Refuse, in one line (ConfigError), a tracking store MLflow cannot open, before MLflow
+    tries: it retries a SQLite path it cannot open for minutes and answers a file that is not a
+    database, or a scheme it does not know, with a traceback. Checked: the scheme is one MLflow
+    reads; a SQLite store is a database file or not there yet (then its folder can be made); a
+    file store is a folder. A server (http, a database server) is MLflow's to reach."""
+    from mlflow.tracking._tracking_service.utils import _tracking_store_registry as stores
+    from mlflow.utils.uri import get_uri_scheme
+
+    try:
+        stores.get_store_builder(uri)
+    except Exception:  # noqa: BLE001 - MLflow's "unsupported URI" (its type moves between versions)
+        choices = ", ".join(sorted(scheme for scheme in getattr(stores, "_registry", {}) if scheme))
+        raise ConfigError(
+            f"tracking store {redact(uri)}: unknown scheme {urlparse(uri).scheme!r} (MLflow reads {choices}, or a path)"
+        ) from None
+    scheme = get_uri_scheme(uri)
+    if scheme == "sqlite":
+        database = uri.split(":///", 1)[1].split("?", 1)[0] if ":///" in uri else ""
+        if database not in ("", ":memory:"):
+            _check_path(uri, Path(database), "a SQLite database file")
+    elif scheme in ("", "file"):
+        folder = Path(urlparse(uri).path if urlparse(uri).scheme else uri)
+        _check_path(uri, folder, "a folder")
+        if not _file_store_allowed():  # MLflow 3 refuses one with a traceback
+            raise ConfigError(
+                f"tracking store {redact(uri)}: MLflow opens a file store only with MLFLOW_ALLOW_FILE_STORE=true; "
+                f"give a SQLite store instead, e.g. sqlite:///{folder.absolute() / TRACKING_DB}"
+            )
+
+
+def _file_store_allowed() -> bool:
+    try:
+        from mlflow.environment_variables import MLFLOW_ALLOW_FILE_STORE
+    except ImportError:  # an MLflow that opens file stores as it always did
+        return True
+    return bool(MLFLOW_ALLOW_FILE_STORE.get())
+
+
+def _check_path(uri: str, path: Path, kind: str) -> None:
+    where = f"tracking store {redact(uri)}"
+    if not os.path.lexists(path):
+        parent = next((p for p in path.parents if os.path.lexists(p)), None)
+        if parent is not None and not parent.is_dir():
+            raise ConfigError(f"{where}: {parent} is not a folder, so {path.name} cannot be made in it")
+        return
+    if kind == "a folder":
+        if not path.is_dir():
+            raise ConfigError(f"{where}: {path} is not a folder (a file store is one)")
+        return
+    if path.is_dir():
+        raise ConfigError(f"{where}: {path} is a folder, not {kind} (give a file path, e.g. {path / TRACKING_DB})")
+    if not path.is_file():
+        raise ConfigError(f"{where}: {path} is not a regular file, not {kind}")
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(len(SQLITE_HEADER))
+    except OSError as error:
+        raise ConfigError(f"{where}: cannot read {path} ({error.strerror or error})") from None
+    if header and header != SQLITE_HEADER:  # an empty file is a new database to SQLite
+        raise ConfigError(f"{where}: {path} is not {kind} (it does not begin with 'SQLite format 3')")
 
 
 @contextlib.contextmanager
