@@ -217,7 +217,7 @@ class Trainer:
         return self.progress.step
 
     def resume_if_possible(self) -> int | None:
-        path = ckpt.latest_checkpoint(self.checkpoint_dir)
+        path = ckpt.readable_checkpoint(self.checkpoint_dir)  # one that does not read back is moved aside
         if path is None:
             return None
         if self.fsdp:

@@ -66,3 +66,34 @@ def test_lora_resumes_exactly_after_sigkill(tmp_path: Path) -> None:
 
 def test_adalora_resumes_with_its_rank_allocator(tmp_path: Path) -> None:
     kill_after_checkpoint_then_resume(tmp_path, "adalora")
+
+
+def test_a_corrupt_checkpoint_is_moved_aside_and_the_one_before_resumed(make_cell, monkeypatch) -> None:
+    """A checkpoint that does not read back (a state.pt that is not torch's, a progress.json
+    that is not a progress) never ends the run: it is renamed ``<name>.corrupt`` and the run
+    resumes from the one before, else from the start, and trains exactly the same steps."""
+    from types import SimpleNamespace
+
+    import harness.cell.run as cell_run
+    from harness.cell import run_cell
+
+    monkeypatch.setattr(cell_run, "shutil", SimpleNamespace(rmtree=lambda *args, **kwargs: None))  # keep them
+    config = make_cell("tiny-bert", "lora", "emotion", train={"max_steps": 6, "checkpoint_every": 2})
+    checkpoints = Path(config.output_dir) / "checkpoints"
+    straight = run_cell(config)
+    assert straight.status == "success"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["step-00000004", "step-00000006"]
+
+    (checkpoints / "step-00000006" / "state.pt").write_bytes(b"not a torch file")
+    resumed = run_cell(config)
+    assert resumed.status == "success", resumed.error
+    assert resumed.efficiency.resumed_from_step == 4
+    assert (checkpoints / "step-00000006.corrupt" / "state.pt").read_bytes() == b"not a torch file"
+    assert resumed.efficiency.loss_history == straight.efficiency.loss_history
+
+    (checkpoints / "step-00000006" / "progress.json").write_text("[]")
+    (checkpoints / "step-00000004" / "progress.json").write_text('{"step": "4", "losses": []}')
+    again = run_cell(config)
+    assert again.status == "success" and again.efficiency.resumed_from_step is None, again.error
+    assert {"step-00000004.corrupt", "step-00000006.corrupt-2"} <= {p.name for p in checkpoints.iterdir()}
+    assert again.efficiency.loss_history == straight.efficiency.loss_history
