@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import re
 import sys
 import unicodedata
@@ -20,7 +21,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, clip, shorten
 
 # What a value that reaches a job script or a terminal must not hold, by Unicode category: controls
 # (newline, CR, NUL, ESC, ...), line and paragraph separators, invisible format characters (the bidi
@@ -89,8 +90,53 @@ def sbatch_key(value: str) -> str:
 SbatchKey = Annotated[str, AfterValidator(sbatch_key)]
 
 
+# transformers.set_seed seeds numpy, whose seeds are 0 <= seed < 2**32: the tightest of the RNGs a
+# cell seeds (torch takes 64 bits, python's random any int), so a seed beyond it is refused at plan time
+MAX_SEED = 2**32 - 1
+
+
+def seed_in_range(value: int) -> int:
+    if not 0 <= value <= MAX_SEED:
+        raise ValueError(f"seed {shorten(value)} is out of range: seeds are 0 .. {MAX_SEED:,} (2**32 - 1, numpy's)")
+    return value
+
+
+Seed = Annotated[int, AfterValidator(seed_in_range)]
+
+# far above any fine-tuning run, and the step count (epochs x batches per epoch) stays a number the
+# loop can hold: 1e308 epochs would make it infinite, a crash at run time instead of a refusal now
+MAX_EPOCHS = 1e6
+
+
+def finite_values(value: Any) -> Any:
+    """Refuse a NaN or infinite float anywhere in a free-form mapping (``method_args``,
+    ``model_args``): the typed fields refuse them through ``allow_inf_nan=False``, but a mapping of
+    Any would carry ``lora_alpha: .nan`` into training, which then "succeeds" on a broken model.
+    Iterative and linear: each item remembers its parent, the path is spelled out on refusal only."""
+    todo: list[tuple[Any, Any]] = [(value, None)]  # (item, (its key, its parent's entry) or None)
+    while todo:
+        item, where = todo.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            parts = []
+            while where is not None:
+                key, where = where
+                parts.append(f"[{key}]" if isinstance(key, int) else f".{clip(key)}")
+            path = clip("".join(reversed(parts)).lstrip("."), 200)
+            raise ValueError(f"{path + ': ' if path else ''}{item} is not a finite number; give a finite value")
+        if isinstance(item, dict):
+            todo.extend((inner, (str(key), where)) for key, inner in item.items())
+        elif isinstance(item, (list, tuple)):
+            todo.extend((inner, (index, where)) for index, inner in enumerate(item))
+    return value
+
+
+# a free-form mapping of settings: any keys and values, but every float in it finite
+FiniteMapping = Annotated[dict[str, Any], AfterValidator(finite_values)]
+
+
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # unknown keys are typos; NaN and infinity are never a setting (`epochs: .inf`, `mem_gb: .nan`)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     @classmethod
     def describe_fields(cls) -> str:
@@ -157,7 +203,7 @@ class TrainConfig(StrictModel):
     """The training loop's settings. Defaults suit a quick CPU run."""
 
     max_steps: int | None = None  # overrides epochs when set
-    epochs: float = Field(1.0, gt=0)
+    epochs: float = Field(1.0, gt=0, le=MAX_EPOCHS)
     batch_size: int = 8
     eval_batch_size: int = 16
     grad_accum: int = 1
@@ -248,11 +294,11 @@ class CellConfig(StrictModel):
     # bottom layer knows no task kinds; harness.cell.resolve checks it against the tasks' registry
     # (harness.tasks.registry.TaskDefinition) and normalises it to that model's dump. None: a bundled task
     task_definition: dict[str, Any] | None = None
-    seed: int = Field(0, ge=0)
+    seed: Seed = 0
     # overrides of any field of the method's PEFT config (r, lora_alpha, target_modules, ...)
-    method_args: dict[str, Any] = Field(default_factory=dict)
+    method_args: FiniteMapping = Field(default_factory=dict)
     # overrides of model loading (dtype, ...)
-    model_args: dict[str, Any] = Field(default_factory=dict)
+    model_args: FiniteMapping = Field(default_factory=dict)
     train: TrainConfig = Field(default_factory=TrainConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
@@ -317,7 +363,7 @@ def _walk(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[list[str], type
             if tagged:  # a union branch named by its class (AxisEntry): the owner from here on
                 owner = tagged[0]
                 continue
-        shown.append(text if text.isprintable() and text else repr(text))
+        shown.append(clip(text) if text.isprintable() and text else shorten(text))
         field = owner.model_fields.get(text) if owner is not None and isinstance(part, str) else None
         if field is not None:
             nested = _models_in(field.annotation)
@@ -387,13 +433,14 @@ def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
     """A YAML file whose top level is a mapping, or a one-line ConfigError naming the problem.
 
     Read within the limits of :mod:`harness.safeyaml` (no aliases, no duplicate keys, size
-    and depth caps, UTF-8), so a hostile file is refused before anything walks it."""
-    from harness.safeyaml import YamlRefused, load_yaml_bytes
+    and depth caps, UTF-8), so a hostile file is refused before anything walks it; its size
+    before anything is read."""
+    from harness.safeyaml import YamlRefused, load_yaml_bytes, read_bounded
 
     if not path.is_file():
         raise ConfigError(f"{what} not found: {path}")
     try:
-        data = load_yaml_bytes(path.read_bytes()) or {}
+        data = load_yaml_bytes(read_bounded(path)) or {}
     except YamlRefused as error:
         raise ConfigError(f"{path}: {error}") from None
     except OSError as error:

@@ -40,18 +40,26 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from harness.config import DataSource, Line, SbatchKey, StrictModel
+from harness.config import DataSource, Line, SbatchKey, Seed, StrictModel
+from harness.errors import clip, shorten
 from harness.tasks.kinds import KINDS
 from harness.tasks.registry import TaskDefinition
 
 # CellConfig keys a matrix may not set through ``defaults``/``set``: they are the axes
 # or are derived by the expansion (output_dir is the cell's folder).
 RESERVED_KEYS: tuple[str, ...] = ("model", "method", "task", "seed", "output_dir")
+
+# resources.mem_gb's range. --mem is rendered in whole MB (harness.dispatch.executor.mem_text), and
+# SLURM reads --mem=0 as "all of the node's memory": below 1 MB a request would become the most
+# there is. Above a pebibyte no node exists; a larger number is a typo, refused before sbatch sees it.
+MIN_MEM_GB = 1 / 1024
+MAX_MEM_GB = 1024.0**2
 
 
 class Resources(StrictModel):
@@ -95,8 +103,11 @@ class Resources(StrictModel):
                 f"resources: tasks_per_node {self.tasks_per_node} with gpus {self.gpus}: a cell runs one "
                 "process per GPU (leave tasks_per_node out, or set it equal to gpus)"
             )
-        if self.mem_gb is not None and self.mem_gb <= 0:
-            raise ValueError("resources: mem_gb must be > 0")
+        if self.mem_gb is not None and not MIN_MEM_GB <= self.mem_gb <= MAX_MEM_GB:
+            raise ValueError(
+                f"resources: mem_gb {self.mem_gb:g} is out of range: give 0.001 (1 MB) to {MAX_MEM_GB:,.0f} (GB); "
+                "below 1 MB, --mem would be 0, which SLURM reads as all of a node's memory"
+            )
         if self.signal_delay_s < 0 or self.signal_delay_s >= self.time_min * 60:
             raise ValueError("resources: signal_delay_s must be >= 0 and shorter than time_min")
         return self
@@ -229,7 +240,7 @@ class TaskEntry(AxisEntry):
         if self.kind is None:
             if given:
                 raise ValueError(
-                    f"task {self.name!r}: {', '.join(given)} define a task of your own, which also needs "
+                    f"task {shorten(self.name)}: {', '.join(given)} define a task of your own, which also needs "
                     f"kind: {' or '.join(KINDS)}"
                 )
             return self
@@ -238,7 +249,9 @@ class TaskEntry(AxisEntry):
                 kind=self.kind, labels=self.labels, metric=self.metric, instruction=self.instruction
             ).model_dump(exclude_none=True)
         except ValidationError as error:
-            raise ValueError(f"task {self.name!r}: {error.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+            raise ValueError(
+                f"task {shorten(self.name)}: {error.errors()[0]['msg'].removeprefix('Value error, ')}"
+            ) from None
         # the same shape any cell's settings have: merged into every cell of this task (in place:
         # assigning would validate this entry again)
         self.set["task_definition"] = definition
@@ -343,7 +356,7 @@ class SweepEntry(StrictModel):
                         " (a log grid is {log: [low, high], n: N})"
                     ) from None
             elif not isinstance(value, list):
-                raise ValueError(f"{key}: give a list of values or {{log: [low, high], n: N}}, not {value!r}")
+                raise ValueError(f"{key}: give a list of values or {{log: [low, high], n: N}}, not {shorten(value)}")
             shaped[key] = value
         return shaped
 
@@ -355,8 +368,10 @@ class SweepEntry(StrictModel):
             listed = grid_values(values)
             if not listed:
                 raise ValueError(f"{key}: empty list; give at least one value or {{log: [low, high], n: N}}")
-            if len({json.dumps(v, sort_keys=True, default=str) for v in listed}) != len(listed):
-                raise ValueError(f"{key}: duplicate values in {listed}")
+            seen = Counter(json.dumps(v, sort_keys=True, default=str) for v in listed)
+            if len(seen) != len(listed):
+                repeated = next(text for text, count in seen.items() if count > 1)
+                raise ValueError(f"{key}: duplicate values in its {len(listed):,} values, e.g. {clip(repeated)}")
         return self
 
 
@@ -413,7 +428,7 @@ class MatrixSpec(StrictModel):
     models: list[Line | AxisEntry]
     methods: list[Line | AxisEntry]
     tasks: list[Line | TaskEntry]
-    seeds: list[int] = Field(default_factory=lambda: [0])
+    seeds: list[Seed] = Field(default_factory=lambda: [0])
     # Without grids the matrix is the full product of the axes; with grids, the union of
     # these sub-products (so a demo need not exclude most of a product)
     grids: list[Grid] | None = None
@@ -429,12 +444,12 @@ class MatrixSpec(StrictModel):
         if self.select is not None and not self.sweep:
             raise ValueError("select: needs a sweep section (the values to select among)")
         for axis in ("models", "methods", "tasks", "seeds"):
-            values = [axis_name(v) for v in getattr(self, axis)]
-            if not values:
+            counts = Counter(axis_name(v) for v in getattr(self, axis))  # linear: 100,000 seeds are a count away
+            if not counts:
                 raise ValueError(f"{axis}: needs at least one entry")
-            duplicates = sorted({str(v) for v in values if values.count(v) > 1})
+            duplicates = sorted(str(v) for v, n in counts.items() if n > 1)
             if duplicates:
-                raise ValueError(f"{axis}: duplicate entries {', '.join(duplicates)}")
+                raise ValueError(f"{axis}: duplicate entries {clip(', '.join(duplicates))}")
         return self
 
     def axis(self, axis: str) -> list[AxisEntry]:

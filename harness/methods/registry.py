@@ -28,7 +28,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, clip, shorten
 from harness.heads import HEADS
 from harness.methods import hooks
 from harness.models.registry import FAMILIES
@@ -352,14 +352,14 @@ def read_adapter_config(path: Any, method: str) -> dict[str, Any]:
     arguments go into the cell's config, so the cell id follows the file's content."""
     import json
 
-    from harness.safeyaml import MAX_DEPTH  # the depth a matrix or cell file may have
+    from harness.safeyaml import MAX_DEPTH, read_bounded
 
     file = Path(str(path)).expanduser()
-    where = f"method_args.from {str(path)!r}"
+    where = f"method_args.from {shorten(str(path))}"
     if not file.is_file():
         raise ConfigError(f"{where}: no such file (give the path of an adapter_config.json)")
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
+    try:  # its size checked before it is read: an adapter_config.json is a few hundred bytes
+        data = json.loads(read_bounded(file, hint="an adapter_config.json is a small file").decode("utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise ConfigError(f"{where}: not a readable JSON file ({_one_line(error)})") from None
     except RecursionError:  # "[" * 100,000: past the parser's recursion limit
@@ -374,7 +374,7 @@ def read_adapter_config(path: Any, method: str) -> dict[str, Any]:
     if spec is not None and spec.peft_type is not None and saved_type not in (None, spec.peft_type):
         matching = [name for name, entry in table.items() if entry.peft_type == saved_type]
         raise ConfigError(
-            f"{where}: a {saved_type} adapter config, but method {method!r} is {spec.peft_type}; "
+            f"{where}: a {clip(str(saved_type))} adapter config, but method {method!r} is {spec.peft_type}; "
             f"methods of that type: {', '.join(matching) or 'none'}"
         )
     return {key: value for key, value in data.items() if key not in _ADAPTER_FILE_BOOKKEEPING}

@@ -202,3 +202,24 @@ def test_the_report_asks_each_method_its_part() -> None:
     assert [name for name, spec in methods().items() if spec.whole_model] == ["full"]
     assert resolve_method("vera").shown_as == "vera" and resolve_method("vera").report_role is None
     assert known_method("lora") is resolve_method("lora") and known_method("a_method_peft_dropped") is None
+
+
+def test_a_saved_adapter_config_is_measured_before_it_is_read(tmp_path: Path) -> None:
+    """A 2 GB (sparse) adapter_config.json is refused by its size; one with a NaN by its value."""
+    import time
+    import tracemalloc
+
+    huge = tmp_path / "adapter_config.json"
+    with huge.open("wb") as handle:
+        handle.truncate(2 << 30)
+    cell = {"model": "tiny-llama", "method": "lora", "task": "emotion", "method_args": {"from": str(huge)}}
+    tracemalloc.start()
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"2,147,483,648 bytes, larger than 1024 KiB; an adapter_config.json"):
+        parse_cell_config(cell)
+    seconds, peak = time.perf_counter() - start, tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert seconds < 0.5 and peak < 5 * 2**20, (seconds, peak)
+    huge.write_text('{"peft_type": "LORA", "r": 4, "lora_alpha": NaN}')
+    with pytest.raises(ConfigError, match="method_args: lora_alpha: nan is not a finite number"):
+        parse_cell_config(cell)
