@@ -35,7 +35,9 @@ RESULT_FILES = (RESULT_FILE, OUTCOME_FILE, TRACKING_FILE)
 SPACE_RESERVE = ".space-reserve"  # freed for the final result.json when the disk is full
 SPACE_RESERVE_BYTES = 1 << 20
 
-Status = Literal["success", "failed", "oom", "timeout", "cancelled", "running"]
+# diverged: training stopped at a non-finite or exploded loss (harness.train.divergence); the
+# cell has no metrics, and the same settings diverge again
+Status = Literal["success", "failed", "diverged", "oom", "timeout", "cancelled", "running"]
 # the statuses a cell ends with (every status but "running"): status, collect and the job read these
 FINAL_STATUSES: frozenset[str] = frozenset(typing.get_args(Status)) - {"running"}
 
@@ -113,6 +115,17 @@ class RunRecord(BaseModel):
     effective_batch: int = 0  # per-device batch x world size x grad_accum
 
 
+class Divergence(BaseModel):
+    """Where training diverged (status ``diverged``), by the rule of :mod:`harness.train.divergence`."""
+
+    model_config = ConfigDict(extra="forbid")
+    step: int  # the optimizer step whose loss diverged; its update was not applied
+    loss: float  # that step's loss: NaN, inf, or the exploded value
+    last_finite_loss: float | None = None  # the step before's loss (None: the first step diverged)
+    reference: float | None = None  # the explosion rule's reference loss (None: the first step)
+    rule: str  # non-finite | explosion
+
+
 class TrackingStatus(BaseModel):
     status: Literal["logged", "failed", "disabled", "pending"] = "pending"
     uri: str | None = None
@@ -129,6 +142,7 @@ class Result(BaseModel):
     traceback: str | None = None
     config: dict[str, Any]
     run: RunRecord | None = None  # None until the model is built
+    divergence: Divergence | None = None  # status diverged: where and why
     metrics: dict[str, float] = Field(default_factory=dict)  # quality: rouge1, accuracy, f1_macro, ...
     reports: dict[str, Any] = Field(default_factory=dict)  # per-class report, confusion matrix
     efficiency: Efficiency = Field(default_factory=Efficiency)

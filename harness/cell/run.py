@@ -21,8 +21,10 @@ Features:
 
 Raises:
     ConfigError: bad input (before anything is written), or an output folder that cannot be
-        written. Any other failure ends in the result: ``oom`` for out-of-memory, ``failed`` with
-        its traceback otherwise. A preemption (``SystemExit``/``KeyboardInterrupt``) leaves the
+        written. Any other failure ends in the result: ``diverged`` when training stopped at a
+        non-finite or exploded loss (``harness.train.divergence``, with the step in the result's
+        ``divergence``), ``oom`` for out-of-memory, ``failed`` with its traceback otherwise. A
+        preemption (``SystemExit``/``KeyboardInterrupt``) leaves the
         result ``running`` and the checkpoint in place for the requeued job.
 
 Cell folder: ``config.yaml``, ``result.json``, ``log.txt``, ``predictions.jsonl``, ``adapter/``
@@ -55,6 +57,7 @@ from harness.models import count_module_parameters
 from harness.names import CELL_CONFIG, CELL_LOG
 from harness.result import Result, ResultFile, now_iso
 from harness.train import distributed
+from harness.train.divergence import TrainingDiverged
 
 log = logging.getLogger("harness.cell")  # one logger for every phase: log.txt names the cell
 
@@ -92,6 +95,9 @@ def _follow(plan: CellPlan, cell_dir: Path) -> Result:
         sampler = start_sampler(config, cell_dir / f"node-{ctx.node}")
     try:
         _execute(plan, cell_dir, device, Phases(device, sampler), result)
+    except TrainingDiverged as diverged:  # rank 0 stops at the same step and records it: not an error
+        result.status, result.divergence = "diverged", diverged.divergence
+        return result
     except Exception:
         distributed.record_error(cell_dir, traceback.format_exc())
         raise
@@ -182,17 +188,21 @@ def _run(plan: CellPlan, file: ResultFile, record: Recorder | None) -> Result:
         result.efficiency.job_energy_j = job_energy(result)
         result.finished_at = now_iso()
         file.finish(result)
-    if result.status == "success":
+    if result.status in ("success", "diverged"):  # a diverged cell's checkpoint only leads to the same divergence
         shutil.rmtree(cell_dir / CHECKPOINT_DIR, ignore_errors=True)
     record_cell(config, file, result, record)
     return result
 
 
 def _record_failure(result: Result, error: Exception, cell_dir: Path) -> None:
-    """``oom`` for out-of-memory, else ``failed``; another rank's failure, when one failed first,
-    is the cause."""
+    """``diverged`` for a diverged training run, ``oom`` for out-of-memory, else ``failed``;
+    another rank's failure, when one failed first, is the cause."""
     import torch
 
+    if isinstance(error, TrainingDiverged):  # an outcome of the settings, not a fault: no traceback
+        result.status, result.error, result.divergence = "diverged", error_line(error), error.divergence
+        log.error("%s", result.error)
+        return
     result.traceback = traceback.format_exc()
     if isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError)):
         result.status, result.error = "oom", error_line(error)

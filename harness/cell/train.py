@@ -15,6 +15,7 @@ from harness.models import count_module_parameters
 from harness.result import Efficiency, RankStats
 from harness.tasks import class_weights
 from harness.train import distributed
+from harness.train.divergence import TrainingDiverged
 
 CHECKPOINT_DIR = "checkpoints"  # while the cell runs; removed once it succeeds
 
@@ -32,8 +33,13 @@ def train(
     """Train; the trained model (unwrapped, whole) on the rank that evaluates, None on the others.
     ``reload`` builds the model again: an FSDP cell evaluates an unsharded copy."""
     trainer, accelerator = _trainer(plan, loaded, cell_dir, device, precision)
-    with phases("train"), preemption.checkpoint_callback(trainer.checkpoint_now):
-        outcome = trainer.train()
+    try:
+        with phases("train"), preemption.checkpoint_callback(trainer.checkpoint_now):
+            outcome = trainer.train()
+    except TrainingDiverged as diverged:  # every rank stops at the same step; rank 0 records how far it got
+        if distributed.current().main and diverged.outcome is not None:
+            _record_outcome(eff, diverged.outcome)
+        raise
     if trainer.ctx.active:
         _gather_rank_stats(device, phases.sampler, eff)
     model = loaded.model
@@ -91,14 +97,19 @@ def _record_training(eff: Efficiency, outcome: Any, model: Any, device: Any) -> 
     # an optimizer hook may freeze parameters (LoRA-FA's A): count what trained
     trainable, total = count_module_parameters(model)
     eff.trainable_params, eff.trainable_share = trainable, trainable / total if total else 0.0
+    _record_outcome(eff, outcome)
+    eff.model_flops_per_token = model_flops_per_token(total, trainable)
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    eff.mfu = mfu(eff.train_tokens_per_s, total, trainable, device_name)
+
+
+def _record_outcome(eff: Efficiency, outcome: Any) -> None:
+    """What the loop reports: steps, throughput, losses (also of a run that diverged)."""
     seconds = max(outcome.train_seconds, 1e-9)
     eff.train_steps, eff.train_samples = outcome.steps, outcome.samples_this_run
     eff.train_samples_per_s = outcome.samples_this_run / seconds
     eff.train_tokens_per_s = outcome.real_tokens_this_run / seconds
     eff.compile_s = outcome.compile_s
-    eff.model_flops_per_token = model_flops_per_token(total, trainable)
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else None
-    eff.mfu = mfu(eff.train_tokens_per_s, total, trainable, device_name)
     eff.padding_fraction = outcome.padding_fraction
     eff.final_train_loss = outcome.final_loss
     eff.resumed_from_step = outcome.resumed_from_step

@@ -28,8 +28,9 @@ CellStatus = Literal["pending", ActiveStatus, Status, "unknown", "corrupt", "exc
 CELL_STATUSES: tuple[CellStatus, ...] = typing.get_args(CellStatus)
 ACTIVE: frozenset[CellStatus] = frozenset(typing.get_args(ActiveStatus))
 CORRUPT: CellStatus = "corrupt"  # a file of the folder is not what the harness wrote (CorruptState)
-# a cell that ended this way is submitted again with --retry-failed
-RETRYABLE: frozenset[str] = frozenset({*FINAL_STATUSES - {"success"}, "unknown", CORRUPT})
+# a cell that ended this way is submitted again with --retry-failed; not a diverged one: its
+# settings and seed make the same run diverge again (--force reruns it)
+RETRYABLE: frozenset[str] = frozenset({*FINAL_STATUSES - {"success", "diverged"}, "unknown", CORRUPT})
 # a matrix whose cells all ended this way has nothing left to do (``harness matrix --wait`` exits 0)
 SUCCESSFUL: frozenset[CellStatus] = frozenset({"success", "excluded"})
 

@@ -71,6 +71,8 @@ def select_cells(
             chosen.append(state.cell) if force else skip("already succeeded (--force reruns)")
         elif state.status in RETRYABLE:
             chosen.append(state.cell) if (retry_failed or force) else skip(f"{state.status} (--retry-failed resubmits)")
+        elif state.status in FINAL_STATUSES:  # diverged: the same settings would diverge again
+            chosen.append(state.cell) if force else skip(f"{state.status} (--force reruns)")
         else:
             skip(state.status)
     return chosen, skipped

@@ -67,7 +67,8 @@ CORRUPT_POINT = "corrupt"
 @dataclass
 class Outcome:
     """One grid point as stage 1 left it: ``waiting`` (no final result yet), ``success`` with its
-    metric value, or another final status (failed, oom, timeout, cancelled, or a missing metric)."""
+    metric value, or another final status (failed, diverged, oom, timeout, cancelled, or a missing
+    metric): a point that did not succeed is never selected."""
 
     point: dict[str, Any]
     status: str
@@ -100,6 +101,13 @@ class Choice:
             text += "; " + self.edge_note()
         return text
 
+    def left_out(self) -> str:
+        """The points left out, counted by status: "2 diverged, 1 oom"."""
+        counts: dict[str, int] = {}
+        for outcome in self.failed:
+            counts[outcome.status] = counts.get(outcome.status, 0) + 1
+        return ", ".join(f"{n} {status}" for status, n in counts.items())
+
     def edge_note(self) -> str:
         return "; ".join(f"at the {side} edge of the {key} grid (widen it)" for key, side in self.edges.items())
 
@@ -112,7 +120,9 @@ def choose(outcomes: list[Outcome], mode: str) -> Choice | None:
     good = [o for o in outcomes if o.status == "success" and o.value is not None and math.isfinite(o.value)]
     failed = [o for o in outcomes if o not in good]
     if not good:
-        return Choice(None, None, failed=failed, reason=f"every grid point failed ({len(failed)}): nothing to select")
+        nothing = Choice(None, None, failed=failed)
+        nothing.reason = f"every grid point failed ({len(failed)}): {nothing.left_out()}; nothing to select"
+        return nothing
     sign = 1.0 if mode == "max" else -1.0
     best = max(good, key=lambda o: sign * o.value)  # type: ignore[operator] # max keeps the first of equals
     ties = [o.point for o in good if o is not best and o.value == best.value]

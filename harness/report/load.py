@@ -6,7 +6,7 @@ without one falls back to its flat metric names (``row_from_flat``).
 The settings a cell ran with (rank, learning rate) come from its result's ``run`` record only:
 where there is none (an old result, an MLflow run without its result.json, a cell that has not
 run), they are "not recorded", never re-derived from today's defaults.
-Cells that did not finish are rows too (status ``failed``/``oom``/...), and so are cells
+Cells that did not finish are rows too (status ``failed``/``diverged``/``oom``/...), and so are cells
 that never wrote a result (``missing``): the tables mark them instead of dropping them.
 """
 

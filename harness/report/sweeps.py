@@ -29,7 +29,8 @@ from harness.tasks.kinds import LABELS
 SELECTION_NOTE = (
     "Stage 1 of each sweep: every grid point trained on the first seed and scored on the selection split "
     "(never the test split). The selected point is the best that finished (ties: the first in grid "
-    "order); the tables above use only the selected configs, run on every seed and scored on test."
+    "order); points that did not (failed, diverged, out of memory, ...) are left out and counted under Status. "
+    "The tables above use only the selected configs, run on every seed and scored on test."
 )
 
 
@@ -81,7 +82,7 @@ def selection_table(grid_rows: list[CellRow]) -> Table | None:
                     None,
                     [
                         f"tied with {'; '.join(map(describe_point, choice.ties))}" if choice.ties else "",
-                        f"{len(choice.failed)} failed" if choice.failed else "",
+                        f"left out: {choice.left_out()}" if choice.failed else "",
                         choice.edge_note() if choice.edges else "",
                     ],
                 )

@@ -413,7 +413,8 @@ def not_finished_table(groups: list[Group]) -> Table:
     frame = pd.DataFrame(data, columns=["task", "model", "method", "seed", "status", "cell_id", "error", "folder"])
     display = frame[["task", "model", "method", "seed", "status", "error"]].rename(columns=str.capitalize)
     note = (
-        "Cells without a successful result: failed, out of memory (oom), timed out, cancelled, still running, "
+        "Cells without a successful result: failed, diverged (training stopped at a non-finite or exploded loss), "
+        "out of memory (oom), timed out, cancelled, still running, "
         'or missing (never wrote result.json). They count in the tables\' "Seeds" column and mark their rows.'
     )
     return Table("not_finished", "Not finished", note, frame, display, [True] * len(frame))

@@ -95,6 +95,9 @@ def result_tags(result: Result) -> dict[str, str]:
         "seed": str(result.seed),
         "status": result.status,
     }
+    if result.divergence is not None:  # status diverged: where training stopped and by which rule
+        tags["divergence.step"] = str(result.divergence.step)
+        tags["divergence.rule"] = result.divergence.rule
     tags.update({str(k): str(v) for k, v in (result.config.get("tags") or {}).items()})
     return tags
 

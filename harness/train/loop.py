@@ -15,8 +15,10 @@ Gradient accumulation is counted by the loop itself rather than by
 the epoch's batch order: a checkpoint then names an exact data position.
 
 Raises: ``torch.cuda.OutOfMemoryError`` / ``MemoryError`` as they come (the cell
-runner maps them to status ``oom``); ``RuntimeError`` for a checkpoint that does not
-match the model.
+runner maps them to status ``oom``); :class:`~harness.train.divergence.TrainingDiverged` at
+the first step whose loss is not finite or has exploded (status ``diverged``; the rule is in
+:mod:`harness.train.divergence`); ``RuntimeError`` for a checkpoint that does not match the
+model.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from harness.tasks import Example, collate_packed, collate_train, count_tokens
 from harness.train import checkpoint as ckpt
 from harness.train import distributed
 from harness.train.batching import batch_order, padding_fraction
+from harness.train.divergence import TrainingDiverged, check_divergence
 
 log = logging.getLogger("harness.train")
 
@@ -291,6 +294,15 @@ class Trainer:
                         loss_sum /= self.ctx.world_size
                     progress.real_tokens += int(real_sum)
                     progress.token_slots += int(slot_sum)
+                    # judged before the update: a diverged step's gradient is never applied. Every
+                    # rank holds the same summed loss, so all of them stop at the same step.
+                    diverged = check_divergence(progress.step + 1, loss_sum, progress.losses)
+                    if diverged is not None:
+                        if math.isfinite(loss_sum):  # an exploded loss shows in the curve; a NaN is kept out of it
+                            progress.losses.append((diverged.step, loss_sum))
+                        raise TrainingDiverged(
+                            diverged, self._outcome(started, start_samples, start_tokens, resumed, compile_s)
+                        )
                     self._optimizer_step(len(micro), sum(len(b) for b in micro))
                     if self.compiled and compile_s is None:  # the first step compiled: time from here
                         compile_s = time.perf_counter() - started
@@ -312,13 +324,19 @@ class Trainer:
             self._live = False
             if bar is not None:
                 bar.close()
-        seconds = time.perf_counter() - started
+        return self._outcome(started, start_samples, start_tokens, resumed, compile_s)
+
+    def _outcome(
+        self, started: float, start_samples: int, start_tokens: int, resumed: int | None, compile_s: float | None
+    ) -> TrainOutcome:
+        """What this run trained so far (all of it, or up to a diverged step)."""
+        progress = self.progress
         return TrainOutcome(
             steps=progress.step,
             total_steps=self.total_steps,
             samples_this_run=progress.samples - start_samples,
             real_tokens_this_run=progress.real_tokens - start_tokens,
-            train_seconds=seconds,
+            train_seconds=time.perf_counter() - started,
             padding_fraction=1.0 - progress.real_tokens / progress.token_slots if progress.token_slots else 0.0,
             final_loss=progress.losses[-1][1] if progress.losses else None,
             losses=progress.losses,

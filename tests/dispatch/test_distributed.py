@@ -241,3 +241,25 @@ def test_a_failed_fsdp_cell_resumes_from_its_checkpoint_on_every_rank(tmp_path, 
         abs(a - b) for (_, a), (_, b) in zip(reference.efficiency.loss_history, resumed.efficiency.loss_history)
     )
     assert len(resumed.efficiency.loss_history) == 12 and worst < 1e-5, worst
+
+
+def test_every_rank_stops_at_a_diverged_step_and_rank_0_records_it(tmp_path, monkeypatch):
+    """Each rank judges the loss summed over all of them, so both stop at the same step: the cell
+    ends ``diverged`` (not "rank 1 failed", no rank error files) without waiting on a collective."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HARNESS_COLLECTIVE_TIMEOUT_S", "60")
+    path = cell_file(tmp_path, "diverging", model="tiny-llama", task="emotion", tasks=2)
+    path.write_text(path.read_text().replace("train:\n", "train:\n    distributed: ddp\n", 1))
+    text = path.read_text()
+    assert "learning_rate: 0.001" in text
+    path.write_text(text.replace("learning_rate: 0.001", "learning_rate: 1000000.0"))
+    started = time.monotonic()
+    assert submit(path).ok
+    final = wait(path, timeout_s=300, poll_s=1.0)
+    state = final.states[0]
+    assert state.status == "diverged", render_status(final)
+    result = load_result(state.cell.folder)
+    assert result.run.world_size == 2 and result.divergence.step == 2 and result.divergence.rule == "explosion"
+    assert result.error.startswith("TrainingDiverged: training diverged at step 2"), result.error
+    assert not list(state.cell.folder.glob("rank-*.error"))
+    assert time.monotonic() - started < 60  # not the collective timeout

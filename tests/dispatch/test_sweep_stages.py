@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import yaml
 from dispatch_helpers import smoke_dict, write_matrix
 
 from harness.dispatch import plan, render_plan, render_status, status, submit, wait
@@ -105,6 +106,40 @@ def test_wait_submits_stage_two_itself(tmp_path, monkeypatch):
     assert report.ok and not (tmp_path / "out" / CONTINUATION_FILE).exists()
     wait(path, timeout_s=300, poll_s=1.0, continue_stages=True)
     check_both_stages(path)
+
+
+def test_a_diverged_grid_point_is_a_failed_point_never_the_selected_one(tmp_path, monkeypatch):
+    """The highest rate of the grid diverges (tiny-bert at 1e6: loss ~1e6 at step 2): stage 1 ends
+    it ``diverged``, the selection leaves it out and says so, stage 2 runs the best other point,
+    and --retry-failed does not run it again (the same settings diverge again)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    path = sweep_file(tmp_path, "debug")
+    data = yaml.safe_load(path.read_text())
+    data["sweep"] = [{"values": {LR: [1.0e-4, 3.0e-2, 1.0e6]}}]
+    write_matrix(path, data)
+    report = submit(path)
+    assert report.ok and len(report.submitted) == 5, report.errors
+    final = status(path)
+    points = {s.cell.point[LR]: s for s in final.states if s.cell.stage == SELECT_STAGE}
+    assert sorted(points) == [1.0e-4, 3.0e-2, 1.0e6]
+    diverged = points[1.0e6]
+    assert diverged.status == "diverged" and diverged.error.startswith("TrainingDiverged: training diverged at step 2")
+    assert final.counts() == {"success": 4, "diverged": 1}
+    selection = final.matrix.selections[0]
+    assert selection.state == "selected" and selection.choice.point[LR] != 1.0e6
+    assert [o.status for o in selection.choice.failed] == ["diverged"]
+    text = render_status(final)
+    assert "1 diverged" in text and "train.learning_rate=1e+06 diverged" in text, text
+    again = submit(path, retry_failed=True)
+    assert again.submitted == [] and again.skipped.get("diverged (--force reruns)") == 1, again.skipped
+
+    from harness.report import build_report
+
+    folder = build_report(path)
+    selection_csv = (folder / "sweep_selection.csv").read_text()
+    assert "left out: 1 diverged" in selection_csv, selection_csv
+    not_finished = (folder / "not_finished.csv").read_text()
+    assert "diverged" in not_finished and "TrainingDiverged" in not_finished, not_finished
 
 
 def test_a_corrupt_grid_point_and_stage2_file_are_one_line_and_retried(tmp_path, monkeypatch):

@@ -95,3 +95,21 @@ def test_a_grid_point_logs_its_selection_split_and_validation_curve(make_cell, m
     assert run.data.tags[STAGE_TAG] == SELECT_STAGE
     curve = client.get_metric_history(run.info.run_id, "validation/loss")
     assert [m.step for m in sorted(curve, key=lambda m: m.step)] == [s for s, _ in result.efficiency.eval_loss_history]
+
+
+def test_a_diverged_cell_is_recorded_as_diverged(make_cell, mlflow_server: str) -> None:
+    """tiny-llama at learning_rate 1e6 explodes at step 2: the run says so (status tag, where and by
+    which rule), and is FAILED in MLflow's own terms, never FINISHED."""
+    config = make_cell(
+        "tiny-llama",
+        "lora",
+        "emotion",
+        train={"learning_rate": 1e6},
+        tracking={"enabled": True, "uri": mlflow_server, "experiment": "test-diverged"},
+    )
+    result = run_cell(config)
+    assert result.status == "diverged" and result.tracking.status == "logged", (result.status, result.tracking)
+    run = MlflowClient(tracking_uri=mlflow_server).get_run(result.tracking.run_id)
+    assert run.info.status == "FAILED"
+    tags = run.data.tags
+    assert (tags["status"], tags["divergence.step"], tags["divergence.rule"]) == ("diverged", "2", "explosion")
