@@ -20,14 +20,19 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.cell.resolve import load_cell_config, parse_cell_config
+from harness.config import CellConfig
 from harness.dispatch.cell_state import SUCCESSFUL
 from harness.dispatch.executors import executor_names
-from harness.dotted import set_dotted
-from harness.errors import ConfigError
+from harness.dotted import dotted_conflict, set_dotted
+from harness.errors import ConfigError, one_line, shorten
 from harness.redact import redact
+from harness.safeyaml import MAX_DEPTH
+
+if TYPE_CHECKING:
+    from harness.matrix import Limits
 
 
 def _parse_value(text: str) -> Any:
@@ -40,7 +45,7 @@ def _parse_value(text: str) -> Any:
     except YamlMalformed:
         return text  # not YAML: the plain string
     except YamlRefused as error:
-        raise ConfigError(f"--set value {text[:40]!r}: {error}") from None
+        raise ConfigError(f"--set value {shorten(text, 40)}: {error}") from None
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -60,30 +65,41 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides["tracking.enabled"] = False
     for item in args.set or []:
         if "=" not in item:
-            raise ConfigError(f"--set expects key=value, got {item!r}")
+            raise ConfigError(f"--set expects key=value, got {shorten(item)}")
         key, value = item.split("=", 1)
-        overrides[key.strip()] = _parse_value(value)
+        key = key.strip()
+        if key.count(".") >= MAX_DEPTH:  # the depth a cell file may have (harness.safeyaml)
+            raise ConfigError(f"--set {shorten(key)}: more than {MAX_DEPTH} levels deep")
+        overrides[key] = _parse_value(value)
+    conflict = dotted_conflict(list(overrides))
+    if conflict:
+        outer, inner = (shorten(key) for key in conflict)
+        raise ConfigError(f"--set: {outer} is given a value and {inner} a key inside it; give one of them")
     return overrides
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from harness.tracking.record import run_cell  # the cell, recorded to MLflow
-
+def cell_from_args(args: argparse.Namespace) -> CellConfig:
+    """The cell ``harness run`` runs: its file or flags, then ``--set``, checked (ConfigError)."""
     if not args.local:
         raise ConfigError(
             "`harness run` runs one cell in this process: add --local (use `harness matrix` for a cluster)"
         )
     overrides = _overrides(args)
     if args.config:
-        config = load_cell_config(Path(args.config), overrides)
-    else:
-        missing = [k for k in ("model", "method", "task") if k not in overrides]
-        if missing:
-            raise ConfigError(f"missing --{', --'.join(missing)} (or give --config FILE)")
-        data: dict[str, Any] = {}
-        for key, value in overrides.items():
-            set_dotted(data, key, value)
-        config = parse_cell_config(data, where="command line")
+        return load_cell_config(Path(args.config), overrides)
+    missing = [k for k in ("model", "method", "task") if k not in overrides]
+    if missing:
+        raise ConfigError(f"missing --{', --'.join(missing)} (or give --config FILE)")
+    data: dict[str, Any] = {}
+    for key, value in overrides.items():
+        set_dotted(data, key, value)  # no conflict: _overrides refused those
+    return parse_cell_config(data, where="command line")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.tracking.record import run_cell  # the cell, recorded to MLflow
+
+    config = cell_from_args(args)
     if args.output:
         config = config.model_copy(update={"output_dir": Path(args.output)})
     elif config.output_dir == Path("outputs/local"):
@@ -129,7 +145,7 @@ def cmd_prefetch(args: argparse.Namespace) -> int:
     if args.matrix:
         from harness.matrix import load_matrix
 
-        matrix = load_matrix(args.matrix)
+        matrix = load_matrix(args.matrix, limits=_limits(args))
         models += sorted({cell.config.model for cell in matrix.cells})
     if not models and not tasks:
         raise ConfigError("nothing to prefetch: give --model NAME, --task NAME or --matrix FILE")
@@ -144,7 +160,7 @@ def cmd_prefetch(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     from harness.dispatch import commands
 
-    report = commands.plan(args.matrix)
+    report = commands.plan(args.matrix, limits=_limits(args))
     if args.json:
         print(redact(json.dumps(report.as_json(), indent=2)))
     else:
@@ -162,12 +178,15 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         only=args.only,
         executor=args.executor,
         continue_stages=not args.wait,
+        limits=_limits(args),
     )
     print(commands.render_submit(report))
     if not report.ok:
         return 1
     if args.wait:  # a sweep's stage 2 is submitted from here when its stage 1 has ended
-        final = commands.wait(args.matrix, only=args.only, continue_stages=True, executor=args.executor)
+        final = commands.wait(
+            args.matrix, only=args.only, continue_stages=True, executor=args.executor, limits=_limits(args)
+        )
         print(commands.render_status(final))
         return 0 if all(state.status in SUCCESSFUL for state in final.states) else 1
     return 0
@@ -176,14 +195,14 @@ def cmd_matrix(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from harness.dispatch import commands
 
-    print(commands.render_status(commands.status(args.matrix)))
+    print(commands.render_status(commands.status(args.matrix, limits=_limits(args))))
     return 0
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
     from harness.tracking.collect import collect, render_collect
 
-    report = collect(args.matrix, tracking_uri=args.tracking_uri)
+    report = collect(args.matrix, tracking_uri=args.tracking_uri, limits=_limits(args))
     print(redact(render_collect(report)))
     return 0 if report.ok else 1
 
@@ -194,7 +213,7 @@ def cmd_ui_path(args: argparse.Namespace) -> int:
     from harness.matrix import load_matrix
     from harness.tracking.ui import runs_view_path
 
-    matrix = load_matrix(args.matrix)
+    matrix = load_matrix(args.matrix, limits=_limits(args))
     found = MlflowClient(tracking_uri=matrix.tracking_uri).get_experiment_by_name(matrix.experiment)
     if found is None:
         raise ConfigError(
@@ -208,14 +227,14 @@ def cmd_ui_path(args: argparse.Namespace) -> int:
 def cmd_tracking_uri(args: argparse.Namespace) -> int:
     from harness.matrix import load_matrix
 
-    print(load_matrix(args.matrix).tracking_uri)
+    print(load_matrix(args.matrix, limits=_limits(args)).tracking_uri)
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from harness.report import build_report
 
-    folder = build_report(args.matrix, experiment=args.experiment, output=args.output)
+    folder = build_report(args.matrix, experiment=args.experiment, output=args.output, limits=_limits(args))
     if not args.quiet:
         print((folder / "report.md").read_text())
     print(f"report written to {folder} (report.md, report.html, CSV tables, plots/)")
@@ -230,6 +249,32 @@ def cmd_methods(args: argparse.Namespace) -> int:
     rows = method_rows()
     print(json.dumps([asdict(r) for r in rows], indent=2) if args.json else render_methods(rows))
     return 0
+
+
+def _limits(args: argparse.Namespace) -> Limits:
+    from harness.matrix import Limits
+
+    return Limits(cells=args.max_cells, grid_points=args.max_grid_points)
+
+
+def _limit_flags(parser: argparse.ArgumentParser) -> None:
+    """The caps a matrix is expanded under (harness.matrix.expand.MAX_CELLS, MAX_GRID_POINTS)."""
+    from harness.matrix.expand import MAX_CELLS, MAX_GRID_POINTS
+
+    parser.add_argument(
+        "--max-cells",
+        type=int,
+        default=MAX_CELLS,
+        metavar="N",
+        help=f"refuse a matrix of more cells, sweeps' stages included (default {MAX_CELLS:,})",
+    )
+    parser.add_argument(
+        "--max-grid-points",
+        type=int,
+        default=MAX_GRID_POINTS,
+        metavar="N",
+        help=f"refuse a sweep grid of more points (default {MAX_GRID_POINTS:,})",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -262,12 +307,14 @@ def build_parser() -> argparse.ArgumentParser:
     prefetch.add_argument("--model", action="append")
     prefetch.add_argument("--task", action="append")
     prefetch.add_argument("--matrix")
+    _limit_flags(prefetch)
     prefetch.set_defaults(func=cmd_prefetch)
 
     plan = sub.add_parser("plan", help="dry run: the cell table and sbatch scripts")
     plan.add_argument("matrix")
     plan.add_argument("--json", action="store_true")
     plan.add_argument("--no-scripts", action="store_true")
+    _limit_flags(plan)
     plan.set_defaults(func=cmd_plan)
 
     matrix = sub.add_parser("matrix", help="submit every pending cell")
@@ -281,15 +328,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="run with this executor instead of the file's executor.cluster (submitit's cluster)",
     )
     matrix.add_argument("--wait", action="store_true", help="block until every cell has finished")
+    _limit_flags(matrix)
     matrix.set_defaults(func=cmd_matrix)
 
     status = sub.add_parser("status", help="cell states from results and one sacct call")
     status.add_argument("matrix")
+    _limit_flags(status)
     status.set_defaults(func=cmd_status)
 
     collect = sub.add_parser("collect", help="import finished cells into MLflow")
     collect.add_argument("matrix")
     collect.add_argument("--tracking-uri")
+    _limit_flags(collect)
     collect.set_defaults(func=cmd_collect)
 
     methods = sub.add_parser("methods", help="every method (each PeftType of the installed peft) and where it runs")
@@ -298,10 +348,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     ui_path = sub.add_parser("ui-path", help="the MLflow UI path of a collected matrix's runs view")
     ui_path.add_argument("matrix")
+    _limit_flags(ui_path)
     ui_path.set_defaults(func=cmd_ui_path)
 
     uri = sub.add_parser("tracking-uri", help="print the MLflow tracking URI of a matrix")
     uri.add_argument("matrix")
+    _limit_flags(uri)
     uri.set_defaults(func=cmd_tracking_uri)
 
     report = sub.add_parser("report", help="tables, plots and HTML from finished cells")
@@ -309,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--experiment")
     report.add_argument("--output")
     report.add_argument("--quiet", action="store_true", help="do not print the tables")
+    _limit_flags(report)
     report.set_defaults(func=cmd_report)
     return parser
 
@@ -319,7 +372,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except ConfigError as error:
-        print(f"harness: error: {redact(str(error))}", file=sys.stderr)
+        # redacted first, then cut: a cut could leave part of a password the pattern no longer finds
+        print(f"harness: error: {one_line(redact(str(error)))}", file=sys.stderr)
         return 2
 
 

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 HARNESS = [sys.executable, "-m", "harness.cli"]
 # On CPUs with AVX512-BF16 bitsandbytes logs a warning when peft imports it; this stand-in
@@ -135,6 +137,12 @@ BASE = ["run", "--local", "--model", "tiny-bert", "--method", "lora", "--task", 
             "target_modules ['nope'] match no layer of this model; its layer names: ",
         ),
         (BASE + ["--set", "train.learning_rate=-1e-3"], {}, "train.learning_rate: Input should be greater than 0"),
+        # issue 24: a key inside a value, numbers that are not settings, a line of bounded length
+        (BASE + ["--set", "a=1", "--set", "a.b=2"], {}, "--set: 'a' is given a value and 'a.b' a key inside it"),
+        (BASE + ["--set", "train.learning_rate=.inf"], {}, "train.learning_rate: Input should be a finite number"),
+        (BASE + ["--set", "method_args.lora_alpha=.nan"], {}, "method_args: lora_alpha: nan is not a finite number"),
+        (BASE + ["--seed", str(2**70)], {}, "seed 1180591620717411303424 is out of range"),
+        (BASE + ["--set", "m" * 100_000 + "=1"], {}, "(100,000 characters)"),
         (
             BASE + ["--set", "data.source.fields={txt: text}"],
             {},
@@ -194,3 +202,89 @@ def test_bad_input_is_one_clear_line(
     assert len(lines) == 1 and lines[0].startswith("harness: error: "), done.stderr
     assert message in lines[0]
     assert set(tmp_path.rglob("*")) == before, "nothing may be written for bad input"
+
+
+# ---------------------------------------------------------------- --set, as any string
+
+
+def test_a_key_inside_a_value_of_the_cell_file_is_one_line(tmp_path: Path) -> None:
+    from harness.cli import build_parser, cell_from_args
+    from harness.errors import ConfigError
+
+    (tmp_path / "cell.yaml").write_text("model: tiny-bert\nmethod: lora\ntask: emotion\ntrain: 5\n")
+    args = build_parser().parse_args(["run", "--local", "--config", str(tmp_path / "cell.yaml"), "--set=train.lr=1"])
+    with pytest.raises(ConfigError, match=r"cell.yaml: --set train.lr: train is a value in this file, not a mapping"):
+        cell_from_args(args)
+
+
+SET_KEYS = st.sampled_from(
+    [
+        "seed",
+        "train",
+        "train.learning_rate",
+        "train.max_steps",
+        "train.epochs",
+        "method_args",
+        "method_args.r",
+        "method_args.lora_alpha",
+        "model_args.x",
+        "data",
+        "data.source",
+        "data.source.files",
+        "tags.x",
+        "task_definition",
+        "a",
+        "a.b",
+        "",
+    ]
+)
+SET_VALUES = st.one_of(
+    st.sampled_from(
+        [
+            "1",
+            "1e-3",
+            ".inf",
+            "-.inf",
+            ".nan",
+            "-1",
+            str(2**70),
+            "[1, 2]",
+            "{a: 1}",
+            "{r: .nan}",
+            "&a 1",
+            "*a",
+            "'x'",
+            "[",
+            "{",
+            "lora",
+            "null",
+            "~",
+            "yes",
+            "",
+            "{kind: classification}",
+            "1e999",
+        ]
+    ),
+    st.text(max_size=8),
+)
+SET_ITEMS = st.one_of(
+    st.builds(lambda keys, value: ".".join(keys) + "=" + value, st.lists(SET_KEYS, min_size=1, max_size=3), SET_VALUES),
+    st.text(max_size=12),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(items=st.lists(SET_ITEMS, max_size=5))
+def test_any_set_arguments_give_a_cell_or_one_config_error(items: list[str]) -> None:
+    """What `harness run` makes of its flags and --set strings, before it runs anything: a checked
+    cell or a one-line ConfigError, never another exception."""
+    from harness.cli import build_parser, cell_from_args
+    from harness.config import CellConfig
+    from harness.errors import ConfigError
+
+    argv = ["run", "--local", "--model", "tiny-bert", "--method", "lora", "--task", "emotion"]
+    args = build_parser().parse_args(argv + [f"--set={item}" for item in items])
+    try:
+        assert isinstance(cell_from_args(args), CellConfig)
+    except ConfigError as error:
+        assert "\n" not in str(error)

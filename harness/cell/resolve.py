@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from harness.config import CellConfig, format_validation_error, read_yaml_mapping
-from harness.errors import ConfigError
+from harness.errors import ConfigError, clip
 from harness.methods.registry import read_adapter_config, resolve_method
 from harness.tasks.registry import TASKS, check_defined_task, parse_task_definition, resolve_task
 
@@ -63,11 +63,16 @@ def resolve_cell_config(config: CellConfig, where: str = "cell config") -> CellC
 
 def load_cell_config(path: Path, overrides: dict[str, Any] | None = None) -> CellConfig:
     """Read a cell YAML/JSON file, apply CLI overrides (dotted keys), validate."""
-    from harness.dotted import set_dotted
+    from harness.dotted import DottedConflict, set_dotted
 
     data = read_yaml_mapping(path, what="config file")
     for dotted, value in (overrides or {}).items():
-        set_dotted(data, dotted, value)
+        try:
+            set_dotted(data, dotted, value)
+        except DottedConflict as conflict:
+            raise ConfigError(
+                f"{path}: --set {clip(conflict.dotted)}: {clip(conflict.prefix)} is a value in this file, not a mapping"
+            ) from None
     return parse_cell_config(data, where=str(path))
 
 

@@ -24,7 +24,7 @@ from harness.dispatch.sacct import Runner
 from harness.dispatch.stages import describe
 from harness.dispatch.status import StatusReport, cell_states
 from harness.dispatch.submit import SubmitReport, submit_matrix
-from harness.matrix import Matrix, ParamCounter, load_matrix, parse_filter
+from harness.matrix import Limits, Matrix, ParamCounter, load_matrix, parse_filter
 from harness.matrix.checks import check_cells
 from harness.matrix.sweep import describe_point
 from harness.names import FINAL_STAGE, SELECT_STAGE
@@ -59,11 +59,12 @@ def plan(
     params: bool = True,
     with_status: bool = True,
     runner: Runner | None = None,
+    limits: Limits | None = None,
 ) -> PlanReport:
     """Dry run: validate, expand, check every cell (as ``submit`` does), count parameters,
     look up status; submit nothing. ``params=False`` skips the counts and the checks that need
     them (a quick look at the expansion only). Raises ConfigError for a refused cell."""
-    matrix = load_matrix(path, output_dir=output_dir)
+    matrix = load_matrix(path, output_dir=output_dir, limits=limits)
     selection = parse_filter(only)
     cluster, notice = resolve_cluster(matrix, executor)
     cells = [c for c in matrix.cells if selection.matches(c)]
@@ -120,10 +121,11 @@ def submit(
     executor: str | None = None,
     runner: Runner | None = None,
     continue_stages: bool = True,
+    limits: Limits | None = None,
 ) -> SubmitReport:
     """Submit every selected cell (default: pending ones) and return at once; a sweep's stage 2
     follows on its own (see harness.dispatch.stages) unless ``continue_stages`` is False."""
-    matrix = load_matrix(path, output_dir=output_dir)
+    matrix = load_matrix(path, output_dir=output_dir, limits=limits)
     return submit_matrix(
         matrix,
         retry_failed=retry_failed,
@@ -141,9 +143,10 @@ def status(
     output_dir: Path | str | None = None,
     only: str | None = None,
     runner: Runner | None = None,
+    limits: Limits | None = None,
 ) -> StatusReport:
     """Cell states from result files plus one batched sacct call."""
-    matrix = load_matrix(path, output_dir=output_dir)
+    matrix = load_matrix(path, output_dir=output_dir, limits=limits)
     selection = parse_filter(only)
     report = cell_states(matrix, [c for c in matrix.cells if selection.matches(c)], runner=runner)
     if selection.statuses:
@@ -161,17 +164,24 @@ def wait(
     runner: Runner | None = None,
     continue_stages: bool = False,
     executor: str | None = None,
+    limits: Limits | None = None,
 ) -> StatusReport:
     """Poll ``status`` until no cell is queued or running; raises TimeoutError past ``timeout_s``.
     ``continue_stages``: submit a sweep's stage 2 from here when its stage 1 has ended (what
     ``harness matrix --wait`` does instead of scheduling a continuation)."""
     start = time.monotonic()
     while True:
-        report = status(path, output_dir=output_dir, only=only, runner=runner)
+        report = status(path, output_dir=output_dir, only=only, runner=runner, limits=limits)
         pending_finals = [s for s in report.states if s.cell.stage == FINAL_STAGE and s.status == "pending"]
         if report.finished and continue_stages and pending_finals:
             submitted = submit(
-                path, output_dir=output_dir, only=only, executor=executor, runner=runner, continue_stages=False
+                path,
+                output_dir=output_dir,
+                only=only,
+                executor=executor,
+                runner=runner,
+                continue_stages=False,
+                limits=limits,
             )
             if not submitted.ok:
                 raise RuntimeError("; ".join(submitted.errors))

@@ -9,19 +9,27 @@ import sys
 import time
 
 from harness.dispatch.commands import render_submit, status, submit
+from harness.matrix import Limits
 
 POLL_S = 5.0
 
 
-def continue_matrix(path: str, output_dir: str, executor: str, only: str | None, poll_s: float = POLL_S) -> str:
+def continue_matrix(
+    path: str,
+    output_dir: str,
+    executor: str,
+    only: str | None,
+    poll_s: float = POLL_S,
+    limits: Limits | None = None,
+) -> str:
     """Wait until no grid point of a waiting selection is queued or running, then submit."""
     while True:
-        report = status(path, output_dir=output_dir, only=only)
+        report = status(path, output_dir=output_dir, only=only, limits=limits)
         points = {c.cell_id for s in report.matrix.waiting for c in s.points}
         if not any(state.cell.cell_id in points for state in report.active):
             break
         time.sleep(poll_s)
-    text = render_submit(submit(path, output_dir=output_dir, only=only, executor=executor))
+    text = render_submit(submit(path, output_dir=output_dir, only=only, executor=executor, limits=limits))
     print(text, flush=True)
     return text
 
@@ -32,8 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", required=True)
     parser.add_argument("--executor", required=True)
     parser.add_argument("--only")
+    parser.add_argument("--max-cells", type=int, default=Limits.cells)
+    parser.add_argument("--max-grid-points", type=int, default=Limits.grid_points)
     args = parser.parse_args(argv)
-    continue_matrix(args.matrix, args.output_dir, args.executor, args.only)
+    limits = Limits(cells=args.max_cells, grid_points=args.max_grid_points)
+    continue_matrix(args.matrix, args.output_dir, args.executor, args.only, limits=limits)
     return 0
 
 

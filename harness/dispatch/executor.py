@@ -64,6 +64,8 @@ class Continuation:
     cluster: str
     only: str | None
     module: str  # the module run with ``python -m``
+    # the caps the matrix was submitted under, as flags (--max-cells N): stage 2 expands it again
+    limit_flags: tuple[str, ...] = ()
 
     def argv(self) -> list[str]:
         return [
@@ -76,6 +78,7 @@ class Continuation:
             "--executor",
             self.cluster,
             *(["--only", self.only] if self.only else []),
+            *self.limit_flags,
         ]
 
 

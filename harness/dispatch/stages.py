@@ -50,7 +50,9 @@ def schedule(matrix: Matrix, executor: Executor, only: str | None, array_ids: li
     if matrix.path is None:
         return "stage 2 waits for stage 1: run harness matrix again when it has finished"
     path = str(Path(matrix.path).absolute())
-    continuation = Continuation(path, str(matrix.output_dir), executor.name, only, CONTINUATION_MODULE)
+    continuation = Continuation(
+        path, str(matrix.output_dir), executor.name, only, CONTINUATION_MODULE, tuple(matrix.limits.flags())
+    )
     started, line = executor.schedule(matrix, continuation, array_ids)
     record: dict[str, Any] = {"executor": executor.name, "after": array_ids, "matrix": path, **started}
     target = matrix.output_dir / CONTINUATION_FILE

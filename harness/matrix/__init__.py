@@ -4,7 +4,7 @@ Knows nothing about SLURM; ``harness.dispatch`` turns cells into jobs.
 """
 
 from harness.matrix.cells import Cell
-from harness.matrix.expand import Matrix, cell_folder, load_matrix, matrix_from_dict, model_slug
+from harness.matrix.expand import Limits, Matrix, cell_folder, load_matrix, matrix_from_dict, model_slug
 from harness.matrix.params import ParamCount, ParamCounter
 from harness.matrix.schema import ExecutorSpec, MatrixSpec, Resources
 from harness.matrix.select import CellFilter, parse_filter
@@ -13,6 +13,7 @@ __all__ = [
     "Cell",
     "CellFilter",
     "ExecutorSpec",
+    "Limits",
     "Matrix",
     "MatrixSpec",
     "ParamCount",

@@ -4,11 +4,16 @@ Everything is checked before anything is returned: the file's schema, every axis
 name, every ``set``/``resources`` fragment (errors name the fragment, not the
 first cell that happens to use it), and every expanded cell as a ``CellConfig``.
 An invalid file therefore never yields a partial list of cells to submit.
+
+Sizes are bounded before any work: the number of cells and each sweep's grid points are
+counted by multiplying list lengths, and refused above :class:`Limits` (``--max-cells``,
+``--max-grid-points``) with the count that would have been made.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -21,7 +26,7 @@ from pydantic import ValidationError
 from harness.cell.resolve import parse_cell_config
 from harness.config import CellConfig, format_validation_error, read_yaml_mapping
 from harness.dotted import deep_merge, expand_dotted
-from harness.errors import ConfigError
+from harness.errors import ConfigError, clip, shorten
 from harness.matrix.cells import Cell, describe_point
 from harness.matrix.schema import (
     RESERVED_KEYS,
@@ -31,9 +36,10 @@ from harness.matrix.schema import (
     Resources,
     SelectSpec,
     TaskEntry,
+    axis_name,
     grid_values,
 )
-from harness.matrix.sweep import Selection, grid_of
+from harness.matrix.sweep import Selection, grid_axes, grid_of, grid_size
 from harness.names import (
     FINAL_STAGE,
     MATRIX_KEY_TAG,
@@ -46,6 +52,33 @@ from harness.names import (
     default_tracking_uri,
     matrix_key,
 )
+
+# The most cells one matrix may make (each sweep's stage-1 grid points and stage-2 seeds included)
+# and the most points one sweep grid may have. The thesis matrix makes 198 cells with grids of
+# 7 points; a matrix beyond these is a typo (6 keys x 50 values is 15,625,000 points) more often
+# than a plan. `harness plan/matrix/status ... --max-cells N --max-grid-points N` raise them.
+MAX_CELLS = 10_000
+MAX_GRID_POINTS = 1_000
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The caps a matrix is expanded under (see :data:`MAX_CELLS`, :data:`MAX_GRID_POINTS`)."""
+
+    cells: int = MAX_CELLS
+    grid_points: int = MAX_GRID_POINTS
+
+    def __post_init__(self) -> None:
+        if self.cells < 1 or self.grid_points < 1:
+            raise ConfigError(f"--max-cells and --max-grid-points must be >= 1, not {self.cells}, {self.grid_points}")
+
+    def flags(self) -> list[str]:
+        """The command-line flags that give these limits (none for the defaults): a stage-2
+        continuation loads the matrix under the limits it was submitted with."""
+        return [
+            *(["--max-cells", str(self.cells)] if self.cells != MAX_CELLS else []),
+            *(["--max-grid-points", str(self.grid_points)] if self.grid_points != MAX_GRID_POINTS else []),
+        ]
 
 
 @dataclass
@@ -62,6 +95,7 @@ class Matrix:
     warnings: list[str] = field(default_factory=list)
     # one per swept (task, model, method): stage 1's grid in ``cells``, stage 2's once selected
     selections: list[Selection] = field(default_factory=list)
+    limits: Limits = field(default_factory=Limits)  # the caps it was expanded under
 
     @property
     def active(self) -> list[Cell]:
@@ -89,10 +123,10 @@ class Matrix:
 # --------------------------------------------------------------------------- loading
 
 
-def load_matrix(path: Path | str, *, output_dir: Path | str | None = None) -> Matrix:
+def load_matrix(path: Path | str, *, output_dir: Path | str | None = None, limits: Limits | None = None) -> Matrix:
     """Read, validate and expand a matrix file. Raises ``ConfigError`` (one line) on any problem."""
     path = Path(path)
-    return matrix_from_dict(read_matrix_file(path), path=path, output_dir=output_dir)
+    return matrix_from_dict(read_matrix_file(path), path=path, output_dir=output_dir, limits=limits)
 
 
 EXTENDS_KEY = "extends"
@@ -117,13 +151,19 @@ def read_matrix_file(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]
     return {**read_matrix_file(base, (*chain, path.resolve())), **data}
 
 
-def matrix_from_dict(data: dict[str, Any], *, path: Path | None = None, output_dir: Path | str | None = None) -> Matrix:
+def matrix_from_dict(
+    data: dict[str, Any],
+    *,
+    path: Path | None = None,
+    output_dir: Path | str | None = None,
+    limits: Limits | None = None,
+) -> Matrix:
     where = str(path) if path else "matrix"
     try:
         spec = MatrixSpec.model_validate(data)
     except ValidationError as error:
         raise ConfigError(_format_spec_error(error, where)) from None
-    return expand(spec, path=path, output_dir=output_dir)
+    return expand(spec, path=path, output_dir=output_dir, limits=limits)
 
 
 def _format_spec_error(error: ValidationError, where: str) -> str:
@@ -146,12 +186,13 @@ def _check_names(spec: MatrixSpec, where: str) -> None:
     # the registries' name lists, and the tasks this matrix defines itself (checked with their cells)
     methods = method_names()
     tasks = (*TASK_TABLE, *(e.name for e in spec.axis("tasks") if isinstance(e, TaskEntry) and e.defined))
+    known_methods, known_tasks = set(methods), set(tasks)  # looked up once per name: linear in the file
     for entry in spec.axis("methods"):
-        if entry.name not in methods:
-            raise ConfigError(f"{where}: methods: unknown method {entry.name!r}; valid: {', '.join(methods)}")
+        if entry.name not in known_methods:
+            raise ConfigError(f"{where}: methods: unknown method {shorten(entry.name)}; valid: {', '.join(methods)}")
     for entry in spec.axis("tasks"):
-        if entry.name not in tasks:
-            raise ConfigError(f"{where}: tasks: unknown task {entry.name!r}; valid: {', '.join(tasks)}")
+        if entry.name not in known_tasks:
+            raise ConfigError(f"{where}: tasks: unknown task {shorten(entry.name)}; valid: {', '.join(tasks)}")
     for entry in spec.axis("models"):
         try:
             _validate_model(entry.name)
@@ -164,15 +205,18 @@ def _check_names(spec: MatrixSpec, where: str) -> None:
     models = {e.name for e in spec.axis("models")}
     for label, match in rules:
         for method in _as_list(match.method):
-            if method not in methods:
-                raise ConfigError(f"{where}: {label}.match: unknown method {method!r}; valid: {', '.join(methods)}")
+            if method not in known_methods:
+                raise ConfigError(
+                    f"{where}: {label}.match: unknown method {shorten(method)}; valid: {', '.join(methods)}"
+                )
         for task in _as_list(match.task):
-            if task not in tasks:
-                raise ConfigError(f"{where}: {label}.match: unknown task {task!r}; valid: {', '.join(tasks)}")
+            if task not in known_tasks:
+                raise ConfigError(f"{where}: {label}.match: unknown task {shorten(task)}; valid: {', '.join(tasks)}")
         for model in _as_list(match.model):
             if model not in models:
                 raise ConfigError(
-                    f"{where}: {label}.match: model {model!r} is not on the models axis; valid: {', '.join(sorted(models))}"
+                    f"{where}: {label}.match: model {shorten(model)} is not on the models axis; "
+                    f"valid: {', '.join(sorted(models))}"
                 )
 
 
@@ -206,8 +250,11 @@ def cell_folder(output_dir: Path, config: CellConfig, cell_id: str) -> Path:
     return output_dir / config.task / model_slug(config.model) / config.method / f"seed{config.seed}-{cell_id[:8]}"
 
 
-def expand(spec: MatrixSpec, *, path: Path | None = None, output_dir: Path | str | None = None) -> Matrix:
+def expand(
+    spec: MatrixSpec, *, path: Path | None = None, output_dir: Path | str | None = None, limits: Limits | None = None
+) -> Matrix:
     where = str(path) if path else "matrix"
+    limits = limits or Limits()
     _check_names(spec, where)
     name = spec.matrix_name(path)
     out = Path(expand_path(str(output_dir if output_dir is not None else spec.output_dir))).absolute()
@@ -216,6 +263,10 @@ def expand(spec: MatrixSpec, *, path: Path | None = None, output_dir: Path | str
     live = spec.tracking.live == "on" or (spec.tracking.live == "auto" and uri.startswith(("http://", "https://")))
 
     models, methods, tasks = spec.axis("models"), spec.axis("methods"), spec.axis("tasks")
+    # sizes first, by arithmetic: nothing below is built for a matrix beyond its limits
+    grids = _grid_sets(spec, where, models, methods, tasks)
+    _check_cell_count(spec, where, grids, limits)
+    _check_sweep_sizes(spec, where, limits)
     base_resources = spec.resources.model_dump()
     defaults = expand_dotted(spec.defaults)
 
@@ -259,7 +310,9 @@ def expand(spec: MatrixSpec, *, path: Path | None = None, output_dir: Path | str
     used_sweeps: set[int] = set()
     not_swept: set[str] = set()
 
-    for task, model, method, seed in _products(spec, where, models, methods, tasks):
+    unswept: list[_Planned] = []
+    stage1_points: dict[tuple[str, str, str], int] = {}  # a swept group's grid size on its first seed
+    for task, model, method, seed in _products(spec, grids, models, methods, tasks):
         data = deep_merge(defaults, sets["model", model.name])
         data = deep_merge(data, sets["task", task.name])
         data = deep_merge(data, sets["method", method.name])
@@ -285,15 +338,33 @@ def expand(spec: MatrixSpec, *, path: Path | None = None, output_dir: Path | str
                 reason = exclusion.reason
                 break
         planned = _Planned(data, patches, reason, f"{task.name}/{model.name}/{method.name}/seed{seed}")
-        points, sweeps_matched = grid_of(spec.sweep, model.name, method.name, task.name, seed)
-        if points and not _trains(method.name):
+        axes, sweeps_matched = grid_axes(spec.sweep, model.name, method.name, task.name, seed)
+        if axes and not _trains(method.name):
             not_swept.add(method.name)
-            points = []
-        if points:
+            axes = {}
+        if axes:
+            points = grid_size(axes)
+            if points > limits.grid_points:
+                raise ConfigError(
+                    f"{where}: sweep: the grid of {planned.label} would have {points:,} points "
+                    f"({_sizes(axes)}), over the cap of {limits.grid_points:,}; raise it with --max-grid-points N"
+                )
             used_sweeps.update(sweeps_matched)
+            stage1_points.setdefault((task.name, model.name, method.name), points)
             swept.setdefault((task.name, model.name, method.name), []).append(planned)
             continue
-        cells.append(builder.cell(planned))
+        unswept.append(planned)
+
+    # every cell the matrix makes, stage 2 included, counted before one is validated
+    stage1 = sum(stage1_points[group] for group, planned in swept.items() if planned[0].excluded is None)
+    total = len(unswept) + stage1 + sum(len(planned) for planned in swept.values())
+    if total > limits.cells:
+        raise ConfigError(
+            f"{where}: the matrix would make {total:,} cells ({len(unswept):,} unswept, {stage1:,} stage-1 grid "
+            f"points, {total - len(unswept) - stage1:,} swept seeds), over the cap of {limits.cells:,}; "
+            "raise it with --max-cells N"
+        )
+    cells.extend(builder.cell(planned) for planned in unswept)
 
     selections = []
     for group, seeds_planned in swept.items():
@@ -326,6 +397,7 @@ def expand(spec: MatrixSpec, *, path: Path | None = None, output_dir: Path | str
         cells=cells,
         warnings=warnings,
         selections=selections,
+        limits=limits,
     )
     matrix.resolve_selections()
     return matrix
@@ -486,45 +558,125 @@ def _task_metrics(data: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
     return scoring.headline, scoring.columns
 
 
-def _products(
+AXES = ("tasks", "models", "methods", "seeds")  # the product's order: task, model, method, seed
+
+
+def _grid_sets(
     spec: MatrixSpec, where: str, models: list[AxisEntry], methods: list[AxisEntry], tasks: list[AxisEntry]
-) -> Iterator[tuple[AxisEntry, AxisEntry, AxisEntry, int]]:
-    """(task, model, method, seed) in a stable order: the full product, or the union of the grids."""
+) -> list[dict[str, set[Any]]]:
+    """Each grid as the set of names per axis (the full product is one grid of every name), its
+    names checked against the axes; a grid with an empty axis makes nothing and is left out."""
     grids = spec.grids if spec.grids is not None else [Grid()]
     if not grids:
         raise ConfigError(f"{where}: grids: needs at least one entry (or leave it out for the full product)")
-    axes = {"models": models, "methods": methods, "tasks": tasks}
+    axes: dict[str, list[Any]] = {
+        "models": [e.name for e in models],
+        "methods": [e.name for e in methods],
+        "tasks": [e.name for e in tasks],
+        "seeds": list(spec.seeds),
+    }
+    valid = {axis: set(names) for axis, names in axes.items()}
     chosen: list[dict[str, set[Any]]] = []
     for i, grid in enumerate(grids):
         picked: dict[str, set[Any]] = {}
-        for axis, entries in axes.items():
-            names = getattr(grid, axis)
-            valid = [e.name for e in entries]
-            for name in names or []:
-                if name not in valid:
+        for axis, names in axes.items():
+            given = getattr(grid, axis)
+            for name in given or []:
+                if name not in valid[axis]:
                     raise ConfigError(
-                        f"{where}: grids[{i}].{axis}: {name!r} is not on the {axis} axis; valid: {', '.join(valid)}"
+                        f"{where}: grids[{i}].{axis}: {shorten(name)} is not on the {axis} axis; "
+                        f"valid: {', '.join(map(str, names))}"
                     )
-            picked[axis] = set(names) if names is not None else set(valid)
-        for seed in grid.seeds or []:
-            if seed not in spec.seeds:
-                raise ConfigError(
-                    f"{where}: grids[{i}].seeds: {seed} is not on the seeds axis; valid: {', '.join(map(str, spec.seeds))}"
-                )
-        picked["seeds"] = set(grid.seeds) if grid.seeds is not None else set(spec.seeds)
-        chosen.append(picked)
-    for task in tasks:
-        for model in models:
-            for method in methods:
-                for seed in spec.seeds:
-                    if any(
-                        model.name in g["models"]
-                        and method.name in g["methods"]
-                        and task.name in g["tasks"]
-                        and seed in g["seeds"]
-                        for g in chosen
-                    ):
-                        yield task, model, method, seed
+            picked[axis] = set(given) if given is not None else valid[axis]
+        if all(picked.values()):
+            chosen.append(picked)
+    return chosen
+
+
+def _check_cell_count(spec: MatrixSpec, where: str, grids: list[dict[str, set[Any]]], limits: Limits) -> None:
+    """Refuse a product or union of grids above ``limits.cells``, counted by multiplying the axes'
+    lengths (the union of grids: at most the sum of their products; counted exactly, up to the cap,
+    only when that sum is over it). Sweeps add their grid points later (see :func:`expand`)."""
+    sizes = [len(spec.tasks), len(spec.models), len(spec.methods), len(spec.seeds)]
+    full = math.prod(sizes)
+    if spec.grids is None:
+        if full > limits.cells:
+            raise ConfigError(
+                f"{where}: the matrix would make {full:,} cells ({sizes[0]:,} tasks x {sizes[1]:,} models x "
+                f"{sizes[2]:,} methods x {sizes[3]:,} seeds), over the cap of {limits.cells:,}; "
+                "raise it with --max-cells N"
+            )
+        return
+    bound = min(full, sum(math.prod(len(grid[axis]) for axis in AXES) for grid in grids))
+    if bound <= limits.cells:
+        return
+    # overlapping grids: their union is smaller than the sum; count its names, never more than the cap
+    count = 0
+    for _ in _names_in_grids(grids, {axis: _positions(spec, axis) for axis in AXES}):
+        count += 1
+        if count > limits.cells:
+            raise ConfigError(
+                f"{where}: the matrix's grids would make more than {limits.cells:,} cells (up to {bound:,}), "
+                f"over the cap of {limits.cells:,}; raise it with --max-cells N"
+            )
+
+
+def _check_sweep_sizes(spec: MatrixSpec, where: str, limits: Limits) -> None:
+    """Refuse a sweep entry whose own grid is over ``limits.grid_points`` (a cell's grid, which
+    may combine entries, is counted when the cell is planned), before a value is checked."""
+    for i, entry in enumerate(spec.sweep):
+        axes = {key: grid_values(values) for key, values in entry.values.items()}
+        points = grid_size(axes)
+        if points > limits.grid_points:
+            raise ConfigError(
+                f"{where}: sweep[{i}] would make {points:,} grid points ({_sizes(axes)}), over the cap of "
+                f"{limits.grid_points:,}; raise it with --max-grid-points N"
+            )
+
+
+def _sizes(axes: dict[str, list[Any]]) -> str:
+    """``7 train.learning_rate x 3 method_args.r``: how a grid's size comes about."""
+    return " x ".join(f"{len(values):,} {clip(key)}" for key, values in axes.items())
+
+
+def _positions(spec: MatrixSpec, axis: str) -> dict[Any, int]:
+    return {axis_name(entry): index for index, entry in enumerate(getattr(spec, axis))}
+
+
+def _names_in_grids(
+    grids: list[dict[str, set[Any]]], positions: dict[str, dict[Any, int]]
+) -> Iterator[tuple[Any, ...]]:
+    """(task, model, method, seed) names in the union of the grids, in axis order. Each level
+    keeps only the grids still matching, so the work follows the cells made, not the full product."""
+
+    def walk(level: int, alive: list[dict[str, set[Any]]], prefix: tuple[Any, ...]) -> Iterator[tuple[Any, ...]]:
+        axis = AXES[level]
+        names = set().union(*(grid[axis] for grid in alive)) if len(alive) > 1 else alive[0][axis]
+        for name in sorted(names, key=positions[axis].__getitem__):
+            if level == len(AXES) - 1:
+                yield (*prefix, name)
+            else:
+                yield from walk(level + 1, [grid for grid in alive if name in grid[axis]], (*prefix, name))
+
+    if grids:
+        yield from walk(0, grids, ())
+
+
+def _products(
+    spec: MatrixSpec,
+    grids: list[dict[str, set[Any]]],
+    models: list[AxisEntry],
+    methods: list[AxisEntry],
+    tasks: list[AxisEntry],
+) -> Iterator[tuple[AxisEntry, AxisEntry, AxisEntry, int]]:
+    """(task, model, method, seed) in a stable order: the full product, or the union of the grids."""
+    entries = {
+        "tasks": {e.name: e for e in tasks},
+        "models": {e.name: e for e in models},
+        "methods": {e.name: e for e in methods},
+    }
+    for task, model, method, seed in _names_in_grids(grids, {axis: _positions(spec, axis) for axis in AXES}):
+        yield entries["tasks"][task], entries["models"][model], entries["methods"][method], seed
 
 
 def _check_fragment(where: str, settings: dict[str, Any], probe: dict[str, Any]) -> None:

@@ -40,11 +40,12 @@ if TYPE_CHECKING:
     from harness.matrix.cells import Cell
 
 
-def grid_of(
+def grid_axes(
     entries: list[SweepEntry], model: str, method: str, task: str, seed: int
-) -> tuple[list[dict[str, Any]], list[int]]:
-    """The grid points of a cell (dotted key -> value, keys in first-seen order) and the indices
-    of the entries that contributed; no entry matches: ``([], [])``."""
+) -> tuple[dict[str, list[Any]], list[int]]:
+    """The values of each swept key of a cell (dotted key -> values, in first-seen order; for each
+    key the last matching entry's) and the indices of the entries that contributed. Its grid has
+    :func:`grid_size` points: counted before :func:`grid_of` makes them."""
     chosen: dict[str, list[Any]] = {}
     used = []
     for index, entry in enumerate(entries):
@@ -52,6 +53,20 @@ def grid_of(
             used.append(index)
             for key, values in entry.values.items():
                 chosen[key] = grid_values(values)
+    return chosen, used
+
+
+def grid_size(axes: dict[str, list[Any]]) -> int:
+    """The number of points of a grid: the product of its keys' value counts (0: not swept)."""
+    return math.prod(len(values) for values in axes.values()) if axes else 0
+
+
+def grid_of(
+    entries: list[SweepEntry], model: str, method: str, task: str, seed: int
+) -> tuple[list[dict[str, Any]], list[int]]:
+    """The grid points of a cell (dotted key -> value, keys in first-seen order) and the indices
+    of the entries that contributed; no entry matches: ``([], [])``."""
+    chosen, used = grid_axes(entries, model, method, task, seed)
     if not chosen:
         return [], []
     keys = list(chosen)

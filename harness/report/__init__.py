@@ -14,6 +14,7 @@ import logging
 import re
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.errors import ConfigError
 from harness.report.curves import loss_curves
@@ -23,6 +24,9 @@ from harness.report.render import ReportContent, html_page, markdown
 from harness.report.sweeps import selection_table, sensitivity_plots, split_stages
 from harness.report.tables import cells_table, efficiency_table, group_rows, not_finished_table, quality_table
 from harness.result import now_iso
+
+if TYPE_CHECKING:
+    from harness.matrix import Limits
 
 __all__ = ["CellRow", "build_report"]
 
@@ -36,6 +40,7 @@ def build_report(
     *,
     experiment: str | None = None,
     output: str | Path | None = None,
+    limits: Limits | None = None,
 ) -> Path:
     """Write the report; return its folder.
 
@@ -44,6 +49,7 @@ def build_report(
     instead (with a matrix: its tracking URI and exactly its cells; without: every cell run
     of the experiment, at ``$MLFLOW_TRACKING_URI``). ``output``: the report folder, by
     default ``<matrix output_dir>/report`` (``./report-<experiment>`` without a matrix).
+    ``limits``: the caps the matrix is expanded under (``--max-cells``, ``--max-grid-points``).
     """
     if matrix is None and experiment is None:
         raise ConfigError("harness report: give a matrix file or --experiment")
@@ -51,7 +57,7 @@ def build_report(
     if matrix is not None:
         from harness.matrix import load_matrix
 
-        loaded = load_matrix(matrix)
+        loaded = load_matrix(matrix, limits=limits)
 
     if experiment is not None:
         from harness.report.mlflow_source import rows_from_mlflow

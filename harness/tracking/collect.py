@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from harness.errors import ConfigError, error_line
-from harness.matrix import Matrix, load_matrix, parse_filter
+from harness.matrix import Limits, Matrix, load_matrix, parse_filter
 from harness.names import (
     CELL_TAG,
     COLLECTED_TAG,
@@ -61,13 +61,14 @@ def collect(
     experiment: str | None = None,
     output_dir: Path | str | None = None,
     only: str | None = None,
+    limits: Limits | None = None,
 ) -> CollectReport:
     """Log every finished cell of the matrix to MLflow (parent + child runs); return what changed.
 
     ``tracking_uri``/``experiment`` default to the matrix file's ``tracking:`` section
     (then ``$MLFLOW_TRACKING_URI``, then ``sqlite:///<output_dir>/mlflow.db``).
     """
-    matrix = load_matrix(path, output_dir=output_dir)
+    matrix = load_matrix(path, output_dir=output_dir, limits=limits)
     return collect_matrix(matrix, tracking_uri=tracking_uri, experiment=experiment, only=only)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import time
 from pathlib import Path
 
 import pytest
@@ -160,6 +162,39 @@ def test_rules_that_match_nothing_are_warned_about(tmp_path):
         ),
         ({"seeds": [0, 0]}, "seeds: duplicate entries 0"),
         ({"methods": []}, "methods: needs at least one entry"),
+        # numbers that are not settings: refused before anything runs (issue 24)
+        (
+            {"resources": {"mem_gb": 0.0001}},
+            "mem_gb 0.0001 is out of range: give 0.001 (1 MB) to 1,048,576 (GB); below 1 MB, --mem would be 0",
+        ),
+        ({"resources": {"mem_gb": 1e300}}, "mem_gb 1e+300 is out of range"),
+        ({"resources": {"mem_gb": math.nan}}, "resources.mem_gb: Input should be a finite number"),
+        (
+            {"overrides": [{"resources": {"mem_gb": math.inf}}]},
+            "overrides[0].resources: mem_gb: Input should be a finite number",
+        ),
+        ({"seeds": [0, 2**70]}, "seeds.1: seed 1180591620717411303424 is out of range: seeds are 0 .. 4,294,967,295"),
+        ({"defaults": {"train": {"epochs": math.inf}}}, "defaults: train.epochs: Input should be a finite number"),
+        (
+            {"defaults": {"train": {"learning_rate": math.inf}}},
+            "defaults: train.learning_rate: Input should be a finite",
+        ),
+        (
+            {"defaults": {"method_args": {"lora_alpha": math.nan}}},
+            "defaults: method_args: lora_alpha: nan is not a finite",
+        ),
+        (
+            {"methods": [{"name": "lora", "set": {"method_args.lora_alpha": math.nan}}]},
+            "methods[lora]: method_args: lora_alpha: nan is not a finite number",
+        ),
+        (
+            {"sweep": [{"values": {"method_args.lora_alpha": [8, math.nan]}}]},
+            "sweep[0].values.method_args.lora_alpha: method_args: lora_alpha: nan is not a finite number",
+        ),
+        (
+            {"sweep": [{"values": {"train.learning_rate": {"log": [1e-5, math.inf], "n": 3}}}]},
+            "Input should be a finite number",
+        ),
     ],
 )
 def test_invalid_files_are_one_line_errors(change, expected, tmp_path):
@@ -227,3 +262,31 @@ def test_grids_are_a_union_of_sub_products(tmp_path):
     assert "unknown key 'grids.0.model'; valid keys: models=None" in error_of(
         base(grids=[{"model": ["tiny-bert"]}]), tmp_path
     )
+
+
+def test_memory_below_a_megabyte_never_renders_as_zero(tmp_path):
+    """--mem=0 is "all of the node's memory" to SLURM: 1 MB is the least a matrix may ask for."""
+    from harness.dispatch.executor import mem_text
+
+    matrix = matrix_from_dict(base(resources={"mem_gb": 0.001}), output_dir=tmp_path)
+    assert mem_text(matrix.cells[0].resources.mem_gb) == "1M"
+    assert (
+        mem_text(matrix_from_dict(base(resources={"mem_gb": 1.5}), output_dir=tmp_path).cells[0].resources.mem_gb)
+        == "1536M"
+    )
+
+
+def test_duplicate_axis_entries_are_found_in_linear_time(tmp_path):
+    """100,000 seeds took 95 s: each was counted in the whole list. Now a Counter: well under a second."""
+    start = time.perf_counter()
+    message = error_of(base(seeds=[*range(100_000), 99_999]), tmp_path)
+    assert "seeds: duplicate entries 99999" in message
+    assert time.perf_counter() - start < 2
+    message = error_of(base(methods=["lora", "ia3", *["lora"] * 50_000]), tmp_path)
+    assert "methods: duplicate entries lora" in message
+
+
+def test_a_huge_name_is_quoted_short(tmp_path):
+    """A 300 KB method name was echoed whole: now its head and its length."""
+    message = error_of(base(methods=["m" * 300_000]), tmp_path)
+    assert "unknown method 'mmmm" in message and "(300,000 characters)" in message and len(message) < 2_000
