@@ -44,6 +44,26 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def git_dirty() -> bool | None:
+    """Whether the harness's tracked files differ from its commit (None: not known, e.g. in a
+    container image, which carries no .git; $HARNESS_GIT_DIRTY says so there if set)."""
+    if os.environ.get("HARNESS_GIT_DIRTY") is not None:
+        return os.environ["HARNESS_GIT_DIRTY"].strip().lower() in ("1", "true", "yes")
+    if os.environ.get("HARNESS_GIT_COMMIT"):
+        return None
+    source = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(out.stdout.strip()) if out.returncode == 0 else None
+
+
 def accelerator_info() -> dict[str, Any]:
     import torch
 
@@ -81,6 +101,7 @@ def environment() -> dict[str, Any]:
         "platform": platform.platform(),
         "host": socket.gethostname(),
         "git_commit": git_commit(),
+        "git_dirty": git_dirty(),
         "packages": package_versions(),
         "accelerator": accelerator_info(),
         "slurm": {k: os.environ[k] for k in SLURM_VARS if k in os.environ},

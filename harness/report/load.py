@@ -75,6 +75,7 @@ class CellRow:
     mfu: float | None = None  # model FLOPs utilisation (GPU runs on a device with a known bf16 peak)
     train_wall_s: float | None = None
     eval_wall_s: float | None = None
+    compile_s: float | None = None  # train.compile: the compiling first step, kept out of the throughput
     # (optimizer step, training loss), from result.json; empty for an MLflow run without one
     loss_history: list[tuple[int, float]] = field(default_factory=list)
     eval_loss_history: list[tuple[int, float]] = field(default_factory=list)  # train.eval_every
@@ -222,6 +223,7 @@ def row_from_flat(
         mfu=_number(flat, "eff/mfu"),
         train_wall_s=_number(flat, "eff/train/wall_s"),
         eval_wall_s=_number(flat, "eff/eval/wall_s"),
+        compile_s=_number(flat, "eff/compile_s"),
         **sweep_fields(config),
     )
 
@@ -266,6 +268,7 @@ def row_from_result(result: Result, folder: Path | str | None = None, source: st
         mfu=eff.mfu,
         train_wall_s=eff.phases["train"].wall_s if "train" in eff.phases else None,
         eval_wall_s=eff.phases["eval"].wall_s if "eval" in eff.phases else None,
+        compile_s=eff.compile_s,
         loss_history=[(int(step), float(loss)) for step, loss in eff.loss_history],
         eval_loss_history=[(int(step), float(loss)) for step, loss in eff.eval_loss_history],
         class_counts=_class_counts(result.reports),

@@ -18,7 +18,7 @@ import yaml
 from harness.errors import ConfigError
 from harness.names import CELL_TAG
 from harness.report.load import MISSING, UNREADABLE, CellRow, placeholder_row, row_from_flat, row_from_result
-from harness.result import RESULT_FILE, RunRecord, load_result
+from harness.result import RESULT_FILE, Result, RunRecord, load_result
 
 _RUN_STATUS = {
     "FINISHED": "success",
@@ -66,16 +66,24 @@ def _unflatten(params: dict[str, str]) -> dict[str, Any]:
     return expand_dotted(values)
 
 
-def row_from_run(client: Any, run: Any) -> CellRow:
-    run_id, tags = run.info.run_id, run.data.tags
+def result_of_run(client: Any, run: Any) -> Result | None:
+    """The run's logged ``result.json``, or None (a run logged without one, or unreadable)."""
+    run_id = run.info.run_id
     try:
         names = {a.path for a in client.list_artifacts(run_id)}
         if RESULT_FILE in names:
             with tempfile.TemporaryDirectory() as tmp:
-                path = Path(client.download_artifacts(run_id, RESULT_FILE, tmp))
-                return row_from_result(load_result(path), folder=None, source="mlflow")
-    except Exception:  # noqa: BLE001 - fall back to what the run itself holds
+                return load_result(Path(client.download_artifacts(run_id, RESULT_FILE, tmp)))
+    except Exception:  # noqa: BLE001 - the caller falls back to what the run itself holds
         pass
+    return None
+
+
+def row_from_run(client: Any, run: Any) -> CellRow:
+    run_id, tags = run.info.run_id, run.data.tags
+    result = result_of_run(client, run)
+    if result is not None:
+        return row_from_result(result, folder=None, source="mlflow")
     from harness.tracking.mlflow_log import RUN_PARAMS
 
     config = _unflatten(dict(run.data.params))
@@ -103,15 +111,21 @@ def _run_record(logged: Any) -> RunRecord | None:
         return None
 
 
-def rows_from_mlflow(uri: str, experiment: str, cells: list[Any] | None = None) -> list[CellRow]:
-    """Every cell run of the experiment; with ``cells`` (a matrix's active cells), exactly
-    those cells, a cell without a run being ``missing``."""
-    client = client_for(uri)
+def latest_cell_runs(client: Any, experiment: str) -> dict[str, Any]:
+    """Cell id -> the latest run of that cell in the experiment (a cell logged again has several)."""
     latest: dict[str, Any] = {}
     for run in experiment_runs(client, experiment):
         cell_id = run.data.tags.get(CELL_TAG)
         if cell_id and (cell_id not in latest or run.info.start_time > latest[cell_id].info.start_time):
             latest[cell_id] = run
+    return latest
+
+
+def rows_from_mlflow(uri: str, experiment: str, cells: list[Any] | None = None) -> list[CellRow]:
+    """Every cell run of the experiment; with ``cells`` (a matrix's active cells), exactly
+    those cells, a cell without a run being ``missing``."""
+    client = client_for(uri)
+    latest = latest_cell_runs(client, experiment)
     if cells is None:
         return [_safe_row(client, run) for run in latest.values()]
     rows = []

@@ -13,7 +13,7 @@ log = logging.getLogger(__name__)
 ARTIFACT_PATH = "report"
 
 
-def _store_exists(uri: str) -> bool:
+def store_exists(uri: str) -> bool:
     # A report must not create an empty SQLite store as a side effect of looking for a run.
     if uri.startswith("sqlite:///"):
         return Path(uri.removeprefix("sqlite:///")).is_file()
@@ -37,7 +37,7 @@ def find_parent_run(client: Any, experiment: str, matrix_name: str) -> str | Non
 def log_report(folder: Path, *, uri: str, experiment: str, matrix_name: str) -> str | None:
     """Log the report folder under ``report/`` of the parent run; return the run id, None if
     there is no parent run or logging failed (a warning says why)."""
-    if not _store_exists(uri):
+    if not store_exists(uri):
         return None
     try:
         from harness.report.mlflow_source import client_for

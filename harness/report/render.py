@@ -129,7 +129,7 @@ LOSS_NOTE = (
 
 # --------------------------------------------------------------------------- HTML
 
-_STYLE = """
+STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1400px;
        padding: 0 1em; color: #222; }
 h1 { font-size: 1.6em; } h2 { font-size: 1.25em; margin-top: 2em; border-bottom: 1px solid #ddd; }
@@ -165,7 +165,7 @@ def html_page(content: ReportContent) -> str:
     esc = html.escape
     parts = [
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{esc(content.title)}</title>',
-        f"<style>{_STYLE}</style></head><body>",
+        f"<style>{STYLE}</style></head><body>",
         f"<h1>{esc(content.title)}</h1>",
         f"<p>Source: {esc(content.source)}<br>Generated: {esc(content.generated_at)}<br>{esc(_summary_line(content))}</p>",
     ]
