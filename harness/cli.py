@@ -9,6 +9,7 @@
     harness status jobs/demo.yaml
     harness collect jobs/demo.yaml
     harness report jobs/demo.yaml
+    harness compare jobs/demo.yaml --against reference.json   # --save reference.json freezes a run
 
 Exit codes: 0 success, 1 a cell or command failed, 2 bad input (one-line error on stderr).
 """
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.cell.resolve import load_cell_config, parse_cell_config
+from harness.compare.command import add_arguments as compare_arguments
 from harness.config import CellConfig
 from harness.dispatch.cell_state import SUCCESSFUL
 from harness.dispatch.executors import executor_names
@@ -241,6 +243,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from harness.compare.command import run
+
+    return run(args)
+
+
 def cmd_methods(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
@@ -363,6 +371,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--quiet", action="store_true", help="do not print the tables")
     _limit_flags(report)
     report.set_defaults(func=cmd_report)
+
+    compare = sub.add_parser("compare", help="a run against reference figures: exit 1 when something regressed")
+    compare_arguments(compare)
+    compare.set_defaults(func=cmd_compare)
     return parser
 
 
