@@ -35,11 +35,15 @@ def clip(text: str, limit: int = MAX_QUOTED) -> str:
 
 def one_line(text: str, limit: int = MAX_MESSAGE) -> str:
     """``text`` as one printable line of at most ``limit`` characters (then "…"): line breaks and
-    tabs become spaces, other control characters their escapes (``\\x1b``)."""
+    tabs become spaces, other control characters, invisible format characters (bidi overrides,
+    zero-width ones) and lone surrogates their escapes (``\\x1b``, ``\\u202e``)."""
     head = text[: limit + 1]
     if not all(char.isprintable() for char in head):
         head = "".join(_printable(char) for char in head)
     return head if len(head) <= limit and len(text) <= limit else head[:limit] + ELLIPSIS
+
+
+_ESCAPED = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})  # spaces (Zs) stay as they are
 
 
 def _printable(char: str) -> str:
@@ -47,7 +51,9 @@ def _printable(char: str) -> str:
         return char
     if char in "\n\r\t\v\f\u2028\u2029\x85":
         return " "
-    return repr(char)[1:-1] if unicodedata.category(char) == "Cc" else char
+    # controls, and what a terminal would not show as it is: a bidi override (U+202E) reorders the
+    # line, a zero-width character hides, a lone surrogate cannot be written to a UTF-8 stdout
+    return repr(char)[1:-1] if unicodedata.category(char) in _ESCAPED else char
 
 
 def error_line(error: BaseException) -> str:

@@ -21,6 +21,10 @@ def test_the_line_the_cli_prints_is_capped_and_has_no_line_breaks() -> None:
     assert len(text) == MAX_MESSAGE + 1 and text.endswith("\u2026")
     assert one_line("a\nb\r\nc\td") == "a b  c d"
     assert one_line("esc \x1b[31m red") == "esc \\x1b[31m red"
+    # a bidi override, a zero-width space, a lone surrogate (a non-UTF-8 argv byte): escaped, so a
+    # terminal shows what the message says and a UTF-8 stdout can write it
+    assert one_line("a\u202eb\u200bc\udcffd") == "a\\u202eb\\u200bc\\udcffd"
+    assert one_line("no\xa0break") == "no\xa0break"  # a space is shown as one
     assert one_line("x" * MAX_MESSAGE) == "x" * MAX_MESSAGE  # exactly at the cap: kept whole
 
 
