@@ -61,6 +61,11 @@ RESERVED_KEYS: tuple[str, ...] = ("model", "method", "task", "seed", "output_dir
 MIN_MEM_GB = 1 / 1024
 MAX_MEM_GB = 1024.0**2
 
+# The most entries in each list of rules (grids, overrides, exclude, sweep). Every cell is checked
+# against every rule, so the expansion's work is cells x rules: with MAX_CELLS, at most 10 million
+# checks (seconds). A hand-written matrix has tens (the thesis: 28 overrides, 7 grids).
+MAX_RULES = 1_000
+
 
 class Resources(StrictModel):
     """What one cell's job asks the scheduler for. Merged: resources -> axis entries -> overrides."""
@@ -431,12 +436,12 @@ class MatrixSpec(StrictModel):
     seeds: list[Seed] = Field(default_factory=lambda: [0])
     # Without grids the matrix is the full product of the axes; with grids, the union of
     # these sub-products (so a demo need not exclude most of a product)
-    grids: list[Grid] | None = None
+    grids: list[Grid] | None = Field(None, max_length=MAX_RULES)
     defaults: dict[str, Any] = Field(default_factory=dict)
-    overrides: list[Override] = Field(default_factory=list)
-    exclude: list[Exclusion] = Field(default_factory=list)
+    overrides: list[Override] = Field(default_factory=list, max_length=MAX_RULES)
+    exclude: list[Exclusion] = Field(default_factory=list, max_length=MAX_RULES)
     # grids of values per cell key, and how stage 1 selects among them (harness.matrix.sweep)
-    sweep: list[SweepEntry] = Field(default_factory=list)
+    sweep: list[SweepEntry] = Field(default_factory=list, max_length=MAX_RULES)
     select: SelectSpec | None = None
 
     @model_validator(mode="after")

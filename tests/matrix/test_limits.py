@@ -101,6 +101,26 @@ def test_stage_one_points_and_stage_two_seeds_count_as_cells(tmp_path: Path) -> 
     assert len(matrix.cells) == 5 and matrix.limits == Limits(cells=8)
 
 
+@pytest.mark.parametrize(
+    ("key", "rule"),
+    [
+        ("overrides", {"set": {"train.batch_size": 2}}),
+        ("exclude", {"match": {"seed": 0}, "reason": "r"}),
+        ("grids", {}),
+        ("sweep", {"values": {LR: [1e-3]}}),
+    ],
+)
+def test_rule_lists_have_a_length_cap(tmp_path: Path, key: str, rule: dict) -> None:
+    """Every cell is checked against every rule: 20,000 overrides x 10,000 cells took minutes.
+    MAX_RULES per list bounds the expansion at 10,000 x 1,000 checks."""
+    from harness.matrix.schema import MAX_RULES
+
+    start = time.perf_counter()
+    message = refusal(base(**{key: [rule] * 20_000}), tmp_path)
+    assert f"{key}: List should have at most {MAX_RULES} items after validation, not 20000" in message
+    assert time.perf_counter() - start < 1
+
+
 def test_the_limits_travel_with_the_matrix_to_its_stage_two() -> None:
     assert Limits().flags() == []
     assert Limits(cells=20_000, grid_points=2_000).flags() == ["--max-cells", "20000", "--max-grid-points", "2000"]
