@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Literal
 
 from harness.dispatch.ledger import JobRecord, RunRecord, read_job, read_run
+from harness.errors import one_line
 from harness.matrix import Cell
 from harness.names import CELL_LOG
+from harness.redact import redact
 from harness.result import FINAL_STATUSES, CorruptState, Result, ResultFile, Status, check_folder
 
 ActiveStatus = Literal["queued", "running"]
@@ -114,7 +116,8 @@ def _result_log(folder: Path, result: Result) -> str | None:
 
 
 def log_error(path: str | None, max_bytes: int = 64_000) -> str | None:
-    """The last exception-looking line of a job's stderr (e.g. ``ModuleNotFoundError: ...``)."""
+    """The last exception-looking line of a job's stderr (e.g. ``ModuleNotFoundError: ...``),
+    redacted (:mod:`harness.redact`) and one line."""
     if not path:
         return None
     try:
@@ -127,7 +130,9 @@ def log_error(path: str | None, max_bytes: int = 64_000) -> str | None:
     for line in reversed(lines):
         text = line.strip()
         if text and ("Error" in text or "Exception" in text or "Killed" in text or text.startswith("slurmstepd")):
-            return text[:300]
+            # the job's own stderr, which nothing redacted (an HTTPError's URL with ?token=...):
+            # redacted before it is cut, as every line status prints is
+            return one_line(redact(text), 300)
     return None
 
 

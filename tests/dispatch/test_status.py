@@ -68,6 +68,24 @@ def test_local_and_debug_jobs(tmp_path):
     assert {s: n for s, n in report.counts().items()} == {"queued": 1, "running": 1, "failed": 3, "timeout": 1}
 
 
+def test_a_dead_jobs_stderr_line_is_redacted_and_one_line_in_status(tmp_path):
+    """The job's own stderr is the one text status prints that no harness writer redacted: an
+    HTTPError's URL with its token, a password in a URL, an escape sequence, all as one line."""
+    matrix = matrix_from_dict(smoke_dict(tmp_path / "out", exclude=[]), output_dir=tmp_path / "out")
+    cell = matrix.cells[0]
+    (tmp_path / "err.log").write_text(
+        "Traceback...\nHTTPError: 401 for url https://hub.example/x?token=hf_SECRET1 "
+        "(mirror http://alice:pa@ss2@host/) \x1b[31mred\n"
+    )
+    _record(cell, "local", "999999999", tmp_path)
+    state = cell_states(matrix, [cell]).states[0]
+    assert state.status == "failed"
+    assert "SECRET1" not in state.error and "ss2" not in state.error and "\x1b" not in state.error, state.error
+    assert state.error.endswith(
+        "HTTPError: 401 for url https://hub.example/x?token=*** (mirror http://alice:***@host/) \\x1b[31mred"
+    ), state.error
+
+
 # --------------------------------------------------------------------------- corrupt state files
 
 
