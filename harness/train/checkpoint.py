@@ -148,7 +148,9 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str
     return weights, state, progress
 
 
+# the fields of harness.train.loop.Progress, which is built from a progress.json as it is
 COUNTS = ("step", "epoch", "batch_in_epoch", "samples", "real_tokens", "token_slots")
+LOSS_LISTS = ("losses", "eval_losses")
 
 
 def _check_progress(path: Path, progress: dict[str, Any]) -> None:
@@ -156,11 +158,14 @@ def _check_progress(path: Path, progress: dict[str, Any]) -> None:
     losses as (step, loss) pairs."""
     if "step" not in progress or "losses" not in progress:
         raise CorruptState(path, "no step or no losses")
+    unknown = sorted(set(progress) - {*COUNTS, *LOSS_LISTS})
+    if unknown:  # Progress(**progress) would raise TypeError, and every retry (checkpoints kept) again
+        raise CorruptState(path, f"unknown field {unknown[0][:40]!r}")
     for key in COUNTS:
         value = progress.get(key, 0)
         if type(value) is not int or value < 0:
             raise CorruptState(path, f"{key}: {str(value)[:20]!r} is not a count")
-    for key in ("losses", "eval_losses"):
+    for key in LOSS_LISTS:
         pairs = progress.get(key, [])
         if not isinstance(pairs, list) or not all(_is_pair(pair) for pair in pairs):
             raise CorruptState(path, f"{key}: not a list of (step, loss) pairs")

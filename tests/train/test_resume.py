@@ -97,3 +97,31 @@ def test_a_corrupt_checkpoint_is_moved_aside_and_the_one_before_resumed(make_cel
     assert again.status == "success" and again.efficiency.resumed_from_step is None, again.error
     assert {"step-00000004.corrupt", "step-00000006.corrupt-2"} <= {p.name for p in checkpoints.iterdir()}
     assert again.efficiency.loss_history == straight.efficiency.loss_history
+
+
+def test_a_progress_json_with_a_field_progress_lacks_is_corrupt(tmp_path: Path) -> None:
+    """``Progress(**progress)`` takes no unknown field: a checkpoint whose progress.json has one (a
+    hand edit, another harness version) is moved aside like any corrupt one, not a TypeError that
+    fails the cell and, its checkpoints kept, every retry of it."""
+    import dataclasses
+    import json
+
+    import torch
+
+    from harness.train.checkpoint import COUNTS, LOSS_LISTS, readable_checkpoint, save_checkpoint
+    from harness.train.loop import Progress
+
+    assert {*COUNTS, *LOSS_LISTS} == {f.name for f in dataclasses.fields(Progress)}  # the check follows Progress
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    root = tmp_path / "checkpoints"
+    for step in (2, 4):
+        progress = dataclasses.asdict(Progress(step=step, losses=[(1, 1.5)]))
+        save_checkpoint(
+            root, step, model=model, optimizer=optimizer, scheduler=scheduler, progress=progress, rng={}, extra={}
+        )
+    newest = root / "step-00000004" / "progress.json"
+    newest.write_text(json.dumps({**json.loads(newest.read_text()), "momentum": 0.9}))
+    assert readable_checkpoint(root) == root / "step-00000002"
+    assert (root / "step-00000004.corrupt").is_dir()
