@@ -415,6 +415,8 @@ def not_finished_table(groups: list[Group]) -> Table:
     note = (
         "Cells without a successful result: failed, diverged (training stopped at a non-finite or exploded loss), "
         "out of memory (oom), timed out, cancelled, still running, "
-        'or missing (never wrote result.json). They count in the tables\' "Seeds" column and mark their rows.'
+        "missing (never wrote result.json), or corrupt (a file of the cell folder is not what the harness wrote; "
+        "harness matrix --retry-failed runs it again). "
+        'They count in the tables\' "Seeds" column and mark their rows.'
     )
     return Table("not_finished", "Not finished", note, frame, display, [True] * len(frame))
