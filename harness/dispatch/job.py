@@ -33,7 +33,7 @@ from harness import folder_lock, preemption
 from harness.cell.resolve import parse_cell_config
 from harness.config import CellConfig
 from harness.dispatch.ledger import read_run, update_run
-from harness.result import FINAL_STATUSES, JobOutcome, ResultFile, Status, now_iso
+from harness.result import FINAL_STATUSES, CorruptState, JobOutcome, ResultFile, Status, now_iso
 from harness.train import distributed
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,11 @@ class CellJob(submitit.helpers.Checkpointable):
         timer = None
         try:
             # counted on from run.json, which a --retry-failed carries over (see submit)
-            previous = read_run(cell_dir)
+            try:
+                previous = read_run(cell_dir)
+            except CorruptState as error:  # a requeued job runs on: update_run, below, starts it again
+                log.warning("%s; attempts counted afresh", error)
+                previous = None
             self.attempts = max(self.attempts, previous.attempts if previous else 0) + 1
             self.started = time.time()
             self._local_deadline = False

@@ -34,3 +34,18 @@ def test_attempts_carry_over_a_retry_and_restart_on_force(tmp_path: Path, monkey
     )
     _prepare_folder(cell, CellState(cell=cell, status="success"), force=True)
     assert read_run(cell.folder) is None
+
+
+def test_a_job_runs_past_a_run_json_that_is_not_one(tmp_path: Path, monkeypatch) -> None:
+    """A requeued job (no --retry-failed to move it aside) whose run.json is not a record: it
+    runs the cell and writes run.json again, as update_run does, instead of dying before the
+    runner with a traceback and no word in the folder."""
+    monkeypatch.setenv(ENV_RUNNER, "test_attempts:failing_runner")
+    config = CellConfig(model="tiny-bert", method="lora", task="emotion", output_dir=tmp_path / "cell")
+    config.output_dir.mkdir(parents=True)
+    (config.output_dir / "run.json").write_text("[]")
+    done = CellJob(time_limit_min=5)(config.model_dump(mode="json"))
+    assert done["status"] == "failed"  # the runner's word (boom), not a crash before it
+    record = read_run(config.output_dir)
+    assert record is not None and record.attempts == 1 and record.finished_at is not None
+    assert "boom" in (config.output_dir / "outcome.json").read_text()
