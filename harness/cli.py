@@ -182,14 +182,14 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         continue_stages=not args.wait,
         limits=_limits(args),
     )
-    print(commands.render_submit(report))
+    print(redact(commands.render_submit(report)))
     if not report.ok:
         return 1
     if args.wait:  # a sweep's stage 2 is submitted from here when its stage 1 has ended
         final = commands.wait(
             args.matrix, only=args.only, continue_stages=True, executor=args.executor, limits=_limits(args)
         )
-        print(commands.render_status(final))
+        print(redact(commands.render_status(final)))
         return 0 if all(state.status in SUCCESSFUL for state in final.states) else 1
     return 0
 
@@ -197,7 +197,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from harness.dispatch import commands
 
-    print(commands.render_status(commands.status(args.matrix, limits=_limits(args))))
+    print(redact(commands.render_status(commands.status(args.matrix, limits=_limits(args)))))
     return 0
 
 

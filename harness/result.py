@@ -17,7 +17,7 @@ import os
 import typing
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -378,6 +378,10 @@ STATE_MAX_BYTES = 64 << 20
 _MAX_REASON = 200
 
 Model = TypeVar("Model", bound=BaseModel)
+
+
+# the state of a cell (or a sweep point) one of whose files is not what the harness wrote
+CORRUPT: Final = "corrupt"
 
 
 class CorruptState(ValueError):

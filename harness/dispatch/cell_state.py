@@ -22,14 +22,13 @@ from harness.errors import one_line
 from harness.matrix import Cell
 from harness.names import CELL_LOG
 from harness.redact import redact
-from harness.result import FINAL_STATUSES, CorruptState, Result, ResultFile, Status, check_folder
+from harness.result import CORRUPT, FINAL_STATUSES, CorruptState, Result, ResultFile, Status, check_folder
 
 ActiveStatus = Literal["queued", "running"]
 # in the order ``harness status`` counts them
 CellStatus = Literal["pending", ActiveStatus, Status, "unknown", "corrupt", "excluded"]
 CELL_STATUSES: tuple[CellStatus, ...] = typing.get_args(CellStatus)
 ACTIVE: frozenset[CellStatus] = frozenset(typing.get_args(ActiveStatus))
-CORRUPT: CellStatus = "corrupt"  # a file of the folder is not what the harness wrote (CorruptState)
 # a cell that ended this way is submitted again with --retry-failed; not a diverged one: its
 # settings and seed make the same run diverge again (--force reruns it)
 RETRYABLE: frozenset[str] = frozenset({*FINAL_STATUSES - {"success", "diverged"}, "unknown", CORRUPT})

@@ -44,6 +44,22 @@ def _disk_cache_path() -> Path:
     return cache_dir() / "param-counts.json"
 
 
+def _read_disk_cache(path: Path) -> dict[str, list[int]]:
+    """The cached counts, keeping only well-formed entries: the cache is only a speed-up, so a file
+    that is not what this module wrote (a list, counts that are not two integers) costs a recount."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {
+        key: value
+        for key, value in data.items()
+        if isinstance(value, list) and len(value) == 2 and all(type(v) is int for v in value)
+    }
+
+
 class ParamCounter:
     def __init__(self, persistent: bool = True) -> None:
         self._cache: dict[tuple[str, ...], ParamCount] = {}
@@ -51,10 +67,7 @@ class ParamCounter:
         self._versions = _versions()
         self._disk: dict[str, list[int]] = {}
         if self._path is not None and self._path.is_file():
-            try:
-                self._disk = json.loads(self._path.read_text())
-            except (OSError, ValueError):
-                self._disk = {}
+            self._disk = _read_disk_cache(self._path)
 
     @staticmethod
     def key(config: CellConfig) -> tuple[str, ...]:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.matrix.cells import describe_point
 from harness.matrix.schema import SweepEntry, grid_values
-from harness.result import FINAL_STATUSES, CorruptState, ResultFile
+from harness.result import CORRUPT, FINAL_STATUSES, CorruptState, ResultFile
 
 if TYPE_CHECKING:
     from harness.matrix.cells import Cell
@@ -74,9 +74,6 @@ def grid_of(
 
 
 # --------------------------------------------------------------------------- choosing
-
-# a grid point whose result cannot be read (its cell's status is corrupt, harness.dispatch.cell_state)
-CORRUPT_POINT = "corrupt"
 
 
 @dataclass
@@ -160,7 +157,7 @@ def read_outcome(folder: Path, point: dict[str, Any], metric: str, cell_id: str)
     try:
         result = ResultFile(folder).read()
     except CorruptState:
-        return Outcome(point, CORRUPT_POINT, cell_id=cell_id)
+        return Outcome(point, CORRUPT, cell_id=cell_id)
     if result is None or result.status not in FINAL_STATUSES:
         return Outcome(point, "waiting", cell_id=cell_id)
     if result.status != "success":

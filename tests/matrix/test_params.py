@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 from harness.matrix import ParamCounter, matrix_from_dict
 
 
@@ -55,3 +57,20 @@ def test_counts_persist_on_disk_per_library_versions(tmp_path, monkeypatch):
     assert (ParamCounter()(config).trainable, ParamCounter()(config).trainable) == (7, 7)
     assert len(calls) == 1, "the second counter reads the first one's count from disk"
     assert (tmp_path / "cache" / "param-counts.json").is_file()
+
+
+def test_a_cache_file_that_is_not_what_was_written_costs_a_recount(tmp_path, monkeypatch):
+    from harness import methods
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(methods, "count_parameters", lambda config: (7, 70))
+    data = {"models": ["tiny-bert"], "methods": ["lora"], "tasks": ["emotion"]}
+    config = matrix_from_dict(data, output_dir=tmp_path).cells[0].config
+    cache = tmp_path / "cache" / "param-counts.json"
+    cache.parent.mkdir()
+    key = '["x"]'
+    for content in ("[]", '{"k": 3}', '{"k": [1, "2"]}', '{"k": [1, 2, 3]}', "[" * 100_000):
+        cache.write_text(content)
+        assert ParamCounter()(config).trainable == 7, content[:20]
+    cache.write_text(json.dumps({key: [1, 2]}))
+    assert ParamCounter()._disk == {key: [1, 2]}
