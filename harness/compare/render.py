@@ -111,8 +111,7 @@ def efficiency_table(findings: list[Finding]) -> Table:
             {
                 "row": f.row,
                 "measure": f.name,
-                "aspect": f.aspect,
-                "unit": measure.unit,
+                "aspect": f.aspect,  # raw figures in the unit the measure's name says (bytes, s, J)
                 "new_mean": f.new.mean,
                 "new_ci95": f.new.half_width,
                 "new_seeds": f.new.n,
