@@ -132,9 +132,10 @@ def check_tolerance(tolerance: dict[str, Any], where: str = "--tolerance") -> di
     for name, value in tolerance.items():
         if name != ALL and name not in known:
             raise ConfigError(f"{where}: unknown metric {shorten(name)}; valid: {', '.join(known)}")
-        points = _number(str(value), f"{where} {name}")
+        label = where if name == ALL else f"{where} {name}"
+        points = _number(str(value), label)
         if points < 0:
-            raise ConfigError(f"{where} {name}: tolerance {points:g} is negative; give points >= 0 (default 1)")
+            raise ConfigError(f"{label}: tolerance {points:g} is negative; give points >= 0 (default 1)")
         checked[name] = points
     return checked
 
@@ -151,7 +152,7 @@ def check_bounds(bounds: dict[str, tuple[float, float]], where: str = "--bound")
             raise ConfigError(f"{where}: unknown measure {shorten(name)}; valid: {', '.join(known)}")
         if not (math.isfinite(lo) and math.isfinite(hi)) or lo > 0 or hi < 0 or lo <= -1:
             raise ConfigError(
-                f"{where} {name}: bound ({lo:+.0%}, {hi:+.0%}) must hold 0 (lo <= 0 <= hi) with lo above -100 %"
+                f"{where if name == ALL else f'{where} {name}'}: bound ({lo:+.0%}, {hi:+.0%}) must hold 0 (lo <= 0 <= hi) with lo above -100 %"
             )
     return bounds
 
@@ -165,5 +166,6 @@ def parse_bounds(items: Iterable[str]) -> dict[str, tuple[float, float]]:
         lo, sep, hi = text.partition(":")
         if not sep:
             raise ConfigError(f"--bound {shorten(item)}: expected [MEASURE=]LO:HI in percent, e.g. memory=-10:10")
-        bounds[name] = (_number(lo, f"--bound {name}") / 100, _number(hi, f"--bound {name}") / 100)
+        label = "--bound" if name == ALL else f"--bound {name}"
+        bounds[name] = (_number(lo, label) / 100, _number(hi, label) / 100)
     return check_bounds(bounds)

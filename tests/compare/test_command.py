@@ -150,7 +150,7 @@ def test_the_installed_command_exits_2_with_one_line(tmp_path):
     )
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.splitlines() == [
-        "harness: error: --tolerance *: tolerance -3 is negative; give points >= 0 (default 1)"
+        "harness: error: --tolerance: tolerance -3 is negative; give points >= 0 (default 1)"
     ]
 
 
