@@ -56,18 +56,25 @@ def _interval(finding: Finding) -> str:
     return f"{finding.change:+.2f} [{finding.low:+.2f}, {finding.high:+.2f}]"
 
 
+def _figures(finding: Finding) -> dict[str, float | int | None]:
+    """Each side's mean, 95 % half-width and seed count: the CSV columns both tables share."""
+    return {
+        "new_mean": finding.new.mean,
+        "new_ci95": finding.new.half_width,
+        "new_seeds": finding.new.n,
+        "reference_mean": finding.ref.mean,
+        "reference_ci95": finding.ref.half_width,
+        "reference_seeds": finding.ref.n,
+    }
+
+
 def quality_table(findings: list[Finding]) -> Table:
     chosen = [f for f in findings if f.aspect == QUALITY_ASPECT]
     data = [
         {
             "row": f.row,
             "metric": f.name,
-            "new_mean": f.new.mean,
-            "new_ci95": f.new.half_width,
-            "new_seeds": f.new.n,
-            "reference_mean": f.ref.mean,
-            "reference_ci95": f.ref.half_width,
-            "reference_seeds": f.ref.n,
+            **_figures(f),
             "difference_points": f.change,
             "difference_low": f.low,
             "difference_high": f.high,
@@ -112,12 +119,7 @@ def efficiency_table(findings: list[Finding]) -> Table:
                 "row": f.row,
                 "measure": f.name,
                 "aspect": f.aspect,  # raw figures in the unit the measure's name says (bytes, s, J)
-                "new_mean": f.new.mean,
-                "new_ci95": f.new.half_width,
-                "new_seeds": f.new.n,
-                "reference_mean": f.ref.mean,
-                "reference_ci95": f.ref.half_width,
-                "reference_seeds": f.ref.n,
+                **_figures(f),
                 "change": f.change,
                 "bound": f.threshold,
                 "better": measure.better,
