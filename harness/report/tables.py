@@ -165,6 +165,13 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
+def _task_column_if_shared(display: pd.DataFrame) -> pd.DataFrame:
+    """The displayed table with its "Task" column only when its rows span several tasks: two
+    tasks of one scoring on one model would otherwise give identical-looking rows; a table of
+    one task looks as it always has (the CSV keeps its ``task`` column either way)."""
+    return display if display["Task"].nunique() > 1 else display.drop(columns="Task")
+
+
 # --------------------------------------------------------------------------- the tables
 
 
@@ -188,6 +195,7 @@ def quality_table(groups: list[Group], scoring: str) -> Table | None:
             "seeds_planned": len(group.rows),
         }
         shown: dict[str, str] = {
+            "Task": group.task,
             "Model": group.model,
             "Method": group.method,
             "Seeds": f"{len(group.ok)}/{len(group.rows)}",
@@ -223,6 +231,7 @@ def quality_table(groups: list[Group], scoring: str) -> Table | None:
                 **{f"{metric}_mean": figures.get(metric) for metric in metrics},
             }
             shown = {
+                "Task": task,
                 "Model": DASH,
                 "Method": name,
                 "Seeds": DASH,
@@ -252,7 +261,7 @@ def quality_table(groups: list[Group], scoring: str) -> Table | None:
         f"{SCORING_TITLES[scoring]}: quality",
         note,
         pd.DataFrame(data),
-        pd.DataFrame(display),
+        _task_column_if_shared(pd.DataFrame(display)),
         flagged,
     )
 
@@ -303,6 +312,7 @@ def efficiency_table(groups: list[Group], scoring: str) -> Table | None:
             "not_finished": group.note.removeprefix(f"{NOT_FINISHED_MARK} "),
         }
         shown = {
+            "Task": group.task,
             "Model": group.model,
             "Method": group.method,
             "Rank": str(raw["rank"] or DASH),
@@ -339,7 +349,7 @@ def efficiency_table(groups: list[Group], scoring: str) -> Table | None:
         f"{SCORING_TITLES[scoring]}: efficiency",
         note,
         pd.DataFrame(data),
-        pd.DataFrame(display),
+        _task_column_if_shared(pd.DataFrame(display)),
         flagged,
     )
 

@@ -381,6 +381,40 @@ def test_a_method_this_peft_does_not_have_is_reported_like_any_other(results):
     assert {p.method for p in _points(groups, "params")} == {"lora", "a_method_peft_dropped"}
 
 
+def test_tables_name_the_task_when_several_share_them():
+    """Two generation tasks on one model: the displayed quality and efficiency tables get a Task
+    column, so their rows no longer look the same; a table of one task keeps its columns."""
+    from harness.report import load
+    from harness.report.render import markdown_table
+    from harness.report.tables import efficiency_table, group_rows, quality_table
+
+    rows = [
+        load.CellRow(
+            cell_id=f"{task}-{seed}",
+            task=task,
+            model="tiny-llama",
+            method="lora",
+            seed=seed,
+            status="success",
+            scoring="exact_match",
+            metrics={"exact_match": score},
+        )
+        for task, score in (("gsm8k_mine", 0.25), ("arith_mine", 0.5))
+        for seed in (0, 1)
+    ]
+    groups = group_rows(rows)
+    for table in (quality_table(groups, "exact_match"), efficiency_table(groups, "exact_match")):
+        assert table is not None
+        assert list(table.display.columns[:3]) == ["Task", "Model", "Method"]
+        assert list(table.display["Task"]) == ["gsm8k_mine", "arith_mine"]
+        text = markdown_table(table.display)
+        assert "| gsm8k_mine | tiny-llama | lora |" in text and "| arith_mine | tiny-llama | lora |" in text
+    one = group_rows([r for r in rows if r.task == "gsm8k_mine"])
+    for table in (quality_table(one, "exact_match"), efficiency_table(one, "exact_match")):
+        assert table is not None and "Task" not in table.display.columns and "task" in table.data.columns
+        assert list(table.display.columns[:2]) == ["Model", "Method"]
+
+
 # --------------------------------------------------------------------------- units
 
 
