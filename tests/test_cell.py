@@ -225,3 +225,22 @@ def test_host_telemetry_samples_a_real_training_cell(make_cell) -> None:
     assert (Path(config.output_dir) / result.artifacts["timeline_png"]).is_file()
     # the sampler process is gone once the cell has ended
     assert not [p for p in psutil.Process().children(recursive=True) if "telemetry" in " ".join(p.cmdline())]
+
+
+def test_predictions_name_their_source_row_and_input(make_cell) -> None:
+    """Each predictions.jsonl record carries ``row``, the example's index in the bundled test
+    split as read (before the seeded sample), and ``input``, its text cut to INPUT_CHARS."""
+    from harness.tasks.data import read_table
+    from harness.tasks.evaluate import INPUT_CHARS
+
+    config = make_cell("tiny-bert", "lora", "emotion", data={"max_eval_samples": 6})
+    assert run_cell(config).status == "success"
+    records = [json.loads(line) for line in (Path(config.output_dir) / "predictions.jsonl").read_text().splitlines()]
+    test = read_table(resolve_task("emotion").bundled["test"])
+    assert len(records) == 6 and [r["index"] for r in records] == list(range(6))
+    rows = [r["row"] for r in records]
+    assert rows != list(range(6)) and len(set(rows)) == 6  # a sample of the split, not its first rows
+    for record in records:
+        assert {"index", "row", "input", "prediction", "reference"} <= set(record)
+        assert 0 < len(record["input"]) <= INPUT_CHARS
+        assert record["input"] == test[record["row"]]["text"][:INPUT_CHARS]

@@ -16,6 +16,16 @@ from harness.tasks.registry import HeldOut, TaskSpec
 Row = dict[str, Any]
 
 
+class SourceRow(dict[str, Any]):
+    """A canonical row that keeps its index in its split as read (for a held-out slice: in the
+    split it is carved from), before any sampling, so that ``predictions.jsonl`` can name the
+    source row. Everything else sees the plain dict of its fields (and compares equal to one)."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__()
+        self.index = index
+
+
 def load_split(task: TaskSpec, data: DataConfig, split: str, limit: int | None, seed: int = 0) -> list[Row]:
     """Canonical rows (``task.fields``) of one split, at most ``limit`` of them.
 
@@ -150,7 +160,7 @@ def _canonical(task: TaskSpec, source: DataSource, row: Row, split: str, index: 
             f"data.source.fields: unknown field(s) {', '.join(sorted(unknown))} for task {task.name!r}; "
             f"valid: {', '.join(task.fields)}"
         )
-    out: Row = {}
+    out = SourceRow(index)
     for name in task.fields:
         column = source.fields.get(name, name)
         if column not in row:

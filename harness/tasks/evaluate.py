@@ -17,6 +17,10 @@ from harness.tasks.formatting import Example, Formatter, pad_batch
 from harness.tasks.kinds import SCORINGS
 from harness.tasks.registry import TaskSpec
 
+# predictions.jsonl's "input": the example's input text, cut to this many characters (enough to
+# recognise the example; "row" finds all of it in the data)
+INPUT_CHARS = 500
+
 
 @dataclass
 class Evaluation:
@@ -82,7 +86,10 @@ def _score(
         texts = [outputs[i] for i in range(len(examples))]
         targets = [str(e.reference) for e in examples]
         metrics, reports = score(texts, targets, [])
-        predictions = [{"index": i, "prediction": t, "reference": r} for i, (t, r) in enumerate(zip(texts, targets))]
+        predictions = [
+            {"index": i, **_source(examples[i]), "prediction": t, "reference": r}
+            for i, (t, r) in enumerate(zip(texts, targets))
+        ]
         return Evaluation(metrics, reports, predictions, generated)
     labels = list(task.label_names)
     predicted: list[int] = []
@@ -92,6 +99,7 @@ def _score(
         predicted.append(pred)
         record = {
             "index": i,
+            **_source(examples[i]),
             "prediction": labels[pred] if pred >= 0 else None,
             "reference": labels[int(examples[i].reference)],
         }
@@ -101,3 +109,9 @@ def _score(
     references = [int(e.reference) for e in examples]
     metrics, reports = score(predicted, references, labels)
     return Evaluation(metrics, reports, predictions, generated)
+
+
+def _source(example: Example) -> dict[str, Any]:
+    """A prediction's way back to the data: ``index`` is its place in the evaluated sample,
+    ``row`` the source row's index in its split as read, ``input`` the start of its text."""
+    return {"row": example.source_row, "input": example.text[:INPUT_CHARS]}

@@ -39,6 +39,10 @@ class Example:
     prompt_ids: list[int] | None
     reference: str | int
     class_id: int | None = None
+    # where it came from, for predictions.jsonl: the row's index in its split as read (None for a
+    # row built in code) and its input text
+    source_row: int | None = None
+    text: str = ""
 
     @property
     def length(self) -> int:
@@ -64,6 +68,12 @@ class Formatter:
         return ids + [self.eos]
 
     def encode(self, row: dict[str, Any]) -> Example:
+        example = self._encode(row)
+        example.source_row = getattr(row, "index", None)  # a SourceRow (harness.tasks.data) knows it
+        example.text = row["text"]
+        return example
+
+    def _encode(self, row: dict[str, Any]) -> Example:
         data, task, head = self.data, self.task, HEADS[self.head]
         answer = task.target_field
         if head.class_labels:  # the text alone; the head predicts the class id

@@ -151,7 +151,8 @@ def test_a_generation_csv_task_runs_with_its_metric(tmp_path: Path, model: str, 
     losses = [loss for _, loss in result.efficiency.loss_history]
     assert sum(losses[-2:]) < sum(losses[:2])
     first = json.loads((cell.folder / "predictions.jsonl").read_text().splitlines()[0])
-    assert set(first) == {"index", "prediction", "reference"} and first["reference"]
+    assert set(first) == {"index", "row", "input", "prediction", "reference"} and first["reference"]
+    assert isinstance(first["row"], int) and first["input"]  # traceable to the user's file
 
 
 @pytest.mark.parametrize(
