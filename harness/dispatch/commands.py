@@ -23,7 +23,7 @@ from harness.dispatch.render import human_count, table
 from harness.dispatch.sacct import Runner
 from harness.dispatch.stages import describe
 from harness.dispatch.status import StatusReport, cell_states
-from harness.dispatch.submit import SubmitReport, submit_matrix
+from harness.dispatch.submit import NOT_SELECTED, SubmitReport, select_cells, submit_matrix
 from harness.matrix import Limits, Matrix, ParamCounter, load_matrix, parse_filter
 from harness.matrix.checks import check_cells
 from harness.matrix.sweep import describe_point
@@ -45,6 +45,10 @@ class PlanReport:
     rows: list[dict[str, Any]]
     scripts: list[JobScript] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
+    # cells ``harness matrix`` would submit now (no --retry-failed/--force), and why the
+    # others that are not excluded would not be (reason -> number of cells)
+    to_run: int = 0
+    held: dict[str, int] = field(default_factory=dict)
 
     def as_json(self) -> list[dict[str, Any]]:
         return self.rows
@@ -108,7 +112,15 @@ def plan(
         )
     scripts = [JobScript(g.index, g.describe(), cluster.name, cluster.job_script(matrix, g)) for g in groups]
     notices = list(matrix.warnings) + ([notice] if notice else []) + (report_status.notices if report_status else [])
-    return PlanReport(matrix=matrix, executor=cluster.name, rows=rows, scripts=scripts, notices=notices)
+    if report_status:  # the same choice ``harness matrix`` makes, so the count is what it submits
+        chosen, skipped = select_cells(report_status, retry_failed=False, force=False, only=only)
+        to_run = len(chosen)
+        held = {k: n for k, n in skipped.items() if k not in (NOT_SELECTED, "excluded")}
+    else:
+        to_run, held = sum(r["status"] != "excluded" for r in rows), {}
+    return PlanReport(
+        matrix=matrix, executor=cluster.name, rows=rows, scripts=scripts, notices=notices, to_run=to_run, held=held
+    )
 
 
 def submit(
@@ -198,9 +210,10 @@ def wait(
 
 def render_plan(report: PlanReport, *, scripts: bool = True) -> str:
     m = report.matrix
-    active = [r for r in report.rows if r["status"] != "excluded"]
+    excluded = sum(r["status"] == "excluded" for r in report.rows)
+    held = "".join(f", {n} {reason}" for reason, n in report.held.items())
     lines = [
-        f"matrix {m.name}: {len(report.rows)} cells ({len(active)} to run, {len(report.rows) - len(active)} excluded), "
+        f"matrix {m.name}: {len(report.rows)} cells ({report.to_run} to run, {excluded} excluded{held}), "
         f"executor {report.executor}, output {m.output_dir}, tracking {m.tracking_uri} (experiment {m.experiment})"
     ]
     lines += [f"note: {n}" for n in report.notices]

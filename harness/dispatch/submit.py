@@ -47,6 +47,9 @@ class SubmitReport:
         return not self.errors
 
 
+NOT_SELECTED = "not selected by --only"
+
+
 def select_cells(
     report: StatusReport, *, retry_failed: bool, force: bool, only: str | None
 ) -> tuple[list[Cell], dict[str, int]]:
@@ -60,7 +63,7 @@ def select_cells(
 
     for state in report.states:
         if not selection.matches(state.cell) or (selection.statuses and state.status not in selection.statuses):
-            skip("not selected by --only")
+            skip(NOT_SELECTED)
         elif state.status == "excluded":
             skip("excluded")
         elif state.status in ACTIVE:

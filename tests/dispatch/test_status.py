@@ -239,3 +239,20 @@ def test_any_state_file_content_is_a_status_never_a_traceback(sweep_file, data):
             if state.status == "corrupt":
                 assert state.error.startswith("corrupt: ") and "\n" not in state.error
         assert [r["status"] for r in planned.rows][: len(report.states)] == [s.status for s in report.states]
+
+
+def test_plan_counts_to_run_only_the_cells_matrix_would_submit(tmp_path):
+    """Succeeded cells are not 'to run': the plan's count is what ``harness matrix`` submits."""
+    data = smoke_dict(tmp_path / "out", models=["tiny-bert"], methods=["lora"], seeds=[0, 1, 2], exclude=[])
+    data["executor"] = {"cluster": "debug"}
+    path = write_matrix(tmp_path / "done.yaml", data)
+    cells = load_matrix(path).cells
+    for cell in cells[:2]:
+        write_result(
+            cell.folder, Result(cell_id=cell.cell_id, status="success", config=cell.config.model_dump(mode="json"))
+        )
+    planned = plan(path, params=False)
+    assert planned.to_run == 1
+    assert "3 cells (1 to run, 0 excluded, 2 already succeeded (--force reruns))" in render_plan(planned)
+    submitted = submit(path)
+    assert len(submitted.submitted) == planned.to_run
