@@ -168,12 +168,50 @@ class DataSource(StrictModel):
     fields: dict[str, str] = Field(default_factory=dict)
     # label names in id order, for sources whose labels are strings
     label_names: list[str] | None = None
+    # how local files are read, as published (pandas does the parsing): the format (default: each
+    # file's extension), a CSV/TSV's one-character delimiter, whether its first row names the columns
+    # (``header: none`` with ``columns``: AG News's layout) and the text encoding
+    format: str | None = None
+    delimiter: str | None = None
+    header: Literal["first", "none"] = "first"  # none: no header row; give columns
+    columns: list[str] | None = None
+    encoding: str = "utf-8"
 
     @model_validator(mode="after")
     def _one_origin(self) -> DataSource:
         if self.hub_id and self.files and any(Path(f).suffix for f in self.files.values()):
             raise ValueError("data source: give either hub_id or local files, not both")
         return self
+
+    @model_validator(mode="after")
+    def _readable(self) -> DataSource:
+        if self.format is not None and self.format not in FILE_FORMATS:
+            raise ValueError(f"data source: unknown format {shorten(self.format)}; valid: {', '.join(FILE_FORMATS)}")
+        if self.delimiter is not None and len(self.delimiter) != 1:
+            raise ValueError(
+                f"data source: delimiter {shorten(self.delimiter)} is not one character; give one, e.g. ',' or '\\t'"
+            )
+        if self.header == "none" and not self.columns:
+            raise ValueError("data source: header: none needs columns: [names] (the file's columns, in order)")
+        if self.header == "first" and self.columns is not None:
+            raise ValueError("data source: columns names a headerless file's columns; give header: none with it")
+        if self.columns is not None and len(set(self.columns)) != len(self.columns):
+            raise ValueError(f"data source: columns {', '.join(self.columns)} repeat a name; give each column its own")
+        if self.format in ("jsonl", "json", "parquet") and (self.delimiter or self.header != "first"):
+            raise ValueError(f"data source: delimiter and header are for csv and tsv files, not {self.format}")
+        import codecs
+
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise ValueError(
+                f"data source: unknown encoding {shorten(self.encoding)}; give a Python codec name, e.g. utf-8 or latin-1"
+            ) from None
+        return self
+
+
+# data.source.format: the file formats read (default: from each file's extension)
+FILE_FORMATS = ("csv", "tsv", "jsonl", "json", "parquet")
 
 
 class DataConfig(StrictModel):
@@ -280,6 +318,7 @@ class TelemetryConfig(StrictModel):
 ADDED_LATER: dict[str, dict[str, Any]] = {
     "train": {"packing": False, "compile": False, "eval_every": 0, "distributed": "none", "fsdp_cpu_offload": False},
     "data": {"validation_split": "validation", "max_validation_samples": 256, "held_out": None},
+    "data.source": {"format": None, "delimiter": None, "header": "first", "columns": None, "encoding": "utf-8"},
     "": {"task_definition": None},
 }
 
@@ -315,7 +354,11 @@ class CellConfig(StrictModel):
         # Settings added after cells were first run enter the id only when set, so a matrix
         # planned before they existed keeps its cell ids (and its finished cells).
         for section, defaults in ADDED_LATER.items():
-            node = data[section] if section else data
+            node: Any = data
+            for part in section.split(".") if section else ():
+                node = node.get(part) if isinstance(node, dict) else None
+            if not isinstance(node, dict):  # data.source is None: the bundled copy
+                continue
             for key, default in defaults.items():
                 if node.get(key) == default:
                     node.pop(key)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import random
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from harness.config import DataConfig, DataSource
 from harness.errors import ConfigError
@@ -71,7 +72,7 @@ def _read_rows(task: TaskSpec, source: DataSource, split: str) -> list[Row]:
     if source.files:
         if split not in source.files:
             raise ConfigError(f"data source has no file for split {split!r}; given: {', '.join(source.files)}")
-        return read_table(Path(source.files[split]))
+        return read_table(Path(source.files[split]), _options(source))
     if source.hub_id:
         return _read_hub(source.hub_id, source.revision, split)
     if split not in task.bundled:
@@ -83,22 +84,48 @@ def _read_rows(task: TaskSpec, source: DataSource, split: str) -> list[Row]:
 TOO_DEEP = "nested deeper than Python can read (a data record is an object of plain fields)"
 
 
-def read_table(path: Path) -> list[Row]:
-    """Rows of a JSONL/JSON/CSV/Parquet file. Callers must not mutate them: they are cached
-    (per path and modification time), since every cell of a matrix reads the same files."""
+class ReadOptions(NamedTuple):
+    """How a file is read (``data.source``'s format, delimiter, header, columns, encoding): hashable,
+    so that it keys the read cache with the path."""
+
+    format: str | None = None  # None: from the extension
+    delimiter: str | None = None  # None: the format's (',' for csv, tab for tsv)
+    header: str = "first"
+    columns: tuple[str, ...] | None = None
+    encoding: str = "utf-8"
+
+
+def _options(source: DataSource) -> ReadOptions:
+    columns = tuple(source.columns) if source.columns is not None else None
+    return ReadOptions(source.format, source.delimiter, source.header, columns, source.encoding)
+
+
+# the delimiters a one-column read looks for, to name the one the file uses
+_LIKELY_DELIMITERS = ("\t", ",", ";", "|")
+
+
+PLAIN = ReadOptions()  # a file read by its extension, with a header row, as UTF-8
+
+
+def read_table(path: Path, options: ReadOptions = PLAIN) -> list[Row]:
+    """Rows of a JSONL/JSON/CSV/TSV/Parquet file. Callers must not mutate them: they are cached
+    (per path, modification time and read options), since every cell of a matrix reads the same files."""
     if not path.is_file():
         raise ConfigError(f"data file not found: {path}")
-    return _read_table_cached(str(path), path.stat().st_mtime_ns)
+    return _read_table_cached(str(path), path.stat().st_mtime_ns, options)
 
 
 @lru_cache(maxsize=16)
-def _read_table_cached(name: str, _mtime_ns: int) -> list[Row]:
+def _read_table_cached(name: str, _mtime_ns: int, options: ReadOptions) -> list[Row]:
     path = Path(name)
     suffix = path.suffix.lower()
+    kind = options.format or suffix.lstrip(".")
+    if kind in ("jsonl", "json", "parquet") and (options.delimiter or options.header != "first"):
+        raise ConfigError(f"data file {path}: delimiter and header are for csv and tsv files, not {kind}")
     try:
-        if suffix in (".jsonl", ".json"):
-            text = path.read_text(encoding="utf-8")
-            if suffix == ".json" and text.lstrip().startswith("["):
+        if kind in ("jsonl", "json"):
+            text = path.read_text(encoding=options.encoding)
+            if kind == "json" and text.lstrip().startswith("["):
                 return _objects(json.loads(text), path)
             return _objects(
                 (_json_line(line, path, number) for number, line in enumerate(text.splitlines(), 1) if line.strip()),
@@ -106,21 +133,55 @@ def _read_table_cached(name: str, _mtime_ns: int) -> list[Row]:
             )
         import pandas as pd
 
-        if suffix == ".csv":
-            return pd.read_csv(path).to_dict("records")
-        if suffix == ".parquet":
+        if kind in ("csv", "tsv"):
+            return _read_delimited(path, kind, options)
+        if kind == "parquet":
             return pd.read_parquet(path).to_dict("records")
     except ConfigError:
         raise  # a line or record already named (a ConfigError is a ValueError: not wrapped again below)
     except RecursionError:  # a .json document
         raise ConfigError(f"data file {path}: {TOO_DEEP}") from None
     except UnicodeDecodeError as error:
-        raise ConfigError(f"data file {path}: not UTF-8 text (byte {error.start})") from None
+        raise ConfigError(
+            f"data file {path}: not {options.encoding} text (byte {error.start}); set data.source.encoding"
+        ) from None
     except (ValueError, OSError) as error:
         raise ConfigError(
             f"cannot read data file {path}: {str(error).splitlines()[0] if str(error) else error}"
         ) from None
-    raise ConfigError(f"data file {path}: unsupported format {suffix!r}; use .jsonl, .json, .csv or .parquet")
+    raise ConfigError(
+        f"data file {path}: unsupported format {suffix!r}; use .jsonl, .json, .csv, .tsv or .parquet, "
+        "or set data.source.format"
+    )
+
+
+def _read_delimited(path: Path, kind: str, options: ReadOptions) -> list[Row]:
+    """A CSV or TSV through pandas, with the source's delimiter, header and encoding. Its first line
+    is checked first: a delimiter the file does not use (a TSV read as CSV) would make one column,
+    or a pandas error about field counts; named columns must match the file's fields."""
+    import pandas as pd
+
+    sep = options.delimiter or ("\t" if kind == "tsv" else ",")
+    with path.open(encoding=options.encoding, newline="") as handle:
+        first = next(csv.reader(handle, delimiter=sep), None)
+    if first is not None and len(first) == 1:
+        used = [d for d in _LIKELY_DELIMITERS if d != sep and d in first[0]]
+        if used:
+            raise ConfigError(
+                f"data file {path}: delimiter {sep!r} yields one column, but its first line has {used[0]!r}; "
+                f"set data.source.delimiter: {used[0]!r}" + (" (or format: tsv)" if used[0] == "\t" else "")
+            )
+    if options.columns is not None and first is not None and len(first) != len(options.columns):
+        raise ConfigError(
+            f"data file {path}: columns names {len(options.columns)} column(s) ({', '.join(options.columns)}) "
+            f"but its first line has {len(first)} field(s)"
+        )
+    if options.header == "none":
+        frame = pd.read_csv(path, sep=sep, header=None, names=list(options.columns or ()), encoding=options.encoding)
+    else:
+        frame = pd.read_csv(path, sep=sep, encoding=options.encoding)
+    records: list[Row] = frame.to_dict("records")
+    return records
 
 
 def _json_line(line: str, path: Path, number: int) -> Any:
