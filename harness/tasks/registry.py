@@ -185,7 +185,8 @@ def resolve_task(name: str, definition: TaskDefinition | Mapping[str, Any] | Non
     if name not in TASKS:
         raise ConfigError(
             f"unknown task {name!r}; valid: {', '.join(TASKS)}, or define one in the matrix "
-            f"(tasks: [{{name: ..., kind: {'|'.join(KINDS)}, source: ..., labels: [...]}}])"
+            f"(tasks: [{{name: ..., kind: {'|'.join(KINDS)}, source: ..., labels: [...]}}]) or in a cell file "
+            f"for harness run --local --config (task_definition: {{kind: ..., labels: [...]}} and data.source)"
         )
     return TASKS[name]
 
