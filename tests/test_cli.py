@@ -65,6 +65,17 @@ def test_run_local_from_flags(tmp_path: Path) -> None:
     assert (tmp_path / "cell" / "result.json").is_file()
 
 
+def test_the_bitsandbytes_import_warning_stays_out_of_log_txt(tmp_path: Path) -> None:
+    """Full fine-tuning imports peft (and so bitsandbytes) only once the cell's log.txt is open."""
+    args = ["run", "--local", "--model", "tiny-bert", "--method", "full", "--task", "emotion", "--no-tracking"]
+    args += ["--max-steps", "1", "--set", "data.max_train_samples=4", "--set", "data.max_eval_samples=2"]
+    done = run([*args, "--set", "train.progress_bar=false", "--output", "cell"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    log = (tmp_path / "cell" / "log.txt").read_text()
+    assert "harness.cell: cell " in log and "parameters:" in log
+    assert "gemm_4bit_forward" not in log and "gemm_4bit_forward" not in done.stderr
+
+
 def test_run_local_from_a_config_file(tmp_path: Path) -> None:
     (tmp_path / "cell.yaml").write_text(
         "model: tiny-t5\nmethod: ia3\ntask: billsum\ntrain: {max_steps: 2, batch_size: 2, progress_bar: false}\n"
