@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -144,7 +145,9 @@ def log_result(
         tags[PARENT_TAG] = parent_run_id
     if run_id is None:
         run_name = f"{result.task}/{result.model}/{result.method}/seed{result.seed}"
-        run_id = client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+        # the cell's own times, not when this logging happens (collect may run hours later)
+        start_time = _epoch_ms(result.started_at)
+        run_id = client.create_run(experiment_id, start_time=start_time, run_name=run_name, tags=tags).info.run_id
     existing_params = client.get_run(run_id).data.params
     logged = {**flatten(result.config), **run_params(result)}
     params = [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in sorted(logged.items()) if k not in existing_params]
@@ -170,5 +173,15 @@ def log_result(
     with tempfile.TemporaryDirectory() as tmp:  # the result as read (load_result merges the job's
         # and collect's files with result.json), not the bare file in the folder
         client.log_artifact(run_id, str(write_result(Path(tmp), result)))
-    client.set_terminated(run_id, status="FINISHED" if result.status == "success" else "FAILED")
+    client.set_terminated(
+        run_id,
+        status="FINISHED" if result.status == "success" else "FAILED",
+        end_time=_epoch_ms(result.finished_at),
+    )
     return run_id
+
+
+def _epoch_ms(iso: str | None) -> int | None:
+    """A result's ISO timestamp as MLflow's milliseconds since the epoch; None (MLflow then
+    takes the current time) for a time not recorded."""
+    return round(datetime.fromisoformat(iso).timestamp() * 1000) if iso else None

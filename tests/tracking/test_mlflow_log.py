@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,22 @@ def test_a_diverged_cell_is_recorded_as_diverged(make_cell, mlflow_server: str) 
     assert run.info.status == "FAILED"
     tags = run.data.tags
     assert (tags["status"], tags["divergence.step"], tags["divergence.rule"]) == ("diverged", "2", "explosion")
+
+
+def test_a_run_carries_the_cells_own_start_and_end_times(make_cell) -> None:
+    """Logged later (as ``collect`` does), the run still shows when the cell trained and for how long."""
+    from harness.tracking import log_result
+
+    config = make_cell("tiny-bert", "lora", "emotion", tracking={"enabled": True})
+    result = run_cell(config)
+    assert result.tracking.status == "logged", result.tracking.error
+    trained = result.model_copy(
+        update={"started_at": "2026-01-02T03:04:05+00:00", "finished_at": "2026-01-02T03:34:07+00:00"}
+    )
+    run_id = log_result(Path(config.output_dir), trained, uri=result.tracking.uri, experiment="collected-later")
+    info = MlflowClient(tracking_uri=result.tracking.uri).get_run(run_id).info
+    assert info.start_time == 1767323045000 and info.end_time == 1767323045000 + (30 * 60 + 2) * 1000
+    # logged as the cell ends, the run's times are result.json's too
+    inline = MlflowClient(tracking_uri=result.tracking.uri).get_run(result.tracking.run_id).info
+    assert inline.start_time == round(datetime.fromisoformat(result.started_at).timestamp() * 1000)
+    assert inline.end_time == round(datetime.fromisoformat(result.finished_at).timestamp() * 1000)
