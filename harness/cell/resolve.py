@@ -5,8 +5,8 @@ layer, which imports no registry) cannot check on its own.
   id follows the file's content;
 - the method and the task must be known (a bundled task, or one the matrix defines with data);
   a defined task's ``task_definition`` is checked against the task kinds and normalised;
-- a bundled task that carves its selection split out of the training data (BillSum's
-  validation) has that recorded in ``data.held_out``, which enters the cell id.
+- a task that carves its selection split out of the training data (BillSum's validation, or
+  a defined task's ``validation: {from: train, ...}``) has that recorded in ``data.held_out``, which enters the cell id.
 
 Every path from user input to a ``CellConfig`` goes through :func:`parse_cell_config`: the CLI's
 cell files and flags, matrix expansion, and the job that re-reads its config. Plain data: no torch.
@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from harness.config import CellConfig, format_validation_error, read_yaml_mapping
 from harness.errors import ConfigError, clip
 from harness.methods.registry import read_adapter_config, resolve_method
-from harness.tasks.registry import TASKS, check_defined_task, parse_task_definition, resolve_task
+from harness.tasks.registry import check_defined_task, parse_task_definition, resolve_task
 
 
 def parse_cell_config(data: dict[str, Any], where: str = "cell config") -> CellConfig:
@@ -46,10 +46,16 @@ def resolve_cell_config(config: CellConfig, where: str = "cell config") -> CellC
     except ConfigError as error:
         raise ConfigError(f"{where}: {error}") from None
     if config.task_definition is not None:  # checked against the task kinds, kept as the model's dump (the id's form)
-        definition = parse_task_definition(config.task_definition, where).model_dump(mode="json")
+        definition = parse_task_definition(config.task_definition, where).dump()
         if definition != config.task_definition:
             config = config.model_copy(update={"task_definition": definition})
-    held_out = TASKS[config.task].held_out if config.task_definition is None else None
+    held_out = resolve_task(config.task, config.task_definition).held_out
+    source = config.data.source
+    if held_out is not None and source is not None and held_out.name in source.files:
+        raise ConfigError(
+            f"{where}: task {config.task!r} has a {held_out.name} file and declares a held-out "
+            f"{held_out.name} slice of {held_out.of}; keep one (remove validation: from the task, or the file)"
+        )
     recorded = held_out.describe() if held_out is not None else None
     if config.data.held_out not in (None, recorded):
         raise ConfigError(

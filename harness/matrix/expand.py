@@ -493,6 +493,23 @@ def _trains(method: str) -> bool:
     return resolve_method(method).trains
 
 
+def _check_selection_split(where: str, task: str, split: str, data: dict[str, Any]) -> None:
+    """A defined task on local files selects on a file of that split or on the held-out slice of
+    train it declares; with neither, the sweep is refused here, naming the fix (Hub datasets
+    are not read at plan time: their splits are checked when the cell runs)."""
+    definition = data.get("task_definition")
+    source = (data.get("data") or {}).get("source") or {}
+    if definition is None or source.get("hub_id") or split in (source.get("files") or {}):
+        return
+    if definition.get("validation") is not None and split == "validation":
+        return
+    raise ConfigError(
+        f"{where}: select.split {split!r}: task {task} has no {split} file to select on; declare a held-out "
+        f"slice of train in its definition (validation: {{from: train, fraction: 0.1}}) or give "
+        f"source.files.{split}"
+    )
+
+
 def _selection(
     spec: MatrixSpec, builder: _CellBuilder, key: tuple[str, str, str], planned: list[_Planned], cells: list[Cell]
 ) -> Selection:
@@ -515,6 +532,7 @@ def _selection(
             f"{where}: select.split {select.split!r} is the split {task}/{model}/{method} is scored on; "
             "selection needs another one (validation)"
         )
+    _check_selection_split(where, task, select.split, first.data)
     seed = first.data["seed"]
     points, _ = grid_of(spec.sweep, model, method, task, seed)
     tags = {SELECT_TAG: select.describe(metric)}

@@ -49,7 +49,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from harness.config import DataSource, Line, SbatchKey, Seed, StrictModel
 from harness.errors import clip, shorten
 from harness.tasks.kinds import KINDS
-from harness.tasks.registry import TaskDefinition
+from harness.tasks.registry import HeldOutDefinition, TaskDefinition
 
 # CellConfig keys a matrix may not set through ``defaults``/``set``: they are the axes
 # or are derived by the expansion (output_dir is the cell's folder).
@@ -232,6 +232,8 @@ class TaskEntry(AxisEntry):
     labels: list[Line] | None = None
     metric: str | None = None
     instruction: str | None = None
+    # a held-out slice of train to select on: {from: train, fraction: 0.1, seed: 0} (or count: N)
+    validation: HeldOutDefinition | None = None
     source: DataSource | None = None
 
     @property
@@ -241,7 +243,9 @@ class TaskEntry(AxisEntry):
 
     @model_validator(mode="after")
     def _defined_task(self) -> TaskEntry:
-        given = [key for key in ("labels", "metric", "instruction", "source") if getattr(self, key) is not None]
+        given = [
+            key for key in ("labels", "metric", "instruction", "validation", "source") if getattr(self, key) is not None
+        ]
         if self.kind is None:
             if given:
                 raise ValueError(
@@ -251,8 +255,12 @@ class TaskEntry(AxisEntry):
             return self
         try:
             definition = TaskDefinition(
-                kind=self.kind, labels=self.labels, metric=self.metric, instruction=self.instruction
-            ).model_dump(exclude_none=True)
+                kind=self.kind,
+                labels=self.labels,
+                metric=self.metric,
+                instruction=self.instruction,
+                validation=self.validation,
+            ).model_dump(exclude_none=True, by_alias=True)
         except ValidationError as error:
             raise ValueError(
                 f"task {shorten(self.name)}: {error.errors()[0]['msg'].removeprefix('Value error, ')}"

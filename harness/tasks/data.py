@@ -54,7 +54,16 @@ def load_split(task: TaskSpec, data: DataConfig, split: str, limit: int | None, 
 def held_out_indices(size: int, held_out: HeldOut) -> list[int]:
     """The rows of ``held_out.of`` that form the held-out split: a fixed share, drawn with its
     own seed (at least one row; the rest stay for training)."""
-    count = min(max(1, round(size * held_out.fraction)), size - 1)
+    if held_out.count is not None:
+        if held_out.count >= size:
+            raise ConfigError(
+                f"validation count {held_out.count}: a held-out slice must leave training rows; "
+                f"{held_out.of} has {size}"
+            )
+        count = held_out.count
+    else:
+        assert held_out.fraction is not None
+        count = min(max(1, round(size * held_out.fraction)), size - 1)
     return sorted(random.Random(held_out.seed).sample(range(size), count))
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from harness.config import Line, StrictModel, format_validation_error
 from harness.errors import ConfigError
@@ -27,6 +27,31 @@ TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 def _names(names: Any) -> str:
     return " or ".join(names)
+
+
+class HeldOutDefinition(StrictModel):
+    """``validation: {from: train, fraction: 0.1, seed: 0}`` (or ``count: N``): a defined task
+    without a validation file declares a held-out slice of train (a :class:`HeldOut`), which
+    sweeps select on and no stage trains on."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: str = Field("train", alias="from")
+    fraction: float | None = None
+    count: int | None = None
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _one_size(self) -> HeldOutDefinition:
+        if self.from_ != "train":
+            raise ValueError(f"from {self.from_!r}: a held-out slice is carved from train (from: train)")
+        if (self.fraction is None) == (self.count is None):
+            raise ValueError("give either fraction (e.g. fraction: 0.1) or count (e.g. count: 100), not both")
+        if self.fraction is not None and not 0 < self.fraction <= 0.5:
+            raise ValueError(f"fraction {self.fraction}: a held-out share of train is in (0, 0.5], e.g. 0.1")
+        if self.count is not None and self.count < 1:
+            raise ValueError(f"count {self.count}: a held-out slice holds at least 1 row of train")
+        return self
 
 
 class TaskDefinition(StrictModel):
@@ -46,6 +71,16 @@ class TaskDefinition(StrictModel):
     metric: str | None = None
     # the prompt's question (classification, text-to-text models) or instruction (generation)
     instruction: str | None = None
+    # a held-out slice of train to select on, for a task without a validation file
+    validation: HeldOutDefinition | None = None
+
+    def dump(self) -> dict[str, Any]:
+        """The form a cell config keeps (and its id hashes): without ``validation`` when none is
+        declared, so the ids of tasks defined before it existed stay as they were."""
+        dumped = self.model_dump(mode="json", by_alias=True)
+        if dumped["validation"] is None:
+            del dumped["validation"]
+        return dumped
 
     @model_validator(mode="after")
     def _fits_kind(self) -> TaskDefinition:
@@ -106,11 +141,13 @@ class HeldOut:
 
     name: str  # the split it provides, e.g. "validation"
     of: str  # the split it is carved from
-    fraction: float
+    fraction: float | None  # a share of ``of``, or
     seed: str
+    count: int | None = None  # a number of its rows
 
     def describe(self) -> str:
-        return f"{self.name}: {self.fraction:.0%} of {self.of} (seed {self.seed!r})"
+        size = f"{self.count} rows" if self.count is not None else f"{self.fraction:.0%}"
+        return f"{self.name}: {size} of {self.of} (seed {self.seed!r})"
 
 
 @dataclass(frozen=True)
@@ -231,6 +268,20 @@ def defined_task(name: str, definition: TaskDefinition | Mapping[str, Any]) -> T
         prompt=prompt,
         defined=True,
         description=f"{spec.kind} task defined in the matrix",
+        held_out=_held_out(spec.validation),
+    )
+
+
+def _held_out(validation: HeldOutDefinition | None) -> HeldOut | None:
+    if validation is None:
+        return None
+    # seeded by the declaration alone (not the task's name): two tasks on one file hold out the same rows
+    return HeldOut(
+        name="validation",
+        of=validation.from_,
+        fraction=validation.fraction,
+        count=validation.count,
+        seed=f"validation/{validation.seed}",
     )
 
 
