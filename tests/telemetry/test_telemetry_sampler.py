@@ -115,7 +115,10 @@ def test_host_backend_busy_child_across_phases(tmp_path: Path) -> None:
     assert 0.6 * busy_cpu <= train_cpu_s <= busy_cpu + my_cpu + 0.05
     assert cpu_s.sum() <= busy_cpu + my_cpu + 0.05
     assert summary["phases"]["train"]["cpu_util_mean"] > 3 * summary["phases"]["eval"]["cpu_util_mean"]
-    assert summary["phases"]["train"]["n_procs_max"] >= 2 and summary["phases"]["eval"]["n_procs_max"] == 1
+    # the busy child is counted in train and gone by eval; the tree may hold other children of this
+    # pytest process too (a session's MLflow server and its workers, started by an earlier test)
+    n_procs = {phase: summary["phases"][phase]["n_procs_max"] for phase in ("train", "eval")}
+    assert n_procs["train"] >= 2 and n_procs["eval"] == n_procs["train"] - 1
     # durations come from the exact phase markers
     assert summary["phases"]["train"]["duration_s"] >= 0.8
     assert sum(summary["phases"][p]["duration_s"] for p in ["none", "load", "train", "eval"]) == pytest.approx(
