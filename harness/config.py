@@ -19,7 +19,7 @@ import unicodedata
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.errors import ConfigError, clip, shorten
 
@@ -170,12 +170,19 @@ class DataSource(StrictModel):
     label_names: list[str] | None = None
     # how local files are read, as published (pandas does the parsing): the format (default: each
     # file's extension), a CSV/TSV's one-character delimiter, whether its first row names the columns
-    # (``header: none`` with ``columns``: AG News's layout) and the text encoding
+    # (``header: none`` with ``columns``: AG News's layout; or the 0-based line that does, the lines
+    # before it skipped: pandas' header=N) and the text encoding
     format: str | None = None
     delimiter: str | None = None
-    header: Literal["first", "none"] = "first"  # none: no header row; give columns
+    header: Literal["first", "none"] | int = "first"  # none: no header row; give columns
     columns: list[str] | None = None
     encoding: str = "utf-8"
+    # the id the file gives the first class, for numeric labels (AG News's 1..4: 1)
+    label_base: int = 0
+    # split -> sha256 of the local file the cell reads for it: recorded at plan time by
+    # harness.cell.resolve (a user may also pin them), so that the cell id follows the files'
+    # content and a job refuses a file that changed after its cell was planned
+    sha256: dict[str, str] | None = None
 
     @model_validator(mode="after")
     def _one_origin(self) -> DataSource:
@@ -183,8 +190,25 @@ class DataSource(StrictModel):
             raise ValueError("data source: give either hub_id or local files, not both")
         return self
 
+    @field_validator("header", mode="before")
+    @classmethod
+    def _header_line(cls, value: Any) -> Any:
+        choices = "give first, none or the header's 0-based line number"
+        if isinstance(value, int) and not isinstance(value, bool):  # YAML's yes/no is no line number
+            if value < 0:
+                raise ValueError(f"header {value}: a line number counts from 0; {choices}")
+            return "first" if value == 0 else value  # line 0 is the first line: the same read, the same id
+        if value in ("first", "none"):
+            return value
+        raise ValueError(f"header {shorten(str(value))}: {choices}")
+
     @model_validator(mode="after")
     def _readable(self) -> DataSource:
+        if self.label_base < 0:
+            raise ValueError(
+                f"data source: label_base {self.label_base} is negative; give the id the file gives the first "
+                "class (0, or 1 for ids 1..N as AG News's)"
+            )
         if self.format is not None and self.format not in FILE_FORMATS:
             raise ValueError(f"data source: unknown format {shorten(self.format)}; valid: {', '.join(FILE_FORMATS)}")
         if self.delimiter is not None and len(self.delimiter) != 1:
@@ -193,8 +217,13 @@ class DataSource(StrictModel):
             )
         if self.header == "none" and not self.columns:
             raise ValueError("data source: header: none needs columns: [names] (the file's columns, in order)")
-        if self.header == "first" and self.columns is not None:
+        if self.header != "none" and self.columns is not None:
             raise ValueError("data source: columns names a headerless file's columns; give header: none with it")
+        for split, digest in (self.sha256 or {}).items():
+            if not _SHA256.fullmatch(digest):
+                raise ValueError(
+                    f"data source: sha256.{shorten(split)} is not a sha256 (64 hex digits): {shorten(digest)}"
+                )
         if self.columns is not None and len(set(self.columns)) != len(self.columns):
             raise ValueError(f"data source: columns {', '.join(self.columns)} repeat a name; give each column its own")
         if self.format in ("jsonl", "json", "parquet") and (self.delimiter or self.header != "first"):
@@ -209,6 +238,8 @@ class DataSource(StrictModel):
             ) from None
         return self
 
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 # data.source.format: the file formats read (default: from each file's extension)
 FILE_FORMATS = ("csv", "tsv", "jsonl", "json", "parquet")
@@ -235,6 +266,10 @@ class DataConfig(StrictModel):
     # recorded from the task's registry entry by harness.cell.resolve, never written by hand; in
     # the cell id because such a cell trains on less than the whole split
     held_out: str | None = None
+    # decoder-only generation's prompt: "plain" (an ### Instruction / ### Response template), "chat"
+    # (the tokenizer's chat template), or "auto" (chat for an instruct/chat model whose tokenizer has
+    # one). harness.cell.resolve turns auto into plain or chat, which the cell id and result.json keep
+    prompt_template: Literal["auto", "plain", "chat"] = "auto"
 
 
 class TrainConfig(StrictModel):
@@ -314,11 +349,38 @@ class TelemetryConfig(StrictModel):
     interval_s: float = Field(0.2, gt=0)
 
 
+# the train settings a cell that does not train (zero-shot) still uses: the evaluation batch,
+# the precision and the process layout. The others (batch size, learning rate, steps, ...) are
+# not recorded for such a cell (result.json, MLflow params), as they played no part in its result
+EVALUATION_SETTINGS = ("eval_batch_size", "precision", "distributed")
+
+
+def without_training(config: dict[str, Any]) -> dict[str, Any]:
+    """A config dump (or identity) whose train section keeps only ``EVALUATION_SETTINGS``."""
+    train = config.get("train")
+    if not isinstance(train, dict):
+        return config
+    return {**config, "train": {k: v for k, v in train.items() if k in EVALUATION_SETTINGS}}
+
+
 # section -> {setting: its default}: see CellConfig.identity ("" is the top level)
 ADDED_LATER: dict[str, dict[str, Any]] = {
     "train": {"packing": False, "compile": False, "eval_every": 0, "distributed": "none", "fsdp_cpu_offload": False},
-    "data": {"validation_split": "validation", "max_validation_samples": 256, "held_out": None},
-    "data.source": {"format": None, "delimiter": None, "header": "first", "columns": None, "encoding": "utf-8"},
+    "data": {
+        "validation_split": "validation",
+        "max_validation_samples": 256,
+        "held_out": None,
+        "prompt_template": "plain",
+    },
+    "data.source": {
+        "format": None,
+        "delimiter": None,
+        "header": "first",
+        "columns": None,
+        "encoding": "utf-8",
+        "sha256": None,
+        "label_base": 0,
+    },
     "": {"task_definition": None},
 }
 
@@ -362,14 +424,21 @@ class CellConfig(StrictModel):
             for key, default in defaults.items():
                 if node.get(key) == default:
                     node.pop(key)
+        # auto not yet resolved (a config built in code, before harness.cell.resolve): what every
+        # cell was before the setting existed
+        if data["data"].get("prompt_template") == "auto":
+            data["data"].pop("prompt_template")
         return data
 
-    def public_dump(self) -> dict[str, Any]:
+    def public_dump(self, *, trains: bool = True) -> dict[str, Any]:
         """The config as files and logs keep it (config.yaml, result.json): credentials in
-        the tracking URI redacted. The job itself gets the full ``model_dump``."""
+        the tracking URI redacted. The job itself gets the full ``model_dump``. ``trains=False``
+        (a method that does not train, from its registry entry): the train section keeps only
+        what evaluation uses (``without_training``); the cell id is the full config's all the same."""
         from harness.redact import redact_values
 
-        return redact_values(self.model_dump(mode="json"))
+        data = redact_values(self.model_dump(mode="json"))
+        return data if trains else without_training(data)
 
     @property
     def cell_id(self) -> str:

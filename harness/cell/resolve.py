@@ -64,7 +64,49 @@ def resolve_cell_config(config: CellConfig, where: str = "cell config") -> CellC
         )
     if config.data.held_out != recorded:
         config = config.model_copy(update={"data": config.data.model_copy(update={"held_out": recorded})})
-    return config
+    return _record_data_hashes(config, where)
+
+
+def files_read(config: CellConfig) -> dict[str, str]:
+    """split -> the local file a cell reads for it (none for bundled or Hub data): its training
+    split when its method trains, the evaluation split, the validation split when it is scored
+    while training (``train.eval_every``); a held-out split reads the file it is carved from."""
+    source = config.data.source
+    if source is None or source.hub_id or not source.files:
+        return {}
+    data, trains = config.data, resolve_method(config.method).trains
+    splits = [data.train_split] if trains else []
+    splits += [data.eval_split] + ([data.validation_split] if trains and config.train.eval_every else [])
+    held_out = resolve_task(config.task, config.task_definition).held_out
+    read = [held_out.of if held_out is not None and s in (held_out.name, held_out.of) else s for s in splits]
+    return {split: source.files[split] for split in dict.fromkeys(read) if split in source.files}
+
+
+def _record_data_hashes(config: CellConfig, where: str) -> CellConfig:
+    """Record the sha256 of every local data file the cell reads in ``data.source.sha256`` (so
+    in its id: an edited file makes new cells, and result.json keeps what was read). A hash
+    already there (the job re-reading its planned config, or a user's pin) must match the file:
+    a file that changed since is refused rather than silently scored."""
+    files = files_read(config)
+    source = config.data.source
+    if not files or source is None:
+        return config
+    from harness.tasks.data import file_sha256
+
+    pinned = source.sha256 or {}
+    hashes = {}
+    for split, name in files.items():
+        digest = file_sha256(Path(name))
+        if split in pinned and pinned[split] != digest:
+            raise ConfigError(
+                f"{where}: data file {name} ({split}) changed since its cell was planned: sha256 "
+                f"{pinned[split][:12]}… then, {digest[:12]}… now; plan the matrix again (its cells are new cells)"
+            )
+        hashes[split] = digest
+    if hashes == pinned:
+        return config
+    source = source.model_copy(update={"sha256": dict(sorted(hashes.items()))})
+    return config.model_copy(update={"data": config.data.model_copy(update={"source": source})})
 
 
 def load_cell_config(path: Path, overrides: dict[str, Any] | None = None) -> CellConfig:

@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.dispatch.cell_state import ACTIVE, SUCCESSFUL, CellState
 from harness.dispatch.executor import group_cells
 from harness.dispatch.executors import check_executor, get_executor, resolve_cluster
+from harness.dispatch.ledger import JobRecord
 from harness.dispatch.render import human_count, table
 from harness.dispatch.sacct import Runner
 from harness.dispatch.stages import describe
@@ -26,6 +28,7 @@ from harness.dispatch.status import StatusReport, cell_states
 from harness.dispatch.submit import NOT_SELECTED, SubmitReport, select_cells, submit_matrix
 from harness.matrix import Limits, Matrix, ParamCounter, load_matrix, parse_filter
 from harness.matrix.checks import check_cells
+from harness.matrix.stale import stale_reasons
 from harness.matrix.sweep import describe_point
 from harness.names import FINAL_STAGE, SELECT_STAGE
 
@@ -80,6 +83,12 @@ def plan(
     status_of = {s.cell.cell_id: s for s in report_status.states} if report_status else {}
     groups = group_cells([c for c in cells if c.excluded is None])
     group_of = {c.cell_id: g.index for g in groups for c in g.cells}
+    # an old run beside a cell that has not succeeded yet: once the new one has, it is history
+    stale = {
+        cell_id: reason
+        for cell_id, reason in stale_reasons(cells).items()
+        if cell_id not in status_of or status_of[cell_id].status not in SUCCESSFUL
+    }
     rows = []
     for cell in cells:
         count = counter(cell.config) if params and cell.excluded is None else None
@@ -107,11 +116,17 @@ def plan(
                 "job_id": state.job_id if state else None,
                 "excluded_reason": cell.excluded,
                 "error": (count.error if count else None) or (state.error if state else None),
+                "stale": stale.get(cell.cell_id),
                 "folder": str(cell.folder),
             }
         )
     scripts = [JobScript(g.index, g.describe(), cluster.name, cluster.job_script(matrix, g)) for g in groups]
     notices = list(matrix.warnings) + ([notice] if notice else []) + (report_status.notices if report_status else [])
+    if stale:
+        notices.append(
+            f"{len(stale)} cell(s) went stale: their data files changed since they ran, so they are new cells "
+            "and run again (the old results stay in their folders, out of this matrix's report); see the note column"
+        )
     if report_status:  # the same choice ``harness matrix`` makes, so the count is what it submits
         chosen, skipped = select_cells(report_status, retry_failed=False, force=False, only=only)
         to_run = len(chosen)
@@ -235,6 +250,7 @@ def render_plan(report: PlanReport, *, scripts: bool = True) -> str:
     for r in report.rows:
         share = f"{100 * r['trainable_share']:.3f}%" if r["trainable_share"] is not None else ""
         note = f"excluded: {r['excluded_reason']}" if r["excluded_reason"] else (r["error"] or "")
+        note = note or (f"stale: {r['stale']}" if r["stale"] else "")
         stage = [STAGE_LABELS.get(r["stage"], "")] if m.selections else []
         rows.append(
             [

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from harness.errors import ConfigError
 from harness.report.curves import loss_curves
-from harness.report.load import NOT_RECORDED, CellRow, rows_from_matrix
+from harness.report.load import NOT_RECORDED, CellRow, rows_from_matrix, separate_data_versions
 from harness.report.pareto import pareto_plots
 from harness.report.render import ReportContent, html_page, markdown
 from harness.report.sweeps import selection_table, sensitivity_plots, split_stages
@@ -69,6 +69,8 @@ def build_report(
         assert loaded is not None
         rows = rows_from_matrix(loaded)
         source = f"cell folders of matrix {loaded.name!r} ({loaded.path}) under {loaded.output_dir}"
+
+    rows = separate_data_versions(rows)
 
     if output is not None:
         folder = Path(output).expanduser().absolute()

@@ -12,6 +12,7 @@ that never wrote a result (``missing``): the tables mark them instead of droppin
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -86,6 +87,9 @@ class CellRow:
     stage: str | None = None
     point: dict[str, Any] = field(default_factory=dict)
     select: str | None = None
+    # the local data files' content the cell read (a digest of config.data.source.sha256); None:
+    # bundled or Hub data, or a result from before data files were hashed
+    data_version: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -105,6 +109,28 @@ def task_scoring(config: Mapping[str, Any]) -> tuple[str, int | None]:
         return task.scoring, len(task.label_names) or None
     except Exception:  # noqa: BLE001 - an unknown task is still reported
         return "classification", None
+
+
+def data_version(config: Mapping[str, Any]) -> str | None:
+    """A short digest of the data files a cell read (their sha256 per split), or None."""
+    source = (config.get("data") or {}).get("source") or {}
+    hashes = source.get("sha256") if isinstance(source, Mapping) else None
+    if not hashes:
+        return None
+    return hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def separate_data_versions(rows: list[CellRow]) -> list[CellRow]:
+    """Rows of one task that read different versions of its data files (a file edited between
+    runs, all of them logged to one experiment) are never averaged into one row: each version
+    becomes its own task, named ``task [data <digest>]``."""
+    versions: dict[str, set[str | None]] = {}
+    for row in rows:
+        versions.setdefault(row.task, set()).add(row.data_version)
+    for row in rows:
+        if len(versions[row.task]) > 1:
+            row.task = f"{row.task} [data {row.data_version or 'unhashed'}]"
+    return rows
 
 
 def sweep_fields(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -224,6 +250,7 @@ def row_from_flat(
         train_wall_s=_number(flat, "eff/train/wall_s"),
         eval_wall_s=_number(flat, "eff/eval/wall_s"),
         compile_s=_number(flat, "eff/compile_s"),
+        data_version=data_version(config),
         **sweep_fields(config),
     )
 
@@ -272,6 +299,7 @@ def row_from_result(result: Result, folder: Path | str | None = None, source: st
         loss_history=[(int(step), float(loss)) for step, loss in eff.loss_history],
         eval_loss_history=[(int(step), float(loss)) for step, loss in eff.eval_loss_history],
         class_counts=_class_counts(result.reports),
+        data_version=data_version(result.config),
         **sweep_fields(result.config),
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import random
@@ -44,11 +45,43 @@ def load_split(task: TaskSpec, data: DataConfig, split: str, limit: int | None, 
         raw = _read_rows(task, source, split)
         rows = [_canonical(task, source, row, split, index) for index, row in enumerate(raw)]
     if limit is not None and limit < len(rows):
-        picked = sorted(random.Random(f"{task.name}/{split}/{seed}").sample(range(len(rows)), limit))
+        picked = sorted(
+            random.Random(f"{sample_key(task, source, split)}/{split}/{seed}").sample(range(len(rows)), limit)
+        )
         rows = [rows[i] for i in picked]
     if not rows:
         raise ConfigError(f"task {task.name!r}: split {split!r} is empty")
     return rows
+
+
+def sample_key(task: TaskSpec, source: DataSource, split: str) -> str:
+    """What a split's seeded sample is drawn from: the content of a local file (so that two
+    tasks on one file score the same examples, and an edited file draws anew), else the task's
+    name (bundled and Hub data: their samples, and so their finished cells' results, stay as
+    they were before samples followed content)."""
+    held_out = task.held_out
+    read = held_out.of if held_out is not None and split in (held_out.name, held_out.of) else split
+    if source.files and not source.hub_id and read in source.files:
+        return file_sha256(Path(source.files[read]))
+    return task.name
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a data file's content; hashed once per process for a given path, size and
+    modification time (a plan of 500 cells on one file reads it once)."""
+    if not path.is_file():
+        raise ConfigError(f"data file not found: {path}")
+    stat = path.stat()
+    return _sha256_cached(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=256)
+def _sha256_cached(name: str, _size: int, _mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(name, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def held_out_indices(size: int, held_out: HeldOut) -> list[int]:
