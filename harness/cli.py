@@ -5,21 +5,26 @@
     harness prefetch --model minilm-l6 --model smollm2-135m
     harness methods [--json]
     harness plan jobs/demo.yaml [--json]
-    harness matrix jobs/demo.yaml [--retry-failed] [--force] [--only method=lora]
-    harness status jobs/demo.yaml
+    harness matrix jobs/demo.yaml [--retry-failed] [--force] [--only method=lora] [--wait]
+    harness status jobs/demo.yaml [--watch [--interval SECONDS]]
     harness collect jobs/demo.yaml
     harness report jobs/demo.yaml
     harness compare jobs/demo.yaml --against reference.json   # --save reference.json freezes a run
 
-Exit codes: 0 success, 1 a cell or command failed, 2 bad input (one-line error on stderr).
+Exit codes: 0 success, 1 a cell or command failed, 2 bad input (one-line error on stderr),
+130 interrupted (Ctrl-C or SIGTERM).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -186,18 +191,91 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     if not report.ok:
         return 1
     if args.wait:  # a sweep's stage 2 is submitted from here when its stage 1 has ended
-        final = commands.wait(
-            args.matrix, only=args.only, continue_stages=True, executor=args.executor, limits=_limits(args)
-        )
+        from harness.dispatch.progress import ProgressPrinter
+
+        submitted = list(report.submitted)
+        printer, started = ProgressPrinter(), time.monotonic()
+        try:
+            with _sigterm_interrupts():
+                final = commands.wait(
+                    args.matrix,
+                    only=args.only,
+                    continue_stages=True,
+                    executor=args.executor,
+                    limits=_limits(args),
+                    on_poll=lambda status: printer.show(status, time.monotonic() - started),
+                    submitted=submitted,
+                )
+        except KeyboardInterrupt:
+            return _stop_waiting(args, submitted, printer)
+        printer.close()
         print(redact(commands.render_status(final)))
         return 0 if all(state.status in SUCCESSFUL for state in final.states) else 1
     return 0
 
 
+INTERRUPTED = 130  # exit status after Ctrl-C or SIGTERM (128 + SIGINT, as shells report it)
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM stops the wait as Ctrl-C does (a KeyboardInterrupt)."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_waiting(args: argparse.Namespace, submitted: list[Any], printer: Any) -> int:
+    """An interrupted `matrix --wait`: cancel the local jobs it submitted (their cells end
+    ``cancelled``, checkpoints kept), wait for them to end, say how to resume."""
+    from harness.dispatch import commands
+    from harness.dispatch.cell_state import ACTIVE
+
+    # a second Ctrl-C (or SIGTERM) kills at once
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    printer.close()
+    print("harness: interrupted: stopping the cells this command started (Ctrl-C again kills at once)", file=sys.stderr)
+    states = commands.stop_jobs(args.matrix, submitted, only=args.only, limits=_limits(args))
+    cancelled = sum(s.status == "cancelled" for s in states)
+    running = sum(s.status in ACTIVE for s in states)
+    still = f"; {running} still running (see `harness status {args.matrix}`)" if running else ""
+    print(
+        f"harness: interrupted: {cancelled} cell(s) cancelled, their last checkpoints kept{still}; "
+        f"resume with `harness matrix {args.matrix} --retry-failed --wait`",
+        file=sys.stderr,
+    )
+    return INTERRUPTED
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from harness.dispatch import commands
 
-    print(redact(commands.render_status(commands.status(args.matrix, limits=_limits(args)))))
+    if not args.watch:
+        print(redact(commands.render_status(commands.status(args.matrix, limits=_limits(args)))))
+        return 0
+    from harness.dispatch.progress import ProgressPrinter
+
+    if not args.interval > 0:
+        raise ConfigError(f"--interval must be a positive number of seconds, not {args.interval}")
+    printer, started = ProgressPrinter(), time.monotonic()
+    try:
+        while True:
+            report = commands.status(args.matrix, limits=_limits(args))
+            printer.show(report, time.monotonic() - started)
+            if report.finished:
+                break
+            time.sleep(args.interval)
+    except KeyboardInterrupt:  # watching only: the cells run on
+        printer.close()
+        return INTERRUPTED
+    printer.close()
     return 0
 
 
@@ -341,6 +419,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="cell states from results and one sacct call")
     status.add_argument("matrix")
+    status.add_argument(
+        "--watch", action="store_true", help="a live one-line progress summary until every cell has finished"
+    )
+    status.add_argument("--interval", type=float, default=5.0, metavar="SECONDS", help="--watch: seconds between reads")
     _limit_flags(status)
     status.set_defaults(func=cmd_status)
 

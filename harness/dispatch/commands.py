@@ -13,6 +13,7 @@ is invalid, before anything is submitted.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,16 +193,21 @@ def wait(
     continue_stages: bool = False,
     executor: str | None = None,
     limits: Limits | None = None,
+    on_poll: Callable[[StatusReport], None] | None = None,
+    submitted: list[JobRecord] | None = None,
 ) -> StatusReport:
     """Poll ``status`` until no cell is queued or running; raises TimeoutError past ``timeout_s``.
     ``continue_stages``: submit a sweep's stage 2 from here when its stage 1 has ended (what
-    ``harness matrix --wait`` does instead of scheduling a continuation)."""
+    ``harness matrix --wait`` does instead of scheduling a continuation). ``on_poll`` sees each
+    report (the progress line); the jobs submitted here are added to ``submitted``."""
     start = time.monotonic()
     while True:
         report = status(path, output_dir=output_dir, only=only, runner=runner, limits=limits)
+        if on_poll is not None:
+            on_poll(report)
         pending_finals = [s for s in report.states if s.cell.stage == FINAL_STAGE and s.status == "pending"]
         if report.finished and continue_stages and pending_finals:
-            submitted = submit(
+            stage2 = submit(
                 path,
                 output_dir=output_dir,
                 only=only,
@@ -210,13 +216,51 @@ def wait(
                 continue_stages=False,
                 limits=limits,
             )
-            if not submitted.ok:
-                raise RuntimeError("; ".join(submitted.errors))
+            if not stage2.ok:
+                raise RuntimeError("; ".join(stage2.errors))
+            if submitted is not None:
+                submitted += stage2.submitted
             continue
         if report.finished:
             return report
         if timeout_s is not None and time.monotonic() - start > timeout_s:
             raise TimeoutError(f"{len(report.active)} cells still queued or running after {timeout_s:.0f} s")
+        time.sleep(poll_s)
+
+
+def stop_jobs(
+    path: Path | str,
+    jobs: list[JobRecord],
+    *,
+    output_dir: Path | str | None = None,
+    only: str | None = None,
+    timeout_s: float = 60.0,
+    poll_s: float = 0.5,
+    limits: Limits | None = None,
+) -> list[CellState]:
+    """Cancel those of ``jobs`` whose executor runs them on this machine and whose cells are
+    still queued or running (what an interrupted ``harness matrix --wait`` does), then wait up to
+    ``timeout_s`` for their cells to end; returns those cells' states."""
+    ids = {(job.executor, job.job_id) for job in jobs}
+    report = status(path, output_dir=output_dir, only=only, limits=limits)
+    mine = [
+        s
+        for s in report.active
+        if s.job is not None and (s.job.executor, s.job.job_id) in ids and get_executor(s.job.executor).stops_with_wait
+    ]
+    by_executor: dict[str, list[JobRecord]] = {}
+    for state in mine:
+        assert state.job is not None
+        by_executor.setdefault(state.job.executor, []).append(state.job)
+    for name, records in by_executor.items():
+        get_executor(name).cancel(records)
+    cells = {s.cell.cell_id for s in mine}
+    deadline = time.monotonic() + timeout_s
+    while True:
+        report = status(path, output_dir=output_dir, only=only, limits=limits)
+        states = [s for s in report.states if s.cell.cell_id in cells]
+        if not any(s.status in ACTIVE for s in states) or time.monotonic() > deadline:
+            return states
         time.sleep(poll_s)
 
 

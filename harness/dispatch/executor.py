@@ -100,6 +100,9 @@ class Executor(ABC):
     in_process: ClassVar[bool] = False
     # a cell may span several nodes
     multi_node: ClassVar[bool] = False
+    # its jobs are processes of this machine: an interrupted `harness matrix --wait` cancels
+    # them (a scheduler's jobs outlive the waiting process)
+    stops_with_wait: ClassVar[bool] = False
 
     def resolve(self, matrix: Matrix) -> tuple[Executor, str | None]:
         """The executor that will run the matrix here (this one, or a fallback), and a notice

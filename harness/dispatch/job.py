@@ -94,6 +94,18 @@ class CellJob(submitit.helpers.Checkpointable):
 
     def __call__(self, config_json: dict[str, Any]) -> dict[str, Any]:
         config = parse_cell_config(config_json, where="cell job")
+        if not self.local_slots:  # on SLURM, SIGTERM precedes a requeue: submitit bypasses it
+            return self._call(config)
+        # local: SIGINT/SIGTERM come from the user (Ctrl-C, or `harness matrix --wait` stopping)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda signum, _frame: self._cancel(config, signum))
+        try:
+            return self._call(config)
+        except CellStopped as stop:  # stopped before the cell started (waiting for a slot)
+            write_final(config, stop.status, stop.message, None)
+            return {"cell_id": config.cell_id, "status": stop.status, "output_dir": str(config.output_dir)}
+
+    def _call(self, config: CellConfig) -> dict[str, Any]:
         cell_dir = Path(config.output_dir)
         if self.cpus:
             # Nothing pins local cells to cores: without this each of P cells starts one
@@ -225,6 +237,19 @@ class CellJob(submitit.helpers.Checkpointable):
         self.started = None
         return submitit.helpers.DelayedSubmission(self, config_json)
 
+    def _cancel(self, config: CellConfig, signum: int) -> None:
+        """A local job told to stop: save the live trainer and end the cell ``cancelled``, so that
+        ``--retry-failed`` resumes it from that checkpoint."""
+        if self._stop is not None:  # already stopping (the controller forwards the signal too)
+            return
+        step = checkpoint_trainer()
+        kept = f"last checkpoint at step {step}" if step is not None else "no checkpoint taken"
+        stop = CellStopped("cancelled", f"cancelled by {signal.Signals(signum).name}; {kept}")
+        write_final(config, stop.status, stop.message, None)  # in case the process dies unwinding
+        self._stop = stop
+        self._keep_signalling()
+        raise stop
+
     def _keep_signalling(self, every_s: float = 2.0) -> None:
         # An exception raised in a signal handler is dropped when the signal lands in a
         # weakref callback or __del__ (CPython prints "Exception ignored in ..." and the
@@ -281,9 +306,11 @@ def checkpoint_trainer() -> int | None:
 def write_final(config: CellConfig, status: Status, error: str | None, trace: str | None) -> None:
     """The job's final word on the cell (``outcome.json``), unless the runner has given its own;
     ``load_result`` reads it over what the runner recorded."""
-    outcome = JobOutcome(
-        cell_id=config.cell_id, status=status, error=error, traceback=trace, config=config.public_dump()
-    )
+    from harness.methods.registry import known_method
+
+    method = known_method(config.method)  # its registry entry says whether training settings apply
+    recorded = config.public_dump(trains=method is None or method.trains)
+    outcome = JobOutcome(cell_id=config.cell_id, status=status, error=error, traceback=trace, config=recorded)
     ResultFile(Path(config.output_dir)).end_job(outcome)
 
 

@@ -98,7 +98,7 @@ def test_cancel(tmp_path):
     ]
     assert slurm.cancel(jobs, runner) == [["scancel", "7_0", "7_1"]] == ran
 
-    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "submitit"])
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "submitit.local._local"])
     try:
         time.sleep(0.2)
         record = JobRecord(

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -30,12 +31,15 @@ from harness.dispatch.ledger import JobRecord
 from harness.dispatch.sacct import Runner
 from harness.matrix import Matrix
 
+IGNORE_SIGINT = "trap '' INT"
+CONTROLLER = "submitit.local._local"
 THROTTLE_S = 0.01  # submitit waits 0.2 s between local processes by default
 CONTINUATION_LOG = "stage2.log"
 
 
 class Local(Executor):
     name = "local"
+    stops_with_wait = True
 
     def make(self, matrix: Matrix, group: ResourceGroup, *, n_local: int) -> Any:
         executor = submitit.LocalExecutor(
@@ -66,9 +70,14 @@ class Local(Executor):
         return JobsRead()
 
     def cancel(self, jobs: list[JobRecord], runner: Runner | None = None) -> list[list[str]]:
+        """SIGTERM to each job's submitit controller, which forwards it to its worker and waits for
+        it to exit (a SIGINT, what submitit's LocalJob.cancel sends, has the controller SIGKILL the
+        worker one second later: too soon to save a checkpoint). The worker ends its cell
+        ``cancelled`` (``harness.dispatch.job``)."""
         for job in jobs:
-            if alive(job.job_id):
-                os.kill(int(job.job_id), signal.SIGINT)  # what submitit's LocalJob.cancel sends
+            for process in _controllers(job.job_id):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    process.send_signal(signal.SIGTERM)
         return []
 
     def schedule(self, matrix: Matrix, continuation: Continuation, array_ids: list[str]) -> tuple[dict[str, Any], str]:
@@ -100,8 +109,23 @@ def parameters(matrix: Matrix, group: ResourceGroup, n_local: int) -> dict[str, 
         "gpus_per_node": r.gpus,
         "tasks_per_node": r.tasks,
         "signal_delay_s": r.signal_delay_s,
-        "setup": setup_lines(r),
+        # the controller ignores SIGINT (as its workers do until the cell installs its own
+        # handler): a Ctrl-C reaches the whole terminal process group, and a controller hit by it
+        # would SIGKILL its worker a second later; `harness matrix --wait` stops them instead
+        "setup": [IGNORE_SIGINT, *setup_lines(r)],
     }
+
+
+def _controllers(job_id: str) -> list[psutil.Process]:
+    """The job's submitit controller: the job id is its pid, or its shell's when it has setup lines."""
+    if not alive(job_id):
+        return []
+    try:
+        process = psutil.Process(int(job_id))
+        family = [process, *process.children()]
+        return [p for p in family if CONTROLLER in " ".join(p.cmdline())]
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return []
 
 
 def _apply(state: CellState) -> None:

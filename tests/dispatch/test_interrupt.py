@@ -1,0 +1,123 @@
+"""Ctrl-C (SIGINT) or SIGTERM on a local ``harness matrix --wait``: its cells end ``cancelled``
+with their last checkpoint kept, nothing is left running, and ``--retry-failed`` resumes them.
+
+Each run starts a real cell process (torch & co: ~10-20 s on 2 cores)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from dispatch_helpers import REPO, smoke_dict, write_matrix
+
+from harness.cell.train import CHECKPOINT_DIR
+from harness.dispatch import status
+from harness.matrix import load_matrix
+from harness.result import load_result
+from harness.train.checkpoint import PREFIX
+
+pytestmark = pytest.mark.slow
+
+
+def _long_matrix(tmp_path: Path) -> Path:
+    data = smoke_dict(tmp_path / "out", models=["tiny-bert"], methods=["lora"], exclude=[])
+    # long enough to be stopped mid-training, a checkpoint every few steps
+    data["defaults"]["train"].update(max_steps=400, log_every=5, checkpoint_every=5)
+    return write_matrix(tmp_path / "long.yaml", data)
+
+
+def _start(path: Path, *more: str) -> subprocess.Popen[str]:
+    # a session of its own: its process group is what a terminal's Ctrl-C reaches
+    return subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "matrix", str(path), "--executor", "local", *more],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _wait_for_checkpoint(folder: Path, process: subprocess.Popen[str], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if any((folder / CHECKPOINT_DIR).glob(f"{PREFIX}*")):
+            return
+        assert process.poll() is None, process.communicate()[0]
+        time.sleep(0.1)
+    raise TimeoutError(f"no checkpoint in {folder} after {timeout_s} s")
+
+
+def _group(pgid: int) -> list[psutil.Process]:
+    out = []
+    for process in psutil.process_iter():
+        try:
+            if os.getpgid(process.pid) == pgid and process.status() != psutil.STATUS_ZOMBIE:
+                out.append(process)
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            continue
+    return out
+
+
+def _stop(process: subprocess.Popen[str], send) -> tuple[str, float]:
+    """Send the signal, wait for the command and every process of its group to be gone."""
+    started = time.monotonic()
+    send()
+    output, _ = process.communicate(timeout=60)
+    while _group(process.pid) and time.monotonic() - started < 60:
+        time.sleep(0.1)
+    assert not _group(process.pid), f"left running: {_group(process.pid)}"
+    return output, time.monotonic() - started
+
+
+def test_ctrl_c_cancels_the_cells_keeps_the_checkpoint_and_retry_resumes(tmp_path, no_sbatch_path):
+    path = _long_matrix(tmp_path)
+    (cell,) = load_matrix(path).active
+    process = _start(path, "--wait")
+    _wait_for_checkpoint(cell.folder, process, timeout_s=120)
+    output, took = _stop(process, lambda: os.killpg(process.pid, signal.SIGINT))  # what Ctrl-C sends
+    assert took < 15, f"stopping took {took:.1f} s"
+    assert process.returncode == 130, output
+    assert (
+        f"1 cell(s) cancelled, their last checkpoints kept; resume with `harness matrix {path} --retry-failed --wait`"
+        in output
+    )
+
+    result = load_result(cell.folder)
+    assert result.status == "cancelled" and "cancelled by SIGINT; last checkpoint at step" in result.error, result.error
+    steps = sorted(int(p.name.removeprefix(PREFIX)) for p in (cell.folder / CHECKPOINT_DIR).glob(f"{PREFIX}*"))
+    assert steps and steps[-1] >= 5
+    assert status(path).counts() == {"cancelled": 1}
+
+    retry = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "matrix", str(path), "--executor", "local", "--retry-failed", "--wait"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert retry.returncode == 0, retry.stdout + retry.stderr
+    assert "cells 1/1 done, 0 running, 0 pending, 0 failed" in retry.stdout  # the progress line, not a tty
+    resumed = load_result(cell.folder)
+    assert resumed.status == "success"
+    assert resumed.efficiency.resumed_from_step == steps[-1]
+    assert resumed.efficiency.train_steps == 400
+
+
+def test_sigterm_to_the_waiting_command_cancels_its_cells(tmp_path, no_sbatch_path):
+    path = _long_matrix(tmp_path)
+    (cell,) = load_matrix(path).active
+    process = _start(path, "--wait")
+    _wait_for_checkpoint(cell.folder, process, timeout_s=120)
+    output, took = _stop(process, lambda: process.send_signal(signal.SIGTERM))  # `kill PID`: the command only
+    assert took < 15, f"stopping took {took:.1f} s"
+    assert process.returncode == 130, output
+    result = load_result(cell.folder)
+    assert result.status == "cancelled" and "cancelled by SIGTERM" in result.error, result.error
+    assert any((cell.folder / CHECKPOINT_DIR).glob(f"{PREFIX}*"))
