@@ -8,6 +8,7 @@ import json
 import math
 import random
 from functools import lru_cache
+from itertools import islice
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -132,7 +133,7 @@ class ReadOptions(NamedTuple):
 
     format: str | None = None  # None: from the extension
     delimiter: str | None = None  # None: the format's (',' for csv, tab for tsv)
-    header: str = "first"
+    header: str | int = "first"  # or the header's 0-based line
     columns: tuple[str, ...] | None = None
     encoding: str = "utf-8"
 
@@ -200,12 +201,22 @@ def _read_table_cached(name: str, _mtime_ns: int, options: ReadOptions) -> list[
 def _read_delimited(path: Path, kind: str, options: ReadOptions) -> list[Row]:
     """A CSV or TSV through pandas, with the source's delimiter, header and encoding. Its first line
     is checked first: a delimiter the file does not use (a TSV read as CSV) would make one column,
-    or a pandas error about field counts; named columns must match the file's fields."""
+    or a pandas error about field counts; named columns must match the file's fields. ``header: N``
+    reads line N (from 0, blank lines not counted, as pandas counts them) as the header, the lines
+    before it skipped: a line beyond the file is refused."""
     import pandas as pd
 
     sep = options.delimiter or ("\t" if kind == "tsv" else ",")
+    line = options.header if isinstance(options.header, int) else 0
     with path.open(encoding=options.encoding, newline="") as handle:
-        first = next(csv.reader(handle, delimiter=sep), None)
+        lines = (fields for fields in csv.reader(handle, delimiter=sep) if fields)  # blank lines skipped
+        before = sum(1 for _ in islice(lines, line))
+        first = next(lines, None)
+    if first is None and line:
+        raise ConfigError(
+            f"data file {path}: header: {line} is beyond the file, which has {before} line(s); "
+            f"give the header's line number from 0 to {max(before - 1, 0)}"
+        )
     if first is not None and len(first) == 1:
         used = [d for d in _LIKELY_DELIMITERS if d != sep and d in first[0]]
         if used:
@@ -221,7 +232,7 @@ def _read_delimited(path: Path, kind: str, options: ReadOptions) -> list[Row]:
     if options.header == "none":
         frame = pd.read_csv(path, sep=sep, header=None, names=list(options.columns or ()), encoding=options.encoding)
     else:
-        frame = pd.read_csv(path, sep=sep, encoding=options.encoding)
+        frame = pd.read_csv(path, sep=sep, header=line, encoding=options.encoding)
     records: list[Row] = frame.to_dict("records")
     return records
 
@@ -302,8 +313,11 @@ def _label_id(task: TaskSpec, source: DataSource, value: Any, split: str, index:
     # a defined task's labels are its classes; a bundled task's source may name them its own way
     names = list(task.label_names if task.defined else (source.label_names or task.label_names))
     where = f"split {split!r} row {index}"
+    # numeric labels count from the source's label_base (AG News's 1..4); names are matched as they are
+    base = source.label_base
+    ids = f"{base}..{base + len(names) - 1}"
     if _missing(value):
-        raise ConfigError(f"{where}: the label is empty; valid: {', '.join(names)} or 0..{len(names) - 1}")
+        raise ConfigError(f"{where}: the label is empty; valid: {', '.join(names)} or {ids}")
     if isinstance(value, str) and not value.strip().lstrip("-").isdigit():
         if value not in names:
             raise ConfigError(f"{where}: label {value!r} is not one of {', '.join(names)}")
@@ -312,11 +326,13 @@ def _label_id(task: TaskSpec, source: DataSource, value: Any, split: str, index:
         raise ConfigError(f"{where}: label {value!r} is not a class id or name; valid: {', '.join(names)}")
     if isinstance(value, float) and not value.is_integer():
         # CSV readers make whole labels floats (2.0) when a column has gaps; 2.7 is no class
-        raise ConfigError(f"{where}: label {value!r} is not a whole class id; valid: 0..{len(names) - 1}")
+        raise ConfigError(f"{where}: label {value!r} is not a whole class id; valid: {ids}")
     label = int(value)
-    if not 0 <= label < len(names):
-        raise ConfigError(f"{where}: label {label} outside 0..{len(names) - 1}")
-    return label
+    if not base <= label < base + len(names):
+        # ids one above the range and none below it: a file whose ids count from 1
+        hint = "; ids from 1 (as AG News's): set data.source.label_base: 1" if base == 0 and label == len(names) else ""
+        raise ConfigError(f"{where}: label {label} outside {ids}{hint}")
+    return label - base
 
 
 def class_weights(labels: list[int], num_classes: int) -> list[float]:
