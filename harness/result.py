@@ -111,8 +111,9 @@ class RunRecord(BaseModel):
     # train.distributed: the processes that trained, and the batch each optimizer step saw
     distributed: str = "none"
     world_size: int = 1
-    per_device_batch: int = 0  # train.batch_size / world size
-    effective_batch: int = 0  # per-device batch x world size x grad_accum
+    # None: the method does not train (zero-shot records no training batch)
+    per_device_batch: int | None = 0  # train.batch_size / world size
+    effective_batch: int | None = 0  # per-device batch x world size x grad_accum
 
 
 class Divergence(BaseModel):

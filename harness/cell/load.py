@@ -107,19 +107,20 @@ def run_record(plan: CellPlan, loaded: Loaded) -> RunRecord:
         total_steps=loaded.total_steps if trains else 0,
         train_examples=len(loaded.train_examples),
         eval_examples=len(loaded.eval_examples),
-        **_batch_record(plan.config),
+        **_batch_record(plan.config, trains),
     )
 
 
-def _batch_record(config: CellConfig) -> dict[str, Any]:
-    """How the global batch was split: the processes, each one's batch, the batch per optimizer step."""
+def _batch_record(config: CellConfig, trains: bool) -> dict[str, Any]:
+    """How the global batch was split: the processes, each one's batch, the batch per optimizer
+    step (no training batch for a method that does not train)."""
     ctx, train = distributed.current(), config.train
     per_device = train.batch_size // ctx.world_size
     return {
         "distributed": ctx.mode,
         "world_size": ctx.world_size,
-        "per_device_batch": per_device,
-        "effective_batch": per_device * ctx.world_size * train.grad_accum,
+        "per_device_batch": per_device if trains else None,
+        "effective_batch": per_device * ctx.world_size * train.grad_accum if trains else None,
     }
 
 

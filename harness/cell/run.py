@@ -85,7 +85,9 @@ def _follow(plan: CellPlan, cell_dir: Path) -> Result:
     failure, its traceback (``rank-<r>.error``), which rank 0 reports."""
     config, ctx = plan.config, distributed.current()
     quiet_libraries()
-    result = Result(cell_id=config.cell_id, status="running", config=config.public_dump(), environment={})
+    result = Result(
+        cell_id=config.cell_id, status="running", config=config.public_dump(trains=plan.method.trains), environment={}
+    )
     device = distributed.device()
     # one sampler per node: rank 0 samples its own; the first rank of every other node samples that
     # one into node-<k>/ and hands its summary to rank 0 after training
@@ -163,7 +165,10 @@ def _run(plan: CellPlan, file: ResultFile, record: Recorder | None) -> Result:
     the cell recorded."""
     config, cell_dir = plan.config, file.cell_dir
     quiet_libraries()
-    result = Result(cell_id=config.cell_id, status="running", config=config.public_dump(), environment=environment())
+    # result.json records no training settings for a method that does not train; config.yaml (the
+    # cell's input, read back to resume or reload it) keeps them all
+    recorded = config.public_dump(trains=plan.method.trains)
+    result = Result(cell_id=config.cell_id, status="running", config=recorded, environment=environment())
     try:
         (cell_dir / CELL_CONFIG).write_text(yaml.safe_dump(config.public_dump(), sort_keys=False))
         file.begin(result)

@@ -61,13 +61,19 @@ def settings_of(config: Mapping[str, Any]) -> dict[str, str]:
     """The settings that decide a cell's results, flattened, without the seed: the cell id's
     input (``CellConfig.identity``), or the config less its output sections when it no longer
     validates (a result of another harness version)."""
-    from harness.config import CellConfig
+    from harness.config import CellConfig, without_training
+    from harness.methods.registry import known_method
 
     try:
         identity = CellConfig.model_validate(dict(config)).identity()
     except (ValueError, TypeError):
         identity = {k: v for k, v in config.items() if k not in NOT_SETTINGS}
     identity.pop("seed", None)
+    method = known_method(str(config.get("method")))
+    if method is not None and not method.trains:
+        # recorded without its training settings (CellConfig.public_dump): none are compared, so
+        # a result recorded with them (an older harness) and one without are alike
+        identity = without_training(identity)
     return flatten(identity)
 
 

@@ -110,7 +110,8 @@ def run_params(result: Result) -> dict[str, Any]:
         return {}
     record = result.run.model_dump(mode="json")
     peft_config = record.pop("peft_config")
-    params = {f"{RUN_PARAMS}.{key}": value for key, value in record.items()}
+    # a setting the method has none of (zero-shot's learning rate and batch) is not logged
+    params = {f"{RUN_PARAMS}.{key}": value for key, value in record.items() if value is not None}
     if peft_config is None:
         params[f"{RUN_PARAMS}.peft_config"] = None
     else:
