@@ -51,6 +51,12 @@ class PhaseStats(BaseModel):
     peak_allocated_bytes: int | None = None
     peak_reserved_bytes: int | None = None
     peak_rss_bytes: int | None = None
+    # sampled once per optimizer step (the train phase), as peft's method_comparison records it:
+    # the torch allocator's reserved memory on a GPU ("reserved"), the process RSS on a CPU ("rss")
+    step_memory_measure: str | None = None
+    step_memory_avg_bytes: float | None = None
+    step_memory_p99_bytes: float | None = None
+    step_memory_max_bytes: int | None = None
 
 
 class RankStats(BaseModel):

@@ -33,6 +33,7 @@ def train(
     """Train; the trained model (unwrapped, whole) on the rank that evaluates, None on the others.
     ``reload`` builds the model again: an FSDP cell evaluates an unsharded copy."""
     trainer, accelerator = _trainer(plan, loaded, cell_dir, device, precision)
+    trainer.on_step = phases.meter.step
     try:
         with phases("train"), preemption.checkpoint_callback(trainer.checkpoint_now):
             outcome = trainer.train()

@@ -102,6 +102,7 @@ class Trainer:
         class_weights: list[float] | None = None,
         on_log: Callable[[int, dict[str, float]], None] | None = None,
         validation: list[Example] | None = None,
+        on_step: Callable[[], None] | None = None,
     ) -> None:
         self.model, self.examples, self.head, self.pad_id = model, examples, head, pad_id
         # train.eval_every's examples, longest first (fewer padded slots per batch)
@@ -111,6 +112,7 @@ class Trainer:
         self.accelerator = accelerator
         self.device = accelerator.device
         self.on_log = on_log
+        self.on_step = on_step  # after every optimizer step (the per-step memory samples)
         self.lengths = [e.length for e in examples]
         self.total_steps = total_optimizer_steps(len(examples), config)
         self.class_weights = torch.tensor(class_weights, device=self.device) if class_weights else None
@@ -312,6 +314,8 @@ class Trainer:
                             progress.real_tokens,
                         )
                     progress.losses.append((progress.step, loss_sum))
+                    if self.on_step is not None:
+                        self.on_step()
                     self._report(bar, loss_sum, started, start_samples)
                     if self._validation_due():
                         progress.eval_losses.append((progress.step, self.validation_loss()))

@@ -24,6 +24,15 @@ class PhaseMeter:
     def __init__(self, device: torch.device) -> None:
         self.device = device
         self.phases: dict[str, PhaseStats] = {}
+        self._step_samples: list[int] = []
+
+    def step(self) -> None:
+        """Sample the memory after an optimizer step of the current phase: the allocator's reserved
+        bytes on a GPU (what peft's benchmark logs each step), the process RSS on a CPU."""
+        if self.device.type == "cuda":
+            self._step_samples.append(int(torch.cuda.memory_reserved(self.device)))
+        else:
+            self._step_samples.append(int(psutil.Process().memory_info().rss))
 
     @contextmanager
     def phase(self, name: str) -> Iterator[PhaseStats]:
@@ -36,15 +45,30 @@ class PhaseMeter:
         poller = _RssPoller()
         poller.start()
         start = time.perf_counter()
+        self._step_samples = []
         try:
             yield stats
         finally:
+            record_step_memory(stats, self._step_samples, "reserved" if cuda else "rss")
             if cuda:
                 torch.cuda.synchronize(self.device)
                 stats.peak_allocated_bytes = int(torch.cuda.max_memory_allocated(self.device))
                 stats.peak_reserved_bytes = int(torch.cuda.max_memory_reserved(self.device))
             stats.wall_s = time.perf_counter() - start
             stats.peak_rss_bytes = poller.stop()
+
+
+def record_step_memory(stats: PhaseStats, samples: list[int], measure: str) -> None:
+    """Average, 99th percentile (linear interpolation, numpy's default, as peft computes it) and
+    maximum of the per-step samples; nothing when the phase took no step."""
+    if not samples:
+        return
+    import numpy as np
+
+    stats.step_memory_measure = measure
+    stats.step_memory_avg_bytes = float(np.mean(samples))
+    stats.step_memory_p99_bytes = float(np.percentile(samples, 99))
+    stats.step_memory_max_bytes = int(max(samples))
 
 
 class _RssPoller(threading.Thread):
