@@ -52,6 +52,12 @@ class HeadSpec:
     def generates(self) -> bool:
         return self.prompt_padding is not None
 
+    @property
+    def continues_prompt(self) -> bool:
+        """The answer continues a prompt in one sequence (a decoder-only language model): the
+        prompt is built from a template (``data.prompt_template``)."""
+        return not self.class_labels and not self.separate_target
+
 
 def _class_loss(model: Any, batch: dict[str, Any], weights: Any, class_ids: Any) -> Any:
     import torch.nn.functional as F  # noqa: N812

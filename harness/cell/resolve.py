@@ -21,8 +21,10 @@ from pydantic import ValidationError
 
 from harness.config import CellConfig, format_validation_error, read_yaml_mapping
 from harness.errors import ConfigError, clip
+from harness.heads import HEADS
 from harness.methods.registry import read_adapter_config, resolve_method
-from harness.tasks.registry import check_defined_task, parse_task_definition, resolve_task
+from harness.models.registry import has_chat_template, resolve_model
+from harness.tasks.registry import check_defined_task, head_for, parse_task_definition, resolve_task
 
 
 def parse_cell_config(data: dict[str, Any], where: str = "cell config") -> CellConfig:
@@ -49,6 +51,7 @@ def resolve_cell_config(config: CellConfig, where: str = "cell config") -> CellC
         definition = parse_task_definition(config.task_definition, where).dump()
         if definition != config.task_definition:
             config = config.model_copy(update={"task_definition": definition})
+    config = _resolve_prompt_template(config, where)
     held_out = resolve_task(config.task, config.task_definition).held_out
     source = config.data.source
     if held_out is not None and source is not None and held_out.name in source.files:
@@ -130,3 +133,31 @@ def _read_adapter_file(data: Any) -> Any:
         args = dict(data["method_args"])
         data = {**data, "method_args": {**read_adapter_config(args.pop("from"), str(data.get("method"))), **args}}
     return data
+
+
+def _resolve_prompt_template(config: CellConfig, where: str) -> CellConfig:
+    """``data.prompt_template`` as the cell uses it, plain or chat (so in its id): auto is chat for
+    an instruct/chat model whose tokenizer has a chat template; a head that builds no prompt from a
+    template (classification, encoder-decoder) uses none, recorded as plain. chat where the
+    tokenizer is known to have no template is refused; a Hub model's is checked when it loads."""
+    requested = config.data.prompt_template
+    try:
+        model = resolve_model(config.model)
+        head = head_for(resolve_task(config.task, config.task_definition), model.family, config.model)
+    except ConfigError:
+        return config  # refused where the model and task are checked (harness.cell.plan)
+    template = has_chat_template(model)
+    if not HEADS[head].continues_prompt:
+        resolved = "plain"
+    elif requested == "chat" and template is False:
+        raise ConfigError(
+            f"{where}: data.prompt_template: chat: model {config.model!r} has no chat template in its "
+            "tokenizer; valid: plain, auto"
+        )
+    elif requested == "auto":
+        resolved = "chat" if model.chat and template is not False else "plain"
+    else:
+        resolved = requested
+    if resolved == requested:
+        return config
+    return config.model_copy(update={"data": config.data.model_copy(update={"prompt_template": resolved})})

@@ -15,6 +15,7 @@ _EXPORTS = {
     "PRESETS": "registry",
     "ModelSpec": "registry",
     "cache_dir": "registry",
+    "has_chat_template": "registry",
     "resolve_model": "registry",
     "valid_model_names": "registry",
     "validate_model_name": "registry",

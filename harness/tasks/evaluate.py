@@ -66,12 +66,12 @@ def evaluate(
             num_beams=data.num_beams,
             do_sample=False,
             pad_token_id=formatter.pad,
-            eos_token_id=formatter.eos,
+            eos_token_id=formatter.stop,
         )
         if left:  # decoder-only output repeats the prompt
             sequences = sequences[:, ids.shape[1] :]
         for i, seq in zip(indices, sequences.tolist()):
-            seq = [t for t in seq if t not in (formatter.pad, formatter.eos)]
+            seq = [t for t in seq if t not in (formatter.pad, *formatter.stop)]
             generated += len(seq)
             outputs[i] = formatter.tokenizer.decode(seq, skip_special_tokens=True).strip()
     return _score(task, formatter, examples, outputs, generated)

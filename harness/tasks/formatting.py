@@ -2,7 +2,8 @@
 
 Formulations (the study's), with each task's own prompt (:class:`harness.tasks.registry.Prompt`):
 - generation, T5: ``prompt.t5_prefix + text`` -> target (BillSum: ``"summarize: "``);
-- generation, decoder-only: an instruction/response template, loss on the response only;
+- generation, decoder-only: an instruction/response template (``data.prompt_template: plain``) or
+  the tokenizer's chat template (``chat``), loss on the response only;
 - classification, T5: text-to-text with the label word as target, decoded back to a label;
 - classification, Llama/BERT: a sequence-classification head over the text.
 """
@@ -15,6 +16,7 @@ from typing import Any
 import torch
 
 from harness.config import DataConfig
+from harness.errors import ConfigError
 from harness.heads import HEADS, IGNORE_INDEX, HeadName
 from harness.tasks.registry import TaskSpec
 
@@ -27,6 +29,12 @@ def causal_template(task: TaskSpec) -> tuple[str, str]:
     """(before the input, after it) of the decoder-only instruction/response template."""
     prompt = task.prompt
     return f"### Instruction:\n{prompt.instruction}\n\n### {prompt.input_name}:\n", f"\n\n### {prompt.output_name}:\n"
+
+
+def chat_user_message(task: TaskSpec, text: str) -> str:
+    """The user turn of a chat prompt: the task's instruction, then its input."""
+    prompt = task.prompt
+    return f"{prompt.instruction}\n\n{prompt.input_name}:\n{text}"
 
 
 @dataclass
@@ -56,6 +64,17 @@ class Formatter:
         self.task, self.head, self.tokenizer, self.data = task, head, tokenizer, data
         self.eos = tokenizer.eos_token_id
         self.pad = tokenizer.pad_token_id
+        # the tokens that end a generated answer: EOS, and a chat template's end of turn
+        self.stop = [self.eos]
+        self.chat = data.prompt_template == "chat" and HEADS[head].continues_prompt
+        if self.chat:
+            if not getattr(tokenizer, "chat_template", None):
+                raise ConfigError(
+                    "data.prompt_template: chat: the model's tokenizer has no chat template; valid: plain, auto"
+                )
+            end = self._chat_turn("", "x")[1]  # what the template appends after an answer
+            if end and end[0] not in self.stop and end[0] in tokenizer.all_special_ids:
+                self.stop.append(end[0])
 
     def _ids(self, text: str, *, special: bool, limit: int | None = None) -> list[int]:
         ids = self.tokenizer(text, add_special_tokens=special, truncation=limit is not None, max_length=limit)[
@@ -96,11 +115,47 @@ class Formatter:
             )
             target_ids = self._with_eos(self._ids(target, special=False), data.max_target_tokens)
             return Example(ids, target_ids, None, reference, class_id)
+        if self.chat:
+            return self._encode_chat(row)
         # decoder-only generation: prompt (with the truncated input) + response + EOS
         before, after = causal_template(task)
         text_ids = self._ids(row["text"], special=False)[: data.max_source_tokens]
         prompt = self._ids(before, special=True) + text_ids + self._ids(after, special=False)
         response = self._with_eos(self._ids(row[answer], special=False), data.max_target_tokens)
+        return Example(prompt + response, [IGNORE_INDEX] * len(prompt) + response, prompt, row[answer])
+
+    def _chat_turn(self, text: str, answer: str) -> tuple[list[int], list[int], list[int]]:
+        """(prompt, response, end of turn) token ids of the chat template: the prompt is the user
+        turn and the assistant header (``add_generation_prompt``); the response is what the
+        template renders after it for an assistant turn holding ``answer``, its end-of-turn
+        included; the end of turn is what follows the answer's text in that response."""
+        user = [{"role": "user", "content": chat_user_message(self.task, text)}]
+        render = self.tokenizer.apply_chat_template
+        prompt = render(user, tokenize=False, add_generation_prompt=True)
+        full = render([*user, {"role": "assistant", "content": answer}], tokenize=False)
+        if not full.startswith(prompt):
+            raise ConfigError(
+                "data.prompt_template: chat: the model's chat template renders an answer that does not "
+                "continue its generation prompt; valid: plain"
+            )
+        response = full[len(prompt) :]
+        cut = response.rfind(answer.strip()) if answer.strip() else -1
+        end = response[cut + len(answer.strip()) :] if cut >= 0 else ""
+        ids = self._ids  # the template writes the special tokens itself, as apply_chat_template tokenizes
+        return ids(prompt, special=False), ids(response, special=False), ids(end, special=False) if end else []
+
+    def _encode_chat(self, row: dict[str, Any]) -> Example:
+        """The chat template's prompt (with the input truncated to ``max_source_tokens``) and its
+        assistant turn holding the answer (truncated to ``max_target_tokens``, its end of turn kept)."""
+        data, answer = self.data, self.task.target_field
+        text = row["text"]
+        text_ids = self._ids(text, special=False)
+        if len(text_ids) > data.max_source_tokens:
+            text = self.tokenizer.decode(text_ids[: data.max_source_tokens])
+        prompt, response, end = self._chat_turn(text, row[answer])
+        if len(response) > data.max_target_tokens:
+            keep = max(data.max_target_tokens - len(end), 0)
+            response = response[:keep] + end
         return Example(prompt + response, [IGNORE_INDEX] * len(prompt) + response, prompt, row[answer])
 
     def decode_label(self, text: str) -> int:
