@@ -243,6 +243,13 @@ def _stop_waiting(args: argparse.Namespace, submitted: list[Any], printer: Any) 
     printer.close()
     print("harness: interrupted: stopping the cells this command started (Ctrl-C again kills at once)", file=sys.stderr)
     states = commands.stop_jobs(args.matrix, submitted, only=args.only, limits=_limits(args))
+    if not states:  # nothing of ours ran here: a scheduler's jobs run on without this command
+        print(
+            f"harness: interrupted: no cell of this command was running on this machine; submitted jobs "
+            f"run on (watch them with `harness status {args.matrix} --watch`)",
+            file=sys.stderr,
+        )
+        return INTERRUPTED
     cancelled = sum(s.status == "cancelled" for s in states)
     running = sum(s.status in ACTIVE for s in states)
     still = f"; {running} still running (see `harness status {args.matrix}`)" if running else ""
