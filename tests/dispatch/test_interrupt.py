@@ -25,8 +25,9 @@ from harness.train.checkpoint import PREFIX
 pytestmark = pytest.mark.slow
 
 
-def _long_matrix(tmp_path: Path) -> Path:
-    data = smoke_dict(tmp_path / "out", models=["tiny-bert"], methods=["lora"], exclude=[])
+def _long_matrix(tmp_path: Path, seeds: int = 1) -> Path:
+    data = smoke_dict(tmp_path / "out", models=["tiny-bert"], methods=["lora"], exclude=[], seeds=list(range(seeds)))
+    data["executor"]["array_parallelism"] = 1
     # long enough to be stopped mid-training, a checkpoint every few steps
     data["defaults"]["train"].update(max_steps=400, log_every=5, checkpoint_every=5)
     return write_matrix(tmp_path / "long.yaml", data)
@@ -110,14 +111,19 @@ def test_ctrl_c_cancels_the_cells_keeps_the_checkpoint_and_retry_resumes(tmp_pat
     assert resumed.efficiency.train_steps == 400
 
 
-def test_sigterm_to_the_waiting_command_cancels_its_cells(tmp_path, no_sbatch_path):
-    path = _long_matrix(tmp_path)
-    (cell,) = load_matrix(path).active
+def test_sigterm_to_the_waiting_command_cancels_its_cells_running_or_waiting_for_a_slot(tmp_path, no_sbatch_path):
+    path = _long_matrix(tmp_path, seeds=2)  # one cell at a time: the other waits for the slot
     process = _start(path, "--wait")
-    _wait_for_checkpoint(cell.folder, process, timeout_s=120)
+    folders = [cell.folder for cell in load_matrix(path).active]
+    deadline = time.monotonic() + 120
+    while not any(any((f / CHECKPOINT_DIR).glob(f"{PREFIX}*")) for f in folders):
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.1)
     output, took = _stop(process, lambda: process.send_signal(signal.SIGTERM))  # `kill PID`: the command only
     assert took < 15, f"stopping took {took:.1f} s"
     assert process.returncode == 130, output
-    result = load_result(cell.folder)
-    assert result.status == "cancelled" and "cancelled by SIGTERM" in result.error, result.error
-    assert any((cell.folder / CHECKPOINT_DIR).glob(f"{PREFIX}*"))
+    assert "2 cell(s) cancelled" in output, output
+    errors = sorted(load_result(folder).error for folder in folders)
+    assert [load_result(folder).status for folder in folders] == ["cancelled", "cancelled"]
+    assert errors[0].startswith("cancelled by SIGTERM; last checkpoint at step"), errors
+    assert errors[1] == "cancelled by SIGTERM; no checkpoint taken", errors
