@@ -90,6 +90,10 @@ class CellRow:
     # the local data files' content the cell read (a digest of config.data.source.sha256); None:
     # bundled or Hub data, or a result from before data files were hashed
     data_version: str | None = None
+    # what the cell ran under (result.json's environment): the package versions that decide a
+    # result, and whether the harness's tree had uncommitted changes (None: not known)
+    packages: dict[str, str | None] = field(default_factory=dict)
+    git_dirty: bool | None = None
 
     @property
     def finished(self) -> bool:
@@ -300,6 +304,8 @@ def row_from_result(result: Result, folder: Path | str | None = None, source: st
         eval_loss_history=[(int(step), float(loss)) for step, loss in eff.eval_loss_history],
         class_counts=_class_counts(result.reports),
         data_version=data_version(result.config),
+        packages=dict(result.environment.get("packages") or {}),
+        git_dirty=result.environment.get("git_dirty"),
         **sweep_fields(result.config),
     )
 

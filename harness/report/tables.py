@@ -175,6 +175,27 @@ def _task_column_if_shared(display: pd.DataFrame) -> pd.DataFrame:
 # --------------------------------------------------------------------------- the tables
 
 
+def comparability_note(groups: list[Group]) -> str:
+    """A warning when a table's finished cells ran under different versions of a package that
+    decides results, or from a harness tree with uncommitted changes ("" when neither): their
+    differences may then be the software's, not the methods' (peft's users asked for this
+    switch: huggingface/peft#3157)."""
+    rows = [r for g in groups for r in g.ok]
+    versions: dict[str, Counter[str]] = {}
+    for row in rows:
+        for name, version in row.packages.items():
+            versions.setdefault(name, Counter())[str(version)] += 1
+    mixed = [
+        f"{name} " + " / ".join(f"{v} ({n} cells)" for v, n in sorted(counts.items()))
+        for name, counts in sorted(versions.items())
+        if len(counts) > 1
+    ]
+    dirty = sum(r.git_dirty is True for r in rows)
+    parts = [f"the cells ran under different package versions: {'; '.join(mixed)}"] if mixed else []
+    parts += [f"{dirty} of {len(rows)} cells ran from a harness tree with uncommitted changes"] if dirty else []
+    return f" {NOT_FINISHED_MARK} Not comparable as run: " + "; ".join(parts) + "." if parts else ""
+
+
 def quality_table(groups: list[Group], scoring: str) -> Table | None:
     """Quality per model and method, the zero-shot reference first, with CI, seeds and the gain over it."""
     chosen = [g for g in groups if g.scoring == scoring]
@@ -255,6 +276,7 @@ def quality_table(groups: list[Group], scoring: str) -> Table | None:
             if baselines
             else ""
         )
+        + comparability_note(chosen)
     )
     return Table(
         f"{TABLE_IDS[scoring]}_quality",
@@ -342,7 +364,7 @@ def efficiency_table(groups: list[Group], scoring: str) -> Table | None:
         f'{versus.shown_as} on the same model and task (train phase). Rank: "{NOT_RECORDED}" where the results do not '
         "record what ran (results without a run record, cells that have not run). Energy from NVML telemetry (GPU only). Share: trainable / total "
         "parameters, 4-bit weights counted at full size. Throughput: training samples and non-padding tokens per second. MFU: tokens/s x (4N + 2T, "
-        "6N for full fine-tuning) / the GPU's dense bf16 peak (harness/train/mfu.py)."
+        "6N for full fine-tuning) / the GPU's dense bf16 peak (harness/train/mfu.py)." + comparability_note(chosen)
     )
     return Table(
         f"{TABLE_IDS[scoring]}_efficiency",
