@@ -17,6 +17,7 @@ from harness.dispatch.executors import EXECUTORS
 from harness.heads import HEADS
 from harness.methods.registry import methods
 from harness.models.registry import FAMILIES
+from harness.tasks.extract import EXTRACTORS
 from harness.tasks.kinds import KINDS, SCORINGS
 from harness.tasks.registry import TASKS
 
@@ -29,6 +30,7 @@ REGISTRIES = (
     "harness/methods/hooks.py",
     "harness/tasks/kinds.py",
     "harness/tasks/registry.py",
+    "harness/tasks/extract.py",
     "harness/heads.py",
     "harness/models/registry.py",
     "harness/dispatch/executors/",
@@ -51,6 +53,7 @@ def registry_names() -> dict[str, str]:
         ("family", FAMILIES),
         ("task", TASKS),
         ("executor", EXECUTORS),
+        ("answer extractor", EXTRACTORS),
     ):
         for name in entries:
             names.setdefault(name, registry)

@@ -224,7 +224,8 @@ class TaskEntry(AxisEntry):
          source: {files: {train: tweets-train.csv, test: tweets-test.csv}, fields: {text: tweet, label: sentiment}}}
 
     ``kind`` (a task kind: classification | generation), ``labels`` (a labelled kind's classes),
-    ``metric`` (one of the kind's scorings, e.g. rouge | exact_match) and ``instruction`` make its
+    ``metric`` (one of the kind's scorings, e.g. rouge | exact_match), ``instruction``, ``validation`` and
+    ``answer`` (an extractor read before exact match: gsm8k, or {regex: "..."}) make its
     ``task_definition`` (:class:`harness.tasks.registry.TaskDefinition` checks them); ``source`` is
     its ``data.source``. Both go into every cell of the task (and its id)."""
 
@@ -234,6 +235,9 @@ class TaskEntry(AxisEntry):
     instruction: str | None = None
     # a held-out slice of train to select on: {from: train, fraction: 0.1, seed: 0} (or count: N)
     validation: HeldOutDefinition | None = None
+    # how to read the answer out of target and generation before exact match: answer: gsm8k, or
+    # answer: {regex: "..."} with one capture group (harness.tasks.extract.EXTRACTORS)
+    answer: str | dict[str, str] | None = None
     source: DataSource | None = None
 
     @property
@@ -244,7 +248,9 @@ class TaskEntry(AxisEntry):
     @model_validator(mode="after")
     def _defined_task(self) -> TaskEntry:
         given = [
-            key for key in ("labels", "metric", "instruction", "validation", "source") if getattr(self, key) is not None
+            key
+            for key in ("labels", "metric", "instruction", "validation", "answer", "source")
+            if getattr(self, key) is not None
         ]
         if self.kind is None:
             if given:
@@ -260,6 +266,7 @@ class TaskEntry(AxisEntry):
                 metric=self.metric,
                 instruction=self.instruction,
                 validation=self.validation,
+                answer=self.answer,
             ).model_dump(exclude_none=True, by_alias=True)
         except ValidationError as error:
             raise ValueError(

@@ -85,9 +85,9 @@ def _score(
     if not task.labelled:  # the answers are texts
         texts = [outputs[i] for i in range(len(examples))]
         targets = [str(e.reference) for e in examples]
-        metrics, reports = score(texts, targets, [])
+        metrics, reports = score(texts, targets, [], task.answer)
         predictions = [
-            {"index": i, **_source(examples[i]), "prediction": t, "reference": r}
+            {"index": i, **_source(examples[i]), "prediction": t, "reference": r, **_extracted(task, t, r)}
             for i, (t, r) in enumerate(zip(texts, targets))
         ]
         return Evaluation(metrics, reports, predictions, generated)
@@ -107,7 +107,7 @@ def _score(
             record["generated"] = value
         predictions.append(record)
     references = [int(e.reference) for e in examples]
-    metrics, reports = score(predicted, references, labels)
+    metrics, reports = score(predicted, references, labels, task.answer)
     return Evaluation(metrics, reports, predictions, generated)
 
 
@@ -115,3 +115,11 @@ def _source(example: Example) -> dict[str, Any]:
     """A prediction's way back to the data: ``index`` is its place in the evaluated sample,
     ``row`` the source row's index in its split as read, ``input`` the start of its text."""
     return {"row": example.source_row, "input": example.text[:INPUT_CHARS]}
+
+
+def _extracted(task: TaskSpec, generated: str, reference: str) -> dict[str, Any]:
+    """The answers the task's extractor read out of the generation and the reference, beside
+    the raw texts (None: it found none, which scores wrong); nothing for a task without one."""
+    if task.answer is None:
+        return {}
+    return {"extracted": task.answer.extract(generated), "reference_extracted": task.answer.extract(reference)}

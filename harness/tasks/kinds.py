@@ -18,6 +18,7 @@ from typing import Any
 
 from harness.heads import HeadName
 from harness.tasks import metrics
+from harness.tasks.extract import AnswerRule
 
 
 @dataclass(frozen=True)
@@ -27,9 +28,10 @@ class Scoring:
     table: str  # the report's table id (file names: <table>_quality.csv)
     columns: tuple[str, ...]  # quality columns, in table order
     headline: str
-    # (predicted, references, label names) -> (metrics, reports); classification predictions are
-    # class ids (-1: names no label), generation predictions texts
-    score: Callable[[list[Any], list[Any], list[str]], tuple[dict[str, float], dict[str, Any]]]
+    # (predicted, references, label names, the task's answer extractor or None) -> (metrics,
+    # reports); classification predictions are class ids (-1: names no label), generation
+    # predictions texts
+    score: Callable[[list[Any], list[Any], list[str], AnswerRule | None], tuple[dict[str, float], dict[str, Any]]]
     # what it measures, in a sentence's words (an error message: "<kind> is scored with ...")
     measures: str = ""
     # {class name: count in the evaluation set} -> {baseline name: metrics}: the report's
@@ -37,6 +39,9 @@ class Scoring:
     baselines: Callable[[dict[str, int]], dict[str, dict[str, float]]] | None = None
     # the quality table's note on averaging, given the tasks' class counts ("2/6"); "": none
     averaging: str = ""
+    # it compares answers, so a task may name an extractor (harness.tasks.extract) that reads the
+    # answer out of the target and the generated text first; otherwise it scores whole texts
+    extracts: bool = False
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,7 @@ SCORINGS: dict[str, Scoring] = {
             "summarization",
             ("rouge1", "rouge2", "rougeL"),
             "rougeL",
-            lambda predicted, references, labels: (metrics.rouge_scores(predicted, references), {}),
+            lambda predicted, references, labels, answer: (metrics.rouge_scores(predicted, references), {}),
             measures="ROUGE-1/2/L/Lsum against the target text",
         ),
         Scoring(
@@ -70,7 +75,7 @@ SCORINGS: dict[str, Scoring] = {
             "classification",
             ("accuracy", "precision_macro", "recall_macro", "f1_macro"),
             "f1_macro",
-            lambda predicted, references, labels: metrics.classification_scores(predicted, references, labels),
+            lambda predicted, references, labels, answer: metrics.classification_scores(predicted, references, labels),
             measures="accuracy and macro/weighted precision, recall and F1",
             baselines=metrics.classification_baselines,
             averaging="Precision, recall and F1 are macro-averaged over the task's {classes} classes.",
@@ -81,8 +86,12 @@ SCORINGS: dict[str, Scoring] = {
             "exact_match",
             ("exact_match",),
             "exact_match",
-            lambda predicted, references, labels: (metrics.exact_match_scores(predicted, references), {}),
+            lambda predicted, references, labels, answer: (
+                metrics.exact_match_scores(predicted, references, answer),
+                {},
+            ),
             measures="exact match of the generated text with the target",
+            extracts=True,
         ),
     )
 }

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from harness.tasks.extract import AnswerRule
+
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 # Sentence ends for ROUGE-Lsum: it scores newline-separated sentences.
 SENTENCE_END = re.compile(r"(?<=[.!?;])\s+(?=[A-Z(\"'])")
@@ -64,10 +66,21 @@ def normalise_answer(text: str) -> str:
     return " ".join(text.lower().split()).strip(".!?,;:\"' ")
 
 
-def exact_match_scores(predictions: list[str], references: list[str]) -> dict[str, float]:
-    """The share of outputs equal to their reference after :func:`normalise_answer`."""
-    hits = sum(normalise_answer(p) == normalise_answer(r) for p, r in zip(predictions, references, strict=True))
-    return {"exact_match": hits / max(len(predictions), 1)}
+def exact_match_scores(
+    predictions: list[str], references: list[str], answer: AnswerRule | None = None
+) -> dict[str, float]:
+    """The share of outputs equal to their reference after :func:`normalise_answer`; with an
+    answer extractor, the share whose extracted answer equals the reference's (numbers as
+    numbers), and ``no_answer_rate``, the share of outputs the extractor finds no answer in."""
+    count = max(len(predictions), 1)
+    pairs = list(zip(predictions, references, strict=True))
+    if answer is None:
+        hits = sum(normalise_answer(p) == normalise_answer(r) for p, r in pairs)
+        return {"exact_match": hits / count}
+    return {
+        "exact_match": sum(answer.matches(p, r) for p, r in pairs) / count,
+        "no_answer_rate": sum(answer.extract(p) is None for p in predictions) / count,
+    }
 
 
 def classification_baselines(counts: dict[str, int]) -> dict[str, dict[str, float]]:

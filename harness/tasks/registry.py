@@ -19,6 +19,7 @@ from pydantic import ConfigDict, Field, ValidationError, model_validator
 from harness.config import Line, StrictModel, format_validation_error
 from harness.errors import ConfigError
 from harness.heads import HeadName
+from harness.tasks.extract import AnswerRule, answer_rule
 from harness.tasks.kinds import KINDS, SCORINGS
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "data"
@@ -73,14 +74,30 @@ class TaskDefinition(StrictModel):
     instruction: str | None = None
     # a held-out slice of train to select on, for a task without a validation file
     validation: HeldOutDefinition | None = None
+    # how to read the answer out of the target and the generated text before exact match: an
+    # extractor of harness.tasks.extract.EXTRACTORS (answer: gsm8k, or answer: {regex: "..."})
+    answer: str | dict[str, str] | None = None
 
     def dump(self) -> dict[str, Any]:
-        """The form a cell config keeps (and its id hashes): without ``validation`` when none is
-        declared, so the ids of tasks defined before it existed stay as they were."""
+        """The form a cell config keeps (and its id hashes): without ``validation`` or ``answer``
+        when none is declared, so the ids of tasks defined before they existed stay as they were."""
         dumped = self.model_dump(mode="json", by_alias=True)
-        if dumped["validation"] is None:
-            del dumped["validation"]
+        for key in ("validation", "answer"):
+            if dumped[key] is None:
+                del dumped[key]
         return dumped
+
+    @property
+    def answer_rule(self) -> AnswerRule | None:
+        return answer_rule(self.answer) if self.answer is not None else None
+
+    @property
+    def scoring(self) -> str:
+        """Its scoring: the one it names, else the kind's first that reads an extracted answer
+        when it names an extractor, else the kind's default."""
+        kind = KINDS[self.kind]
+        extracting = [name for name in kind.scorings if SCORINGS[name].extracts]
+        return self.metric or (extracting[0] if self.answer is not None and extracting else kind.scorings[0])
 
     @model_validator(mode="after")
     def _fits_kind(self) -> TaskDefinition:
@@ -107,6 +124,15 @@ class TaskDefinition(StrictModel):
                     f"metric is for {choosing} tasks; {kind.name} is scored with {SCORINGS[kind.scorings[0]].measures}"
                 )
             raise ValueError(f"metric {self.metric!r} for a {kind.name} task: valid: {', '.join(kind.scorings)}")
+        if self.answer is not None:
+            rule = self.answer_rule  # a ValueError names the problem and the valid extractors
+            assert rule is not None
+            if not SCORINGS[self.scoring].extracts:
+                extracting = _names(name for name, entry in SCORINGS.items() if entry.extracts)
+                raise ValueError(
+                    f"answer ({rule.extractor}) is read out before {extracting}; a {kind.name} task scored with "
+                    f"{self.scoring} scores the whole text (metric: {extracting} with answer:)"
+                )
         return self
 
 
@@ -165,6 +191,8 @@ class TaskSpec:
     description: str = ""
     defined: bool = False  # defined by a matrix (TaskDefinition), not bundled
     held_out: HeldOut | None = None  # a selection split carved out of training data
+    # how the scoring reads the answer out of target and generated text (harness.tasks.extract)
+    answer: AnswerRule | None = None
 
     @property
     def heads(self) -> dict[str, HeadName]:
@@ -212,6 +240,24 @@ TASKS: dict[str, TaskSpec] = {
         # BillSum ships no validation split: sweeps select on 10 % of train, never trained on
         held_out=HeldOut(name="validation", of="train", fraction=0.1, seed="billsum/validation"),
     ),
+    "gsm8k": TaskSpec(
+        name="gsm8k",
+        kind="generation",
+        # the files' text and target are GSM8K's question and answer (its worked solution, whose
+        # final number follows "#### ")
+        fields=("text", "target"),
+        scoring="exact_match",
+        # the full splits are bundled (openai/gsm8k on the Hub needs its config name, "main")
+        bundled={split: BUNDLED_DIR / "gsm8k" / f"{split}.jsonl" for split in ("train", "test")},
+        # peft's query template is "Question: {query} Think step by step.\nAnswer:"; this is its wording
+        # in the harness's instruction/response template
+        prompt=Prompt(instruction="Think step by step.", input_name="Question", output_name="Answer"),
+        description="GSM8K, grade-school math word problems, scored on the final number as peft's MetaMathQA benchmark",
+        # GSM8K ships no validation split: like peft's benchmark (VALID_SIZE = 50 rows of GSM8K
+        # train), sweeps select on 50 rows of train, never trained on; generation is slow
+        held_out=HeldOut(name="validation", of="train", fraction=None, count=50, seed="gsm8k/validation"),
+        answer=AnswerRule("gsm8k"),
+    ),
 }
 
 
@@ -252,7 +298,7 @@ def check_defined_task(name: str, source: Any) -> None:
 def defined_task(name: str, definition: TaskDefinition | Mapping[str, Any]) -> TaskSpec:
     spec = definition if isinstance(definition, TaskDefinition) else TaskDefinition.model_validate(definition)
     kind = KINDS[spec.kind]
-    scoring = spec.metric or kind.scorings[0]
+    scoring = spec.scoring
     assert scoring in SCORINGS and scoring in kind.scorings
     if kind.labelled:
         prompt = Prompt(question=spec.instruction or Prompt.question)
@@ -269,6 +315,7 @@ def defined_task(name: str, definition: TaskDefinition | Mapping[str, Any]) -> T
         defined=True,
         description=f"{spec.kind} task defined in the matrix",
         held_out=_held_out(spec.validation),
+        answer=spec.answer_rule,
     )
 
 
