@@ -155,6 +155,9 @@ class Result(BaseModel):
     efficiency: Efficiency = Field(default_factory=Efficiency)
     telemetry: dict[str, Any] = Field(default_factory=dict)  # per-phase summaries, see harness.telemetry
     environment: dict[str, Any] = Field(default_factory=dict)
+    # what the cell read, by content: {"model": its Hub revision or its files' sha256, "data":
+    # split -> the file's sha256 or the Hub dataset and revision} (harness.cell.inputs)
+    inputs: dict[str, Any] = Field(default_factory=dict)
     tracking: TrackingStatus = Field(default_factory=TrackingStatus)
     artifacts: dict[str, str] = Field(default_factory=dict)  # name -> path relative to the cell folder
     started_at: str = Field(default_factory=lambda: now_iso())

@@ -70,19 +70,24 @@ def resolve_cell_config(config: CellConfig, where: str = "cell config") -> CellC
     return _record_data_hashes(config, where)
 
 
-def files_read(config: CellConfig) -> dict[str, str]:
-    """split -> the local file a cell reads for it (none for bundled or Hub data): its training
-    split when its method trains, the evaluation split, the validation split when it is scored
-    while training (``train.eval_every``); a held-out split reads the file it is carved from."""
-    source = config.data.source
-    if source is None or source.hub_id or not source.files:
-        return {}
+def splits_read(config: CellConfig) -> list[str]:
+    """The splits a cell reads, as stored: its training split when its method trains, the
+    evaluation split, the validation split when it is scored while training (``train.eval_every``);
+    a held-out split is read from the split it is carved from."""
     data, trains = config.data, resolve_method(config.method).trains
     splits = [data.train_split] if trains else []
     splits += [data.eval_split] + ([data.validation_split] if trains and config.train.eval_every else [])
     held_out = resolve_task(config.task, config.task_definition).held_out
     read = [held_out.of if held_out is not None and s in (held_out.name, held_out.of) else s for s in splits]
-    return {split: source.files[split] for split in dict.fromkeys(read) if split in source.files}
+    return list(dict.fromkeys(read))
+
+
+def files_read(config: CellConfig) -> dict[str, str]:
+    """split -> the local file a cell reads for it (none for bundled or Hub data)."""
+    source = config.data.source
+    if source is None or source.hub_id or not source.files:
+        return {}
+    return {split: source.files[split] for split in splits_read(config) if split in source.files}
 
 
 def _record_data_hashes(config: CellConfig, where: str) -> CellConfig:

@@ -44,6 +44,7 @@ import yaml
 
 from harness import folder_lock
 from harness.cell.evaluate import evaluate, keep
+from harness.cell.inputs import cell_inputs
 from harness.cell.load import load, quiet_libraries, resolve_precision, run_record
 from harness.cell.measure import Phases, job_energy, start_sampler, stop_sampler
 from harness.cell.plan import CellPlan, prepare_cell
@@ -232,6 +233,7 @@ def _execute(plan: CellPlan, cell_dir: Path, device: Any, phases: Phases, result
         loaded = load(plan, device, dtype)
         trainable, total = count_module_parameters(loaded.model)
     result.run = run_record(plan, loaded)
+    result.inputs = cell_inputs(plan, loaded.model)
     eff = result.efficiency
     eff.trainable_params, eff.total_params = trainable, total
     eff.trainable_share = trainable / total if total else 0.0

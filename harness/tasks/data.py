@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import math
 import random
@@ -14,6 +13,7 @@ from typing import Any, NamedTuple
 
 from harness.config import DataConfig, DataSource
 from harness.errors import ConfigError
+from harness.fingerprint import file_sha256
 from harness.tasks.registry import HeldOut, TaskSpec
 
 Row = dict[str, Any]
@@ -65,24 +65,6 @@ def sample_key(task: TaskSpec, source: DataSource, split: str) -> str:
     if source.files and not source.hub_id and read in source.files:
         return file_sha256(Path(source.files[read]))
     return task.name
-
-
-def file_sha256(path: Path) -> str:
-    """The sha256 of a data file's content; hashed once per process for a given path, size and
-    modification time (a plan of 500 cells on one file reads it once)."""
-    if not path.is_file():
-        raise ConfigError(f"data file not found: {path}")
-    stat = path.stat()
-    return _sha256_cached(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-
-
-@lru_cache(maxsize=256)
-def _sha256_cached(name: str, _size: int, _mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(name, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def held_out_indices(size: int, held_out: HeldOut) -> list[int]:
