@@ -57,6 +57,8 @@ class PhaseStats(BaseModel):
     step_memory_avg_bytes: float | None = None
     step_memory_p99_bytes: float | None = None
     step_memory_max_bytes: int | None = None
+    # CPU time of this process and its children during the phase (user + system, core-seconds)
+    cpu_s: float | None = None
 
 
 class RankStats(BaseModel):
@@ -66,6 +68,21 @@ class RankStats(BaseModel):
     host: str
     peak_bytes: int | None = None  # the torch allocator's peak on the rank's GPU, else the process's peak RSS
     measure: str = "rss"  # gpu | rss
+    train_cpu_s: float | None = None  # the rank's CPU time in the train phase (core-seconds)
+
+
+class Cost(BaseModel):
+    """What a cell cost to compute (harness.cell.measure.compute_cost): device-seconds per phase and
+    in all, so that a report can give the cost of a row, a sweep and a matrix. On a GPU,
+    GPU-seconds: the phase's wall time x the GPUs the cell holds; on a CPU, core-seconds: the CPU
+    time of the cell's processes (every rank's in a distributed train phase)."""
+
+    model_config = ConfigDict(extra="forbid")
+    measure: Literal["gpu_seconds", "core_seconds"]
+    device_s: float = 0.0
+    phases: dict[str, float] = Field(default_factory=dict)
+    wall_s: float = 0.0
+    energy_j: float | None = None  # NVML, every node's devices (None without NVML)
 
 
 class Efficiency(BaseModel):
@@ -97,6 +114,7 @@ class Efficiency(BaseModel):
     node_telemetry: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # NVML energy of the whole job: every node's devices, train and eval (None without NVML)
     job_energy_j: float | None = None
+    cost: Cost | None = None  # None: a result from before costs were recorded
 
 
 class RunRecord(BaseModel):

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import CellConfig
-from harness.result import Result
+from harness.result import Cost, Result
 
 log = logging.getLogger("harness.cell")
 
@@ -62,6 +62,32 @@ def stop_sampler(sampler: Any, result: Result, cell_dir: Path) -> None:
                 result.artifacts[name] = str(Path(path).resolve().relative_to(cell_dir.resolve()))
     except Exception as error:  # noqa: BLE001
         result.telemetry = {"error": f"{type(error).__name__}: {error}"}
+
+
+def compute_cost(result: Result, device: Any, world_size: int) -> Cost:
+    """The cell's compute per phase and in all (harness.result.Cost). On a GPU every process holds
+    one device for the phase's wall time; on a CPU the processes' CPU time is what they used (the
+    train phase summed over ranks when they reported theirs; load runs on every rank, counted as
+    rank 0's times the ranks; eval runs on rank 0 alone)."""
+    phases = result.efficiency.phases
+    gpu = getattr(device, "type", "cpu") == "cuda"
+    ranks_cpu = [r.train_cpu_s for r in result.efficiency.ranks if r.train_cpu_s is not None]
+    cost: dict[str, float] = {}
+    for name, stats in phases.items():
+        processes = world_size if name != "eval" else 1
+        if gpu:
+            cost[name] = stats.wall_s * processes
+        elif name == "train" and ranks_cpu and len(ranks_cpu) == world_size:
+            cost[name] = float(sum(ranks_cpu))
+        else:
+            cost[name] = (stats.cpu_s or 0.0) * processes
+    return Cost(
+        measure="gpu_seconds" if gpu else "core_seconds",
+        device_s=sum(cost.values()),
+        phases=cost,
+        wall_s=sum(stats.wall_s for stats in phases.values()),
+        energy_j=result.efficiency.job_energy_j,
+    )
 
 
 def job_energy(result: Result) -> float | None:

@@ -46,7 +46,7 @@ from harness import folder_lock
 from harness.cell.evaluate import evaluate, keep
 from harness.cell.inputs import cell_inputs
 from harness.cell.load import load, quiet_libraries, resolve_precision, run_record
-from harness.cell.measure import Phases, job_energy, start_sampler, stop_sampler
+from harness.cell.measure import Phases, compute_cost, job_energy, start_sampler, stop_sampler
 from harness.cell.plan import CellPlan, prepare_cell
 from harness.cell.record import Recorder, record_cell
 from harness.cell.save import save
@@ -192,6 +192,7 @@ def _run(plan: CellPlan, file: ResultFile, record: Recorder | None) -> Result:
         result.efficiency.phases = phases.meter.phases
         stop_sampler(sampler, result, cell_dir)
         result.efficiency.job_energy_j = job_energy(result)
+        result.efficiency.cost = compute_cost(result, device, distributed.current().world_size)
         result.finished_at = now_iso()
         file.finish(result)
     if result.status in ("success", "diverged"):  # a diverged cell's checkpoint only leads to the same divergence

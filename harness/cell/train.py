@@ -42,7 +42,7 @@ def train(
             _record_outcome(eff, diverged.outcome)
         raise
     if trainer.ctx.active:
-        _gather_rank_stats(device, phases.sampler, eff)
+        _gather_rank_stats(device, phases, eff)
     model = loaded.model
     if trainer.fsdp:  # every rank gathers the whole weights; rank 0 evaluates an unsharded copy
         from harness.train import fsdp
@@ -118,14 +118,17 @@ def _record_outcome(eff: Efficiency, outcome: Any) -> None:
     eff.eval_loss_history = list(outcome.eval_losses)
 
 
-def _gather_rank_stats(device: Any, sampler: Any, eff: Efficiency) -> None:
-    """Every rank's peak memory, and every other node's telemetry, to rank 0 (a collective)."""
+def _gather_rank_stats(device: Any, phases: Phases, eff: Efficiency) -> None:
+    """Every rank's peak memory and train-phase CPU time, and every other node's telemetry, to
+    rank 0 (a collective)."""
     ctx = distributed.current()
-    summary = None
+    sampler, summary = phases.sampler, None
     if not ctx.main and sampler is not None:  # another node's sampler: its training is over
         sampler.stop()
         summary = sampler.summary()
-    gathered = distributed.gather({**distributed.rank_stats(device), "telemetry": summary})
+    train = phases.meter.phases.get("train")
+    mine = {**distributed.rank_stats(device), "train_cpu_s": train.cpu_s if train else None}
+    gathered = distributed.gather({**mine, "telemetry": summary})
     if ctx.main:
         eff.ranks = [RankStats(**{k: v for k, v in entry.items() if k != "telemetry"}) for entry in gathered]
         eff.node_telemetry = {str(entry["node"]): entry["telemetry"] for entry in gathered if entry["telemetry"]}

@@ -44,6 +44,7 @@ class PhaseMeter:
             torch.cuda.reset_peak_memory_stats(self.device)
         poller = _RssPoller()
         poller.start()
+        cpu_start = _cpu_seconds()
         start = time.perf_counter()
         self._step_samples = []
         try:
@@ -55,7 +56,14 @@ class PhaseMeter:
                 stats.peak_allocated_bytes = int(torch.cuda.max_memory_allocated(self.device))
                 stats.peak_reserved_bytes = int(torch.cuda.max_memory_reserved(self.device))
             stats.wall_s = time.perf_counter() - start
+            stats.cpu_s = _cpu_seconds() - cpu_start
             stats.peak_rss_bytes = poller.stop()
+
+
+def _cpu_seconds() -> float:
+    """User and system CPU time of this process and its waited-for children, in core-seconds."""
+    times = psutil.Process().cpu_times()
+    return float(times.user + times.system + times.children_user + times.children_system)
 
 
 def record_step_memory(stats: PhaseStats, samples: list[int], measure: str) -> None:
