@@ -321,7 +321,13 @@ def cmd_tracking_uri(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from harness.report import build_report
 
-    folder = build_report(args.matrix, experiment=args.experiment, output=args.output, limits=_limits(args))
+    folder = build_report(
+        args.matrix,
+        experiment=args.experiment,
+        output=args.output,
+        limits=_limits(args),
+        peft_results=args.peft_results,
+    )
     if not args.quiet:
         print((folder / "report.md").read_text())
     print(f"report written to {folder} (report.md, report.html, CSV tables, plots/)")
@@ -458,6 +464,11 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--experiment")
     report.add_argument("--output")
     report.add_argument("--quiet", action="store_true", help="do not print the tables")
+    report.add_argument(
+        "--peft-results",
+        metavar="DIR",
+        help="peft's method_comparison/MetaMathQA result files: a table beside them for cells tagged peft_experiment",
+    )
     _limit_flags(report)
     report.set_defaults(func=cmd_report)
 

@@ -5,7 +5,7 @@ submits. ``build_report`` is the one entry point (``harness report``).
 
 Modules: ``load`` (one row per cell), ``mlflow_source`` (rows from MLflow runs),
 ``stats`` (mean and t interval), ``tables``, ``pareto``, ``curves``, ``sweeps`` (selection, sensitivity), ``render`` (Markdown, HTML),
-``publish`` (attach to the matrix's parent MLflow run).
+``publish`` (attach to the matrix's parent MLflow run), ``peft_reference`` (beside peft's published results).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from harness.errors import ConfigError
 from harness.report.curves import loss_curves
 from harness.report.load import NOT_RECORDED, CellRow, rows_from_matrix, separate_data_versions
 from harness.report.pareto import pareto_plots
+from harness.report.peft_reference import peft_table, read_peft_results
 from harness.report.render import ReportContent, html_page, markdown
 from harness.report.sweeps import selection_table, sensitivity_plots, split_stages
 from harness.report.tables import cells_table, efficiency_table, group_rows, not_finished_table, quality_table
@@ -41,6 +42,7 @@ def build_report(
     experiment: str | None = None,
     output: str | Path | None = None,
     limits: Limits | None = None,
+    peft_results: str | Path | None = None,
 ) -> Path:
     """Write the report; return its folder.
 
@@ -50,9 +52,12 @@ def build_report(
     of the experiment, at ``$MLFLOW_TRACKING_URI``). ``output``: the report folder, by
     default ``<matrix output_dir>/report`` (``./report-<experiment>`` without a matrix).
     ``limits``: the caps the matrix is expanded under (``--max-cells``, ``--max-grid-points``).
+    ``peft_results``: the folder of peft's method_comparison result files (or one file): a table
+    sets each cell tagged ``peft_experiment`` beside that experiment's published figures.
     """
     if matrix is None and experiment is None:
         raise ConfigError("harness report: give a matrix file or --experiment")
+    peft = read_peft_results(peft_results) if peft_results is not None else None  # refused before anything is written
     loaded = None
     if matrix is not None:
         from harness.matrix import load_matrix
@@ -91,6 +96,8 @@ def build_report(
     ]
     selection = selection_table(grid_rows)
     tables += [selection] if selection else []
+    beside_peft = peft_table(rows, peft) if peft is not None else None
+    tables += [beside_peft] if beside_peft else []
     cells, unfinished = cells_table(group_rows(rows + grid_rows)), not_finished_table(group_rows(rows + grid_rows))
     for table in (*tables, cells, unfinished):
         table.data.to_csv(folder / f"{table.name}.csv", index=False)

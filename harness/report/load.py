@@ -31,6 +31,11 @@ UNREADABLE = "unreadable"
 # a setting of what ran that the cell's result does not record (it has no run record)
 NOT_RECORDED = "not recorded"
 WHOLE_MODEL_RANK = "all"  # the rank shown for a method that trains every weight
+# the peft method_comparison/MetaMathQA experiment a cell reproduces, a config tag ("<method>--<name>",
+# its result file's stem, or "<method>/<name>"): a matrix sets it per axis entry
+# (set: {tags: {peft_experiment: ...}}); harness report --peft-results sets the cell beside that file
+PEFT_EXPERIMENT_TAG = "peft_experiment"
+FORGETTING = "forgetting"  # result.json metrics["forgetting"]: after - before cross-entropy (nats)
 
 # quality figures per scoring, in table order (classification is macro-averaged), and the figure
 # the Pareto plots and "improvement over zero-shot" use: from the task kinds' registry
@@ -94,6 +99,14 @@ class CellRow:
     # result, and whether the harness's tree had uncommitted changes (None: not known)
     packages: dict[str, str | None] = field(default_factory=dict)
     git_dirty: bool | None = None
+    # peft's benchmark: the experiment a cell reproduces (its config tag PEFT_EXPERIMENT_TAG), its
+    # forgetting (result.json metrics["forgetting"]) and the train phase's per-step memory samples
+    peft_experiment: str | None = None
+    forgetting: float | None = None
+    train_step_memory_measure: str | None = None
+    train_step_memory_avg_bytes: float | None = None
+    train_step_memory_p99_bytes: float | None = None
+    train_step_memory_max_bytes: float | None = None
 
     @property
     def finished(self) -> bool:
@@ -255,6 +268,8 @@ def row_from_flat(
         eval_wall_s=_number(flat, "eff/eval/wall_s"),
         compile_s=_number(flat, "eff/compile_s"),
         data_version=data_version(config),
+        peft_experiment=peft_experiment(config),
+        forgetting=_number(flat, FORGETTING),
         **sweep_fields(config),
     )
 
@@ -306,8 +321,29 @@ def row_from_result(result: Result, folder: Path | str | None = None, source: st
         data_version=data_version(result.config),
         packages=dict(result.environment.get("packages") or {}),
         git_dirty=result.environment.get("git_dirty"),
+        peft_experiment=peft_experiment(result.config),
+        forgetting=_number(result.metrics, FORGETTING),
+        **_step_memory(result),
         **sweep_fields(result.config),
     )
+
+
+def peft_experiment(config: Mapping[str, Any]) -> str | None:
+    """The peft benchmark experiment a cell reproduces, from its config's tags (None: not tagged)."""
+    tag = (config.get("tags") or {}).get(PEFT_EXPERIMENT_TAG)
+    return str(tag) if tag else None
+
+
+def _step_memory(result: Result) -> dict[str, Any]:
+    stats = result.efficiency.phases.get("train")
+    if stats is None or stats.step_memory_measure is None:
+        return {}
+    return {
+        "train_step_memory_measure": stats.step_memory_measure,
+        "train_step_memory_avg_bytes": stats.step_memory_avg_bytes,
+        "train_step_memory_p99_bytes": stats.step_memory_p99_bytes,
+        "train_step_memory_max_bytes": stats.step_memory_max_bytes,
+    }
 
 
 def _class_counts(reports: Mapping[str, Any]) -> dict[str, int]:
