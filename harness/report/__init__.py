@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.errors import ConfigError
+from harness.report.cost import cost_table
 from harness.report.curves import loss_curves
 from harness.report.load import NOT_RECORDED, CellRow, rows_from_matrix, separate_data_versions
 from harness.report.pareto import pareto_plots
@@ -98,6 +99,8 @@ def build_report(
     tables += [selection] if selection else []
     beside_peft = peft_table(rows, peft) if peft is not None else None
     tables += [beside_peft] if beside_peft else []
+    cost = cost_table(rows, grid_rows)
+    tables += [cost] if cost else []
     cells, unfinished = cells_table(group_rows(rows + grid_rows)), not_finished_table(group_rows(rows + grid_rows))
     for table in (*tables, cells, unfinished):
         table.data.to_csv(folder / f"{table.name}.csv", index=False)

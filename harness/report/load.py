@@ -99,6 +99,10 @@ class CellRow:
     # result, and whether the harness's tree had uncommitted changes (None: not known)
     packages: dict[str, str | None] = field(default_factory=dict)
     git_dirty: bool | None = None
+    # what the cell cost (result.json's efficiency.cost): device-seconds and their measure
+    # (gpu_seconds | core_seconds); None: a result from before costs were recorded
+    device_s: float | None = None
+    cost_measure: str | None = None
     # peft's benchmark: the experiment a cell reproduces (its config tag PEFT_EXPERIMENT_TAG), its
     # forgetting (result.json metrics["forgetting"]) and the train phase's per-step memory samples
     peft_experiment: str | None = None
@@ -321,6 +325,8 @@ def row_from_result(result: Result, folder: Path | str | None = None, source: st
         data_version=data_version(result.config),
         packages=dict(result.environment.get("packages") or {}),
         git_dirty=result.environment.get("git_dirty"),
+        device_s=eff.cost.device_s if eff.cost else None,
+        cost_measure=eff.cost.measure if eff.cost else None,
         peft_experiment=peft_experiment(result.config),
         forgetting=_number(result.metrics, FORGETTING),
         **_step_memory(result),
