@@ -384,8 +384,23 @@ def render_selections(matrix: Matrix) -> list[str]:
         return []
     lines = ["", "sweeps (stage 1 selects on its split, stage 2 runs the selected value on every seed):"]
     lines += [f"  {selection.describe()}" for selection in matrix.selections]
+    lines.append(f"  {sweep_cost_estimate(matrix)}")
     scheduled = describe(matrix.output_dir) if matrix.waiting else None
     return lines + ([f"  {scheduled}"] if scheduled else [])
+
+
+def sweep_cost_estimate(matrix: Matrix) -> str:
+    """The sweeps' compute before anything runs, in runs-equivalent (full-budget runs of the cells
+    they would be): the stage-1 grid points plus the stage-2 seeds, against the seeds alone (the
+    same study untuned). Each run is counted at its cell's full budget: a grid point costs what a
+    stage-2 cell of the same method costs."""
+    grid = sum(len(s.points) for s in matrix.selections)
+    seeds = sum(len(s.seeds) for s in matrix.selections)
+    ratio = (grid + seeds) / seeds if seeds else 0.0
+    return (
+        f"cost estimate: {grid} stage-1 runs + {seeds} stage-2 runs = {grid + seeds} runs-equivalent, "
+        f"x{ratio:.2f} the {seeds} runs of the same sweeps untuned"
+    )
 
 
 def render_submit(report: SubmitReport) -> str:
