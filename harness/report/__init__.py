@@ -21,7 +21,7 @@ from harness.report.cost import cost_table
 from harness.report.curves import loss_curves
 from harness.report.load import NOT_RECORDED, CellRow, rows_from_matrix, separate_data_versions
 from harness.report.pareto import pareto_plots
-from harness.report.peft_reference import peft_table, read_peft_results
+from harness.report.peft_reference import peft_table, planned_trainable, read_peft_results
 from harness.report.render import ReportContent, html_page, markdown
 from harness.report.sweeps import selection_table, sensitivity_plots, split_stages
 from harness.report.tables import cells_table, efficiency_table, group_rows, not_finished_table, quality_table
@@ -97,7 +97,8 @@ def build_report(
     ]
     selection = selection_table(grid_rows)
     tables += [selection] if selection else []
-    beside_peft = peft_table(rows, peft) if peft is not None else None
+    planned = planned_trainable(loaded, rows) if peft is not None and loaded is not None else None
+    beside_peft = peft_table(rows, peft, planned) if peft is not None else None
     tables += [beside_peft] if beside_peft else []
     cost = cost_table(rows, grid_rows)
     tables += [cost] if cost else []

@@ -176,9 +176,28 @@ def _signed(value: float | None, digits: int, scale: float = 1.0) -> str:
     return DASH if value is None else f"{value * scale:+,.{digits}f}"
 
 
-def peft_table(rows: list[CellRow], peft: dict[str, PeftResult]) -> Table | None:
+def planned_trainable(matrix: Any, rows: list[CellRow]) -> dict[str, int]:
+    """{cell id: trainable parameters as the plan counts them (offline, on the meta device)} for the
+    tagged cells that have no counted result, so that a matrix compares with peft's counts before
+    it runs (``harness plan`` keeps the counts in ``$HARNESS_CACHE``, so this is mostly a lookup)."""
+    from harness.matrix.params import ParamCounter
+
+    wanted = {r.cell_id for r in rows if r.peft_experiment and r.trainable_params is None}
+    counter = ParamCounter()
+    counts = {}
+    for cell in matrix.active:
+        if cell.cell_id in wanted:
+            count = counter(cell.config)
+            if count.trainable is not None:
+                counts[cell.cell_id] = count.trainable
+    return counts
+
+
+def peft_table(rows: list[CellRow], peft: dict[str, PeftResult], planned: dict[str, int] | None = None) -> Table | None:
     """One row per (experiment, task, model) of the cells tagged ``peft_experiment``; None when
-    no cell is tagged."""
+    no cell is tagged. ``planned``: trainable counts of cells without a result (:func:`planned_trainable`),
+    shown where no seed of an experiment has counted its own."""
+    planned = planned or {}
     experiments = _experiments(rows)
     if not experiments:
         return None
@@ -191,6 +210,10 @@ def peft_table(rows: list[CellRow], peft: dict[str, PeftResult]) -> Table | None
         accuracy = summarize([r.metrics.get(headline) if headline else None for r in exp.ok])
         forgetting = summarize([r.forgetting for r in exp.ok])
         trainable = next((r.trainable_params for r in exp.ok if r.trainable_params is not None), None)
+        source = "result" if trainable is not None else None
+        if trainable is None:
+            trainable = next((planned[r.cell_id] for r in exp.rows if r.cell_id in planned), None)
+            source = "planned" if trainable is not None else None
         measures = {r.train_step_memory_measure for r in exp.ok} - {None}
         measure = measures.pop() if len(measures) == 1 else ("mixed" if measures else None)
         memory = {
@@ -220,6 +243,7 @@ def peft_table(rows: list[CellRow], peft: dict[str, PeftResult]) -> Table | None
             "seeds_finished": len(exp.ok),
             "seeds_planned": len(exp.rows),
             "trainable_params": trainable,
+            "trainable_params_source": source,  # result | planned (counted offline, the cell has not run)
             "peft_trainable_params": peft_trainable,
             "trainable_params_diff": _delta(trainable, peft_trainable),
             "test_accuracy_metric": headline,
@@ -257,7 +281,7 @@ def peft_table(rows: list[CellRow], peft: dict[str, PeftResult]) -> Table | None
             "Task": exp.task,
             "Model": exp.model,
             "Seeds": f"{len(exp.ok)}/{len(exp.rows)}",
-            "Trainable": fmt_count(trainable),
+            "Trainable": fmt_count(trainable) + (" (planned)" if source == "planned" else ""),
             "Trainable (peft)": fmt_count(peft_trainable),
             "Δ trainable": _signed(raw["trainable_params_diff"], 0),
             "Test acc.": fmt_ci(accuracy),
@@ -330,6 +354,7 @@ def _note(experiments: list[_Experiment], peft: dict[str, PeftResult], matched: 
         "Cells tagged peft_experiment beside peft's result file of that experiment (its "
         "method_comparison/MetaMathQA results): harness figures are means over finished seeds (test accuracy and "
         "forgetting ± the 95 % interval, in points and nats); peft ran each experiment once. Δ: harness − peft. "
+        'Trainable "(planned)": counted offline as harness plan counts it, for an experiment none of whose cells has run. '
         "Test accuracy: the task's headline metric against peft's metrics[-1][\"test accuracy\"]. Forgetting: "
         "after − before mean cross-entropy on a general-text sample (peft: 100 finewiki articles). "
         "Memory: per-step reserved bytes after each optimizer step, average, 99th percentile and maximum; peft "

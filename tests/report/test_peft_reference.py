@@ -1,7 +1,8 @@
 """`harness report --peft-results DIR`: cells tagged peft_experiment beside peft's published result
 files (three real ones in fixtures/peft_results). The cells are real: a tiny-llama matrix on
-billsum, run once (module fixture), LoRA on two seeds, IA3 with one seed never run, and a
-zero-shot cell tagged with an experiment that has no result file."""
+billsum, run once (module fixture), LoRA on two seeds, IA3 with one seed never run, prompt
+tuning never run (its trainable count is the plan's), and a zero-shot cell tagged with an
+experiment that has no result file."""
 
 from __future__ import annotations
 
@@ -19,12 +20,12 @@ from harness.errors import ConfigError
 from harness.matrix import load_matrix
 from harness.report import build_report
 from harness.report.load import HEADLINE, row_from_flat, rows_from_matrix
-from harness.report.peft_reference import peft_table, read_peft_results
+from harness.report.peft_reference import peft_table, planned_trainable, read_peft_results
 from harness.report.stats import summarize
 from harness.result import load_result
 
 FIXTURES = Path(__file__).parent / "fixtures" / "peft_results"
-LORA, IA3 = "lora--llama-3.2-3B-rank32", "ia3--llama-3.2-3B-default"
+LORA, IA3, PROMPT = "lora--llama-3.2-3B-rank32", "ia3--llama-3.2-3B-default", "prompt_tuning--llama-3.2-3B-default"
 NO_FILE = "fourierft--llama-3.2-3B-default"  # an experiment of peft's with no file in the fixtures
 GIB = 1024**3
 
@@ -35,6 +36,7 @@ MATRIX: dict[str, Any] = {
         {"name": "lora", "set": {"tags": {"peft_experiment": LORA}}},
         # peft's own spelling of the experiment (run_info.experiment_name) matches too
         {"name": "ia3", "set": {"tags": {"peft_experiment": "ia3/llama-3.2-3B-default"}}},
+        {"name": "prompt_tuning", "set": {"tags": {"peft_experiment": PROMPT}}},
         {"name": "zeroshot", "set": {"tags": {"peft_experiment": NO_FILE}}},
     ],
     "tasks": ["billsum"],
@@ -52,7 +54,7 @@ MATRIX: dict[str, Any] = {
     },
     "exclude": [{"match": {"method": "zeroshot", "seed": 1}, "reason": "one zero-shot cell is enough"}],
 }
-NEVER_RUN = ("ia3", 1)
+NEVER_RUN = {("ia3", 1), ("prompt_tuning", 0), ("prompt_tuning", 1)}
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +65,7 @@ def matrix_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = root / "pefttest.yaml"
     path.write_text(yaml.safe_dump({**MATRIX, "output_dir": str(root / "out")}))
     for cell in load_matrix(path).active:
-        if (cell.method, cell.seed) != NEVER_RUN:
+        if (cell.method, cell.seed) not in NEVER_RUN:
             run_cell(cell.config)
     return path
 
@@ -88,7 +90,7 @@ def _peft(name: str) -> dict[str, Any]:
 
 def test_the_table_sets_each_experiment_beside_its_file(report: Path, results):
     table = pd.read_csv(report / "peft_comparison.csv").set_index("peft_experiment")
-    assert list(table.index) == [LORA, IA3, NO_FILE]
+    assert list(table.index) == [LORA, IA3, PROMPT, NO_FILE]
     lora, peft = table.loc[LORA], _peft(LORA)["train_info"]
     # harness side: the mean over the two finished seeds, with its t interval
     headline = HEADLINE["rouge"]
@@ -101,6 +103,7 @@ def test_the_table_sets_each_experiment_beside_its_file(report: Path, results):
     assert lora["test_accuracy_diff"] == pytest.approx(accuracy.mean - peft["metrics"][-1]["test accuracy"])
     assert lora["peft_forgetting"] == peft["metrics"][-1]["forgetting"]
     trainable = results["lora", 0].efficiency.trainable_params
+    assert lora["trainable_params_source"] == "result"
     assert lora["trainable_params"] == trainable and lora["peft_trainable_params"] == peft["num_trainable_params"]
     assert lora["trainable_params_diff"] == trainable - peft["num_trainable_params"]
     train_s = (
@@ -132,6 +135,21 @@ def test_a_missing_side_is_marked(report: Path, results):
     assert "1 peft result file(s) match no cell" in text  # boft's
     assert "peft 0.19.2.dev0 transformers 5.13.1 torch 2.13.0+cu130 on NVIDIA L40S" in text
     assert "⚠ no peft result" in text and "Beside peft&#x27;s published results" in (report / "report.html").read_text()
+
+
+def test_cells_not_run_compare_their_planned_trainable_count(report: Path, matrix_file: Path, results):
+    table = pd.read_csv(report / "peft_comparison.csv").set_index("peft_experiment")
+    prompt, peft = table.loc[PROMPT], _peft(PROMPT)["train_info"]["num_trainable_params"]
+    assert prompt["status"] == "2 missing" and prompt["trainable_params_source"] == "planned"
+    assert (
+        prompt["peft_trainable_params"] == peft and prompt["trainable_params_diff"] == prompt["trainable_params"] - peft
+    )
+    # the plan's count is the one a run records: IA3's seed 1 (not run) against its seed 0 (run)
+    matrix = load_matrix(matrix_file)
+    planned = planned_trainable(matrix, rows_from_matrix(matrix))
+    ia3 = {cell.seed: cell.cell_id for cell in matrix.active if cell.method == "ia3"}
+    assert planned[ia3[1]] == results["ia3", 0].efficiency.trainable_params and ia3[0] not in planned
+    assert "(planned)" in (report / "report.md").read_text()
 
 
 def test_a_peft_run_that_did_not_succeed_is_marked(matrix_file: Path, tmp_path: Path):
