@@ -9,6 +9,8 @@ seeds, where an untuned study runs the seeds alone. "vs untuned" is that ratio.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 
 from harness.report.load import CellRow
@@ -69,7 +71,7 @@ def _hours(seconds: float | None) -> float | None:
     return None if seconds is None else seconds / 3600
 
 
-def _row(task: str, model: str, method: str, seeds: list[CellRow], grid: list[CellRow]) -> dict[str, object]:
+def _row(task: str, model: str, method: str, seeds: list[CellRow], grid: list[CellRow]) -> dict[str, Any]:
     grid_s, seeds_s = _seconds(grid), _seconds(seeds)
     total = None if grid_s is None and seeds_s is None else (grid_s or 0.0) + (seeds_s or 0.0)
     return {
