@@ -245,6 +245,19 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 FILE_FORMATS = ("csv", "tsv", "jsonl", "json", "parquet")
 
 
+class ForgettingConfig(StrictModel):
+    """``data.forgetting``: peft's forgetting metric (method_comparison/MetaMathQA): the mean
+    per-token cross-entropy on a fixed general-text sample after training minus the same loss of
+    the base model (the adapter disabled; for full fine-tuning, measured before training).
+    harness.tasks.forgetting names the samples and computes it."""
+
+    # a bundled sample ("wikitext-103-test"), "finewiki" (the Hub's HuggingFaceFW/finewiki, peft's
+    # sample), or a local .jsonl (a "text" field per line) or .txt (one article per line) file
+    sample: Line = "wikitext-103-test"
+    articles: int = Field(100, ge=1)  # the first this many articles (peft: 100)
+    max_tokens: int = Field(768, ge=1)  # each article truncated to this many tokens (peft: 768)
+
+
 class DataConfig(StrictModel):
     """Task data settings: which splits, how much, how long."""
 
@@ -270,6 +283,8 @@ class DataConfig(StrictModel):
     # (the tokenizer's chat template), or "auto" (chat for an instruct/chat model whose tokenizer has
     # one). harness.cell.resolve turns auto into plain or chat, which the cell id and result.json keep
     prompt_template: Literal["auto", "plain", "chat"] = "auto"
+    # peft's forgetting metric on a general-text sample (ForgettingConfig); None: not measured
+    forgetting: ForgettingConfig | None = None
 
 
 class TrainConfig(StrictModel):
@@ -371,6 +386,7 @@ ADDED_LATER: dict[str, dict[str, Any]] = {
         "max_validation_samples": 256,
         "held_out": None,
         "prompt_template": "plain",
+        "forgetting": None,
     },
     "data.source": {
         "format": None,

@@ -47,6 +47,11 @@ class HeadSpec:
     # the answer is a sequence of its own (an encoder-decoder's decoder input), not a continuation
     # of the prompt in one sequence (a decoder-only model's) nor a class id
     separate_target: bool = False
+    # (model, tokenizer, texts, max_tokens, device) -> (summed next-token cross-entropy, tokens
+    # scored): the language-model loss on plain text that data.forgetting measures; None: the
+    # head has no language-model loss, and ``no_text_loss`` says what it is instead
+    text_loss: Callable[[Any, Any, list[str], int, Any], tuple[float, int]] | None = None
+    no_text_loss: str | None = None
 
     @property
     def generates(self) -> bool:
@@ -95,6 +100,59 @@ def _shifted_token_units(batch: dict[str, Any], weights: Any, class_ids: Any) ->
     return float((batch["labels"][..., 1:] != IGNORE_INDEX).sum())
 
 
+def _causal_text_loss(model: Any, tokenizer: Any, texts: list[str], max_tokens: int, device: Any) -> tuple[float, int]:
+    """peft's calculate_mean_per_token_loss (method_comparison/MetaMathQA/run.py L107-131, after
+    #2986 and #3419) for one batch: each text tokenized as the tokenizer does by default (BOS
+    included), truncated to ``max_tokens``, left-padded; logits[t] scored against ids[t + 1] on real
+    tokens only. Differences, neither changing the figure beyond rounding: padding is built here
+    (not ``tokenizer.pad``, which needs a pad token) and the cross-entropy is taken in float32
+    (peft's runs in the model's dtype, bf16: rounding over a 128k vocabulary)."""
+    import torch
+    import torch.nn.functional as F  # noqa: N812
+
+    rows = [ids[:max_tokens] for ids in tokenizer(texts, truncation=True, max_length=max_tokens)["input_ids"]]
+    width = max(len(ids) for ids in rows)
+    input_ids = torch.zeros(len(rows), width, dtype=torch.long)
+    mask = torch.zeros_like(input_ids)
+    for row, ids in enumerate(rows):
+        input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+        mask[row, width - len(ids) :] = 1
+    input_ids, mask = input_ids.to(device), mask.to(device)
+    # prompt-learning methods prepend virtual tokens: the last ``width`` positions are the text's
+    logits = model(input_ids=input_ids, attention_mask=mask).logits[:, -width:]
+    # a target counts when it and the position predicting it are real tokens (a row's first token
+    # follows padding: nothing predicts it, as in peft's per-row slice)
+    keep = (mask[:, 1:] * mask[:, :-1]).bool()
+    loss = F.cross_entropy(logits[:, :-1][keep].float(), input_ids[:, 1:][keep], reduction="sum")
+    return float(loss), int(keep.sum())
+
+
+def _seq2seq_text_loss(model: Any, tokenizer: Any, texts: list[str], max_tokens: int, device: Any) -> tuple[float, int]:
+    """An encoder-decoder's language-model loss on plain text: the text is the decoder's target
+    (truncated to ``max_tokens``, its EOS included when the tokenizer adds one) after an empty
+    encoder input (EOS alone),
+    so every text token is predicted from the tokens before it, as a decoder-only model's are
+    (the decoder input is the target shifted right, starting from the decoder start token). T5's
+    pre-training objective (span corruption) scores masked spans instead; its figures would not
+    be comparable with a causal model's."""
+    import torch
+    import torch.nn.functional as F  # noqa: N812
+
+    targets = [ids[:max_tokens] for ids in tokenizer(texts, truncation=True, max_length=max_tokens)["input_ids"]]
+    # the empty text as the tokenizer encodes it (T5's: its EOS alone); EOS when that is nothing
+    empty = tokenizer("")["input_ids"] or [tokenizer.eos_token_id]
+    width = max(len(ids) for ids in targets)
+    labels = torch.full((len(targets), width), IGNORE_INDEX, dtype=torch.long)
+    for row, ids in enumerate(targets):
+        labels[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+    input_ids = torch.tensor([empty] * len(targets), dtype=torch.long).to(device)
+    labels = labels.to(device)
+    logits = model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), labels=labels).logits
+    keep = labels != IGNORE_INDEX
+    loss = F.cross_entropy(logits[keep].float(), labels[keep], reduction="sum")
+    return float(loss), int(keep.sum())
+
+
 def _no_class_weights(model: Any, batch: dict[str, Any], weights: Any, class_ids: Any) -> Any:
     raise ValueError("a causal language-model head generates text; class weights apply to classification")
 
@@ -113,6 +171,7 @@ HEADS: dict[str, HeadSpec] = {
             weighted_loss=_text_to_text_loss,
             loss_units=_token_units,
             separate_target=True,
+            text_loss=_seq2seq_text_loss,
             packing_refusal="an encoder-decoder example is two sequences (encoder input, decoder target), which "
             "one flattened row cannot hold",
         ),
@@ -126,6 +185,7 @@ HEADS: dict[str, HeadSpec] = {
             prompt_padding="left",
             weighted_loss=_no_class_weights,
             loss_units=_shifted_token_units,
+            text_loss=_causal_text_loss,
         ),
         HeadSpec(
             "seqcls",
@@ -137,6 +197,7 @@ HEADS: dict[str, HeadSpec] = {
             prompt_padding=None,
             weighted_loss=_class_loss,
             loss_units=_example_units,
+            no_text_loss="classification head",
             packing_refusal="a classification head pools one position per padded row (the last token, or "
             "[CLS]), which a row of several examples does not have",
         ),

@@ -151,6 +151,36 @@ class Divergence(BaseModel):
     rule: str  # non-finite | explosion
 
 
+class Forgetting(BaseModel):
+    """``data.forgetting``: peft's forgetting metric (harness.tasks.forgetting). The mean per-token
+    cross-entropy (nats) on a general-text sample of the base model (``before``: the adapter
+    disabled, or before training for a model trained whole) and of the trained model (``after``);
+    ``metrics["forgetting"]`` is after - before. A head with no language-model loss records why
+    (``not_applicable``) and no figures."""
+
+    model_config = ConfigDict(extra="forbid")
+    sample: str  # data.forgetting.sample: a bundled sample's name, finewiki, or a file's path
+    source: str | None = None  # "sha256:<hex>" of the local file read, or "hf:<dataset id>"
+    articles: int | None = None  # articles scored (the sample may hold fewer than asked for)
+    max_tokens: int
+    tokens: int | None = None  # tokens scored, each pass
+    before: float | None = None
+    after: float | None = None
+    not_applicable: str | None = None  # e.g. "classification head": no language-model loss
+
+
+class Rung(BaseModel):
+    """A stop of a cell planned for its full budget (run_cell's ``stop_at_step``): the model as it
+    was at ``step``, evaluated on the cell's evaluation split. ``wall_s`` and ``device_s`` count
+    every run of the cell up to this rung (``efficiency.cost``'s measure)."""
+
+    model_config = ConfigDict(extra="forbid")
+    step: int
+    metrics: dict[str, float] = Field(default_factory=dict)
+    wall_s: float = 0.0
+    device_s: float = 0.0
+
+
 class TrackingStatus(BaseModel):
     status: Literal["logged", "failed", "disabled", "pending"] = "pending"
     uri: str | None = None
@@ -168,6 +198,7 @@ class Result(BaseModel):
     config: dict[str, Any]
     run: RunRecord | None = None  # None until the model is built
     divergence: Divergence | None = None  # status diverged: where and why
+    forgetting: Forgetting | None = None  # data.forgetting: the losses it is computed from
     metrics: dict[str, float] = Field(default_factory=dict)  # quality: rouge1, accuracy, f1_macro, ...
     reports: dict[str, Any] = Field(default_factory=dict)  # per-class report, confusion matrix
     efficiency: Efficiency = Field(default_factory=Efficiency)

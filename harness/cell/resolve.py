@@ -6,7 +6,8 @@ layer, which imports no registry) cannot check on its own.
 - the method and the task must be known (a bundled task, or one the matrix defines with data);
   a defined task's ``task_definition`` is checked against the task kinds and normalised;
 - a task that carves its selection split out of the training data (BillSum's validation, or
-  a defined task's ``validation: {from: train, ...}``) has that recorded in ``data.held_out``, which enters the cell id.
+  a defined task's ``validation: {from: train, ...}``) has that recorded in ``data.held_out``, which enters the cell id;
+- ``data.forgetting.sample`` must name a sample that can be read (harness.tasks.forgetting).
 
 Every path from user input to a ``CellConfig`` goes through :func:`parse_cell_config`: the CLI's
 cell files and flags, matrix expansion, and the job that re-reads its config. Plain data: no torch.
@@ -24,6 +25,7 @@ from harness.errors import ConfigError, clip
 from harness.heads import HEADS
 from harness.methods.registry import read_adapter_config, resolve_method
 from harness.models.registry import has_chat_template, resolve_model
+from harness.tasks.forgetting import check_sample
 from harness.tasks.registry import check_defined_task, head_for, parse_task_definition, resolve_task
 
 
@@ -45,6 +47,8 @@ def resolve_cell_config(config: CellConfig, where: str = "cell config") -> CellC
             resolve_task(config.task)
         else:
             check_defined_task(config.task, config.data.source)
+        if config.data.forgetting is not None:
+            check_sample(config.data.forgetting)
     except ConfigError as error:
         raise ConfigError(f"{where}: {error}") from None
     if config.task_definition is not None:  # checked against the task kinds, kept as the model's dump (the id's form)

@@ -43,7 +43,7 @@ from typing import Any
 import yaml
 
 from harness import folder_lock
-from harness.cell.evaluate import evaluate, keep
+from harness.cell.evaluate import evaluate, forgetting_after, forgetting_before, keep, keep_forgetting
 from harness.cell.inputs import cell_inputs
 from harness.cell.load import load, quiet_libraries, resolve_precision, run_record
 from harness.cell.measure import Phases, compute_cost, job_energy, start_sampler, stop_sampler
@@ -233,6 +233,8 @@ def _execute(plan: CellPlan, cell_dir: Path, device: Any, phases: Phases, result
     with phases("load"):
         loaded = load(plan, device, dtype)
         trainable, total = count_module_parameters(loaded.model)
+        # data.forgetting: the base model's loss before training changes it, on rank 0 (which evaluates)
+        forgetting = forgetting_before(plan, loaded, device) if distributed.current().main else None
     result.run = run_record(plan, loaded)
     result.inputs = cell_inputs(plan, loaded.model)
     eff = result.efficiency
@@ -247,4 +249,6 @@ def _execute(plan: CellPlan, cell_dir: Path, device: Any, phases: Phases, result
         save(model, loaded.tokenizer, plan.method, cell_dir, result)
     with phases("eval"):
         evaluation = evaluate(plan, loaded, model, device)
+        record = forgetting_after(forgetting, plan, loaded, model, device)
     keep(evaluation, cell_dir, result)
+    keep_forgetting(record, result)
