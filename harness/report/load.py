@@ -107,6 +107,9 @@ class CellRow:
     # forgetting (result.json metrics["forgetting"]) and the train phase's per-step memory samples
     peft_experiment: str | None = None
     forgetting: float | None = None
+    # why the cell has no forgetting figure although data.forgetting asked for one (result.json's
+    # forgetting.not_applicable: "classification head"); the report shows "n/a (<why>)"
+    forgetting_not_applicable: str | None = None
     train_step_memory_measure: str | None = None
     train_step_memory_avg_bytes: float | None = None
     train_step_memory_p99_bytes: float | None = None
@@ -329,6 +332,7 @@ def row_from_result(result: Result, folder: Path | str | None = None, source: st
         cost_measure=eff.cost.measure if eff.cost else None,
         peft_experiment=peft_experiment(result.config),
         forgetting=_number(result.metrics, FORGETTING),
+        forgetting_not_applicable=result.forgetting.not_applicable if result.forgetting else None,
         **_step_memory(result),
         **sweep_fields(result.config),
     )

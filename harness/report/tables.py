@@ -196,6 +196,14 @@ def comparability_note(groups: list[Group]) -> str:
     return f" {NOT_FINISHED_MARK} Not comparable as run: " + "; ".join(parts) + "." if parts else ""
 
 
+FORGETTING_LABEL = "Forgetting"
+FORGETTING_NOTE = (
+    " Forgetting (data.forgetting, peft's metric): the mean per-token cross-entropy in nats on a general-text "
+    "sample after training minus the base model's, mean over seeds ± the 95 % interval; lower is better. n/a: "
+    "the head has no language-model loss."
+)
+
+
 def quality_table(groups: list[Group], scoring: str) -> Table | None:
     """Quality per model and method, the zero-shot reference first, with CI, seeds and the gain over it."""
     chosen = [g for g in groups if g.scoring == scoring]
@@ -205,6 +213,8 @@ def quality_table(groups: list[Group], scoring: str) -> Table | None:
     ref = reference()
     gain_column, gain_label = f"{headline}_gain_vs_{ref.name}", f"Δ {LABELS[headline]} vs {ref.shown_as}"
     data, display, flagged = [], [], []
+    # data.forgetting (peft's metric): a column only when some cell measured it or says why it could not
+    forgetting_shown = any(r.forgetting is not None or r.forgetting_not_applicable for g in chosen for r in g.ok)
     for group in chosen:
         base = _baseline(groups, group, ref.name) if group.method != ref.name else None
         gain = difference(group.summary(headline), base.summary(headline)) if base else Summary(0, None)
@@ -235,6 +245,19 @@ def quality_table(groups: list[Group], scoring: str) -> Table | None:
             shown[LABELS[metric]] = fmt_ci(s)
         raw.update({gain_column: gain.mean, f"{gain_column}_ci95": gain.half_width})
         shown[gain_label] = fmt_signed_ci(gain)
+        if forgetting_shown:
+            forgetting = summarize([r.forgetting for r in group.ok])
+            why = next((r.forgetting_not_applicable for r in group.ok if r.forgetting_not_applicable), None)
+            raw.update(
+                {
+                    "forgetting_mean": forgetting.mean,
+                    "forgetting_ci95": forgetting.half_width,
+                    "forgetting_not_applicable": why,
+                }
+            )
+            shown[FORGETTING_LABEL] = (
+                fmt_ci(forgetting, scale=1.0, digits=4) if forgetting.n else f"n/a ({why})" if why else DASH
+            )
         raw["not_finished"] = group.note.removeprefix(f"{NOT_FINISHED_MARK} ")
         shown["Status"] = group.note or "ok"
         data.append(raw)
@@ -258,6 +281,7 @@ def quality_table(groups: list[Group], scoring: str) -> Table | None:
                 "Seeds": DASH,
                 **{LABELS[m]: f"{figures[m] * 100:.2f}" if m in figures else DASH for m in metrics},
                 gain_label: DASH,
+                **({FORGETTING_LABEL: DASH} if forgetting_shown else {}),
                 "Status": "baseline",
             }
             data.append(raw)
@@ -276,6 +300,7 @@ def quality_table(groups: list[Group], scoring: str) -> Table | None:
             if baselines
             else ""
         )
+        + (FORGETTING_NOTE if forgetting_shown else "")
         + comparability_note(chosen)
     )
     return Table(
