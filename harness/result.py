@@ -36,8 +36,10 @@ SPACE_RESERVE = ".space-reserve"  # freed for the final result.json when the dis
 SPACE_RESERVE_BYTES = 1 << 20
 
 # diverged: training stopped at a non-finite or exploded loss (harness.train.divergence); the
-# cell has no metrics, and the same settings diverge again
-Status = Literal["success", "failed", "diverged", "oom", "timeout", "cancelled", "running"]
+# cell has no metrics, and the same settings diverge again. paused: stopped at a rung (run_cell's
+# stop_at_step) with its checkpoint kept; not a failure, and running the cell again continues it
+Status = Literal["success", "failed", "diverged", "oom", "timeout", "cancelled", "paused", "running"]
+PAUSED: Final = "paused"
 # the statuses a cell ends with (every status but "running"): status, collect and the job read these
 FINAL_STATUSES: frozenset[str] = frozenset(typing.get_args(Status)) - {"running"}
 
@@ -198,6 +200,7 @@ class Result(BaseModel):
     config: dict[str, Any]
     run: RunRecord | None = None  # None until the model is built
     divergence: Divergence | None = None  # status diverged: where and why
+    rungs: list[Rung] = Field(default_factory=list)  # the steps it stopped at (status paused), in order
     forgetting: Forgetting | None = None  # data.forgetting: the losses it is computed from
     metrics: dict[str, float] = Field(default_factory=dict)  # quality: rouge1, accuracy, f1_macro, ...
     reports: dict[str, Any] = Field(default_factory=dict)  # per-class report, confusion matrix

@@ -17,6 +17,8 @@ Features:
   recorder's outcome (MLflow, passed in by ``harness.tracking.record``); a tracking failure
   leaves the cell successful;
 - sets aside space for the final ``result.json``: a full disk ends the cell ``failed``, saying so;
+- stops at a rung when asked (``stop_at_step``: successive halving), checkpointed and evaluated
+  there, status ``paused``; run again, the cell continues from that checkpoint;
 - one process of a distributed cell (``train.distributed``) writes the folder: rank 0.
 
 Raises:
@@ -56,32 +58,53 @@ from harness.environment import environment
 from harness.errors import ConfigError, error_line
 from harness.models import count_module_parameters
 from harness.names import CELL_CONFIG, CELL_LOG
-from harness.result import Result, ResultFile, now_iso
+from harness.result import PAUSED, CorruptState, Cost, Result, ResultFile, Rung, now_iso
 from harness.train import distributed
 from harness.train.divergence import TrainingDiverged
+
+EARLIER_RUNS = "earlier_runs"  # efficiency.cost's phase: what the runs before a continuation cost
 
 log = logging.getLogger("harness.cell")  # one logger for every phase: log.txt names the cell
 
 
-def run_cell(config: CellConfig, record: Recorder | None = None) -> Result:
+def run_cell(config: CellConfig, record: Recorder | None = None, *, stop_at_step: int | None = None) -> Result:
     """Run the cell; return its result (also written to ``<output_dir>/result.json``).
 
     ``record`` records the finished cell (``harness.tracking.record.record_result``); without
-    it a cell that tracks stays ``pending``. Raises ConfigError for bad input, before anything
-    is written.
+    it a cell that tracks stays ``pending``. ``stop_at_step``: a rung below the cell's total
+    steps. The cell trains on the full budget's schedule up to that step, saves its checkpoint,
+    is evaluated there and ends ``paused`` (the rung in ``result.rungs``, no weights saved); run
+    again, it continues from that checkpoint. It is no setting of the cell (the cell id stays).
+    Raises ConfigError for bad input, before anything is written.
     """
     plan = prepare_cell(config)
+    _check_stop(plan, stop_at_step)
     cell_dir = Path(config.output_dir)
     ctx = distributed.setup(config)  # train.distributed: this rank of the process group
     try:
         if not ctx.main:
-            return _follow(plan, cell_dir)
-        return _lead(plan, cell_dir, record)
+            return _follow(plan, cell_dir, stop_at_step)
+        return _lead(plan, cell_dir, record, stop_at_step)
     finally:
         distributed.teardown()
 
 
-def _follow(plan: CellPlan, cell_dir: Path) -> Result:
+def _check_stop(plan: CellPlan, stop_at_step: int | None) -> None:
+    """A rung lies between the first step and the cell's last."""
+    if stop_at_step is None:
+        return
+    if not plan.method.trains:
+        raise ConfigError(f"stop at step {stop_at_step}: method {plan.config.method} does not train")
+    from harness.train import total_optimizer_steps  # torch: only when a rung is asked for
+
+    total = total_optimizer_steps(len(plan.train_rows), plan.config.train)
+    if not 1 <= stop_at_step < total:
+        raise ConfigError(
+            f"stop at step {stop_at_step}: a rung must lie in 1..{total - 1}, below the cell's {total} steps"
+        )
+
+
+def _follow(plan: CellPlan, cell_dir: Path, stop_at_step: int | None) -> Result:
     """A rank other than 0 of a distributed cell: train its share, write nothing but, on a
     failure, its traceback (``rank-<r>.error``), which rank 0 reports."""
     config, ctx = plan.config, distributed.current()
@@ -97,7 +120,7 @@ def _follow(plan: CellPlan, cell_dir: Path) -> Result:
         (cell_dir / f"node-{ctx.node}").mkdir(parents=True, exist_ok=True)
         sampler = start_sampler(config, cell_dir / f"node-{ctx.node}")
     try:
-        _execute(plan, cell_dir, device, Phases(device, sampler), result)
+        _execute(plan, cell_dir, device, Phases(device, sampler), result, stop_at_step)
     except TrainingDiverged as diverged:  # rank 0 stops at the same step and records it: not an error
         result.status, result.divergence = "diverged", diverged.divergence
         return result
@@ -111,7 +134,7 @@ def _follow(plan: CellPlan, cell_dir: Path) -> Result:
     return result
 
 
-def _lead(plan: CellPlan, cell_dir: Path, record: Recorder | None) -> Result:
+def _lead(plan: CellPlan, cell_dir: Path, record: Recorder | None, stop_at_step: int | None) -> Result:
     """The process that writes the cell: the only one, or rank 0."""
     try:
         acquired = folder_lock.acquire(cell_dir)  # before any write: one live writer per folder
@@ -127,7 +150,7 @@ def _lead(plan: CellPlan, cell_dir: Path, record: Recorder | None) -> Result:
             raise _unwritable(cell_dir, error) from None
         handler = _attach_log(cell_dir / CELL_LOG)
         try:
-            return _run(plan, file, record)
+            return _run(plan, file, record, stop_at_step)
         finally:
             logging.getLogger().removeHandler(handler)
             handler.close()
@@ -161,15 +184,16 @@ def _attach_log(path: Path) -> logging.Handler:
     return handler
 
 
-def _run(plan: CellPlan, file: ResultFile, record: Recorder | None) -> Result:
+def _run(plan: CellPlan, file: ResultFile, record: Recorder | None, stop_at_step: int | None) -> Result:
     """The lead's run: result.json begun, the phases, the final result whatever happened, then
-    the cell recorded."""
+    the cell recorded (not at a rung: a paused cell is recorded once it has finished)."""
     config, cell_dir = plan.config, file.cell_dir
     quiet_libraries()
+    rungs = _earlier_rungs(file)
     # result.json records no training settings for a method that does not train; config.yaml (the
     # cell's input, read back to resume or reload it) keeps them all
     recorded = config.public_dump(trains=plan.method.trains)
-    result = Result(cell_id=config.cell_id, status="running", config=recorded, environment=environment())
+    result = Result(cell_id=config.cell_id, status="running", config=recorded, environment=environment(), rungs=rungs)
     try:
         (cell_dir / CELL_CONFIG).write_text(yaml.safe_dump(config.public_dump(), sort_keys=False))
         file.begin(result)
@@ -183,8 +207,8 @@ def _run(plan: CellPlan, file: ResultFile, record: Recorder | None) -> Result:
     sampler = start_sampler(config, cell_dir)
     phases = Phases(device, sampler)
     try:
-        _execute(plan, cell_dir, device, phases, result)
-        result.status = "success"
+        paused = _execute(plan, cell_dir, device, phases, result, stop_at_step)
+        result.status = PAUSED if paused else "success"
     except Exception as error:  # noqa: BLE001 - any failure of this cell must end as a result, not a crash
         _record_failure(result, error, cell_dir)
     finally:
@@ -192,13 +216,51 @@ def _run(plan: CellPlan, file: ResultFile, record: Recorder | None) -> Result:
         result.efficiency.phases = phases.meter.phases
         stop_sampler(sampler, result, cell_dir)
         result.efficiency.job_energy_j = job_energy(result)
-        result.efficiency.cost = compute_cost(result, device, distributed.current().world_size)
+        result.efficiency.cost = _with_earlier(
+            compute_cost(result, device, distributed.current().world_size), rungs[-1] if rungs else None
+        )
+        if result.status == PAUSED:
+            _add_rung(result)
         result.finished_at = now_iso()
         file.finish(result)
     if result.status in ("success", "diverged"):  # a diverged cell's checkpoint only leads to the same divergence
         shutil.rmtree(cell_dir / CHECKPOINT_DIR, ignore_errors=True)
-    record_cell(config, file, result, record)
+    if result.status != PAUSED:
+        record_cell(config, file, result, record)
     return result
+
+
+def _earlier_rungs(file: ResultFile) -> list[Rung]:
+    """The rungs of the cell's earlier runs, which this one continues: a paused result's, or that
+    of a continuation preempted before it ended. Any other result (or none) began afresh."""
+    try:
+        previous = file.read()
+    except CorruptState:
+        return []
+    return list(previous.rungs) if previous is not None and previous.status in (PAUSED, "running") else []
+
+
+def _with_earlier(cost: Cost, last: Rung | None) -> Cost:
+    """A continued cell's cost counts the runs before it (phase ``earlier_runs``): what the rungs cost."""
+    if last is None:
+        return cost
+    phases = {**cost.phases, EARLIER_RUNS: last.device_s}
+    return cost.model_copy(
+        update={"phases": phases, "device_s": sum(phases.values()), "wall_s": cost.wall_s + last.wall_s}
+    )
+
+
+def _add_rung(result: Result) -> None:
+    """The rung this run stopped at: its metrics, and what the cell has cost up to it. A rung run
+    again (the same stop) replaces its record."""
+    step, cost = result.efficiency.train_steps, result.efficiency.cost
+    rung = Rung(
+        step=step,
+        metrics=dict(result.metrics),
+        wall_s=cost.wall_s if cost else 0.0,
+        device_s=cost.device_s if cost else 0.0,
+    )
+    result.rungs = [r for r in result.rungs if r.step < step] + [rung]
 
 
 def _record_failure(result: Result, error: Exception, cell_dir: Path) -> None:
@@ -224,8 +286,13 @@ def _record_failure(result: Result, error: Exception, cell_dir: Path) -> None:
     log.error("cell failed: %s\n%s", result.error, result.traceback)
 
 
-def _execute(plan: CellPlan, cell_dir: Path, device: Any, phases: Phases, result: Result) -> None:
-    """The phases of one process: load, train (methods that train), save, eval (rank 0 only)."""
+def _execute(
+    plan: CellPlan, cell_dir: Path, device: Any, phases: Phases, result: Result, stop_at_step: int | None = None
+) -> bool:
+    """The phases of one process: load, train (methods that train), save, eval (rank 0 only).
+    True when training stopped at a rung (``stop_at_step``): no weights saved, the model as it is
+    there evaluated. The checkpoint is on disk before that evaluation, and a continuation is a
+    new run that loads the model again and resumes from it: the evaluation cannot change it."""
     import transformers
 
     precision, dtype = resolve_precision(plan.config, device)
@@ -241,14 +308,19 @@ def _execute(plan: CellPlan, cell_dir: Path, device: Any, phases: Phases, result
     eff.trainable_params, eff.total_params = trainable, total
     eff.trainable_share = trainable / total if total else 0.0
     log.info("parameters: %d trainable of %d (%.4f%%)", trainable, total, 100 * eff.trainable_share)
-    model = loaded.model
+    model, paused = loaded.model, False
     if plan.method.trains:
-        model = train(plan, loaded, cell_dir, device, precision, phases, eff, reload=lambda: load(plan, device, dtype))
+        model = train(
+            plan, loaded, cell_dir, device, precision, phases, eff, lambda: load(plan, device, dtype), stop_at_step
+        )
+        paused = eff.train_steps < loaded.total_steps
         if model is None:
-            return  # another rank: rank 0 saves the weights, evaluates and writes the result
-        save(model, loaded.tokenizer, plan.method, cell_dir, result)
+            return paused  # another rank: rank 0 saves the weights, evaluates and writes the result
+        if not paused:  # at a rung the checkpoint is the state: weights are saved once, at the end
+            save(model, loaded.tokenizer, plan.method, cell_dir, result)
     with phases("eval"):
         evaluation = evaluate(plan, loaded, model, device)
         record = forgetting_after(forgetting, plan, loaded, model, device)
     keep(evaluation, cell_dir, result)
     keep_forgetting(record, result)
+    return paused

@@ -29,10 +29,12 @@ def train(
     phases: Phases,
     eff: Efficiency,
     reload: Callable[[], Loaded],
+    stop_at_step: int | None = None,
 ) -> Any | None:
     """Train; the trained model (unwrapped, whole) on the rank that evaluates, None on the others.
-    ``reload`` builds the model again: an FSDP cell evaluates an unsharded copy."""
-    trainer, accelerator = _trainer(plan, loaded, cell_dir, device, precision)
+    ``reload`` builds the model again: an FSDP cell evaluates an unsharded copy. ``stop_at_step``:
+    stop there (a rung), its checkpoint saved; ``eff.train_steps`` then falls short of the budget."""
+    trainer, accelerator = _trainer(plan, loaded, cell_dir, device, precision, stop_at_step)
     trainer.on_step = phases.meter.step
     try:
         with phases("train"), preemption.checkpoint_callback(trainer.checkpoint_now):
@@ -58,7 +60,9 @@ def train(
     return model
 
 
-def _trainer(plan: CellPlan, loaded: Loaded, cell_dir: Path, device: Any, precision: str) -> tuple[Any, Any]:
+def _trainer(
+    plan: CellPlan, loaded: Loaded, cell_dir: Path, device: Any, precision: str, stop_at_step: int | None
+) -> tuple[Any, Any]:
     import accelerate
 
     from harness.train import Trainer
@@ -85,6 +89,7 @@ def _trainer(plan: CellPlan, loaded: Loaded, cell_dir: Path, device: Any, precis
         quantized=loaded.quantized_4bit,
         class_weights=weights,
         validation=[loaded.formatter.encode(row) for row in plan.validation_rows],
+        stop_at_step=stop_at_step,
     )
     return trainer, accelerator
 

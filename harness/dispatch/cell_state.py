@@ -22,7 +22,7 @@ from harness.errors import one_line
 from harness.matrix import Cell
 from harness.names import CELL_LOG
 from harness.redact import redact
-from harness.result import CORRUPT, FINAL_STATUSES, CorruptState, Result, ResultFile, Status, check_folder
+from harness.result import CORRUPT, FINAL_STATUSES, PAUSED, CorruptState, Result, ResultFile, Status, check_folder
 
 ActiveStatus = Literal["queued", "running"]
 # in the order ``harness status`` counts them
@@ -30,8 +30,9 @@ CellStatus = Literal["pending", ActiveStatus, Status, "unknown", "corrupt", "exc
 CELL_STATUSES: tuple[CellStatus, ...] = typing.get_args(CellStatus)
 ACTIVE: frozenset[CellStatus] = frozenset(typing.get_args(ActiveStatus))
 # a cell that ended this way is submitted again with --retry-failed; not a diverged one: its
-# settings and seed make the same run diverge again (--force reruns it)
-RETRYABLE: frozenset[str] = frozenset({*FINAL_STATUSES - {"success", "diverged"}, "unknown", CORRUPT})
+# settings and seed make the same run diverge again (--force reruns it); nor a paused one: it
+# stopped at a rung as asked, and only its sweep continues it
+RETRYABLE: frozenset[str] = frozenset({*FINAL_STATUSES - {"success", "diverged", PAUSED}, "unknown", CORRUPT})
 # a matrix whose cells all ended this way has nothing left to do (``harness matrix --wait`` exits 0)
 SUCCESSFUL: frozenset[CellStatus] = frozenset({"success", "excluded"})
 
@@ -90,7 +91,7 @@ def read_cell(cell: Cell) -> CellState:
         state.result = result
         if result.status in FINAL_STATUSES:
             state.status = result.status
-            if result.status != "success":
+            if result.status not in ("success", PAUSED):  # paused: stopped at a rung as asked, no error
                 state.error = first_line(result.error) or _last_line(result.traceback)
                 state.log = _result_log(folder, result) or state.log
     return state

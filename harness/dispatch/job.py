@@ -72,8 +72,12 @@ class CellJob(submitit.helpers.Checkpointable):
         local_slots: str | None = None,
         parallelism: int = 1,
         cpus: int | None = None,
+        stop_at_step: int | None = None,
     ) -> None:
         self.time_limit_min = time_limit_min
+        # a rung (successive halving): the runner stops the cell there, ``paused``; no setting of
+        # the cell, so the job carries it (pickled with a requeue) and passes it to the runner
+        self.stop_at_step = stop_at_step
         self.signal_delay_s = signal_delay_s
         self.max_requeues = max_requeues
         self.max_preemptions = max_preemptions
@@ -178,7 +182,7 @@ class CellJob(submitit.helpers.Checkpointable):
             while not (go.is_file() and go.read_text() == job):
                 time.sleep(0.5)
         try:
-            status = str(getattr(load_runner()(config), "status", "failed"))
+            status = str(getattr(self._runner(config), "status", "failed"))
         except Exception:  # noqa: BLE001 - the traceback is rank 0's to report
             distributed.record_error(Path(config.output_dir), traceback.format_exc(), int(os.environ["RANK"]))
             status = "failed"
@@ -186,7 +190,7 @@ class CellJob(submitit.helpers.Checkpointable):
 
     def _run(self, config: CellConfig) -> str:
         try:
-            result = load_runner()(config)
+            result = self._runner(config)
             status = getattr(result, "status", None)
         except Exception as error:  # noqa: BLE001 - run_cell handles training failures; this catches the rest (imports, ...)
             log.exception("cell %s failed outside the cell runner", config.cell_id)
@@ -196,6 +200,14 @@ class CellJob(submitit.helpers.Checkpointable):
             write_final(config, "failed", f"cell runner returned status {status!r}", None)
             return "failed"
         return str(status)
+
+    def _runner(self, config: CellConfig) -> Any:
+        """The cell runner called on the config (and the rung, when the job has one: a runner
+        that knows no rungs is still called as before)."""
+        stop = getattr(self, "stop_at_step", None)  # a job pickled before rungs existed has none
+        if stop is None:
+            return load_runner()(config)
+        return load_runner()(config, stop_at_step=stop)
 
     # ------------------------------------------------------------------ signals
 
@@ -287,7 +299,7 @@ class CellJob(submitit.helpers.Checkpointable):
         return timer
 
 
-def load_runner() -> Callable[[CellConfig], Any]:
+def load_runner() -> Callable[..., Any]:
     target = os.environ.get(ENV_RUNNER, DEFAULT_RUNNER)
     module, _, name = target.partition(":")
     return getattr(importlib.import_module(module), name or "run_cell")

@@ -27,7 +27,7 @@ from harness.errors import ConfigError
 from harness.matrix import Cell, Matrix, parse_filter
 from harness.matrix.checks import check_cells
 from harness.names import CELL_CONFIG
-from harness.result import FINAL_STATUSES, CorruptState, move_aside
+from harness.result import FINAL_STATUSES, PAUSED, CorruptState, move_aside
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,8 @@ def select_cells(
             chosen.append(state.cell)
         elif state.status == "success":
             chosen.append(state.cell) if force else skip("already succeeded (--force reruns)")
+        elif state.status == PAUSED:  # stopped at a rung as asked: its sweep continues it
+            chosen.append(state.cell) if force else skip("paused at a rung (--force runs it to the end)")
         elif state.status in RETRYABLE:
             chosen.append(state.cell) if (retry_failed or force) else skip(f"{state.status} (--retry-failed resubmits)")
         elif state.status in FINAL_STATUSES:  # diverged: the same settings would diverge again

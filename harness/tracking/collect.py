@@ -33,7 +33,7 @@ from harness.names import (
     matrix_key,
 )
 from harness.redact import redact
-from harness.result import FINAL_STATUSES, Result, ResultFile, TrackingStatus, has_result, load_result
+from harness.result import FINAL_STATUSES, PAUSED, Result, ResultFile, TrackingStatus, has_result, load_result
 
 
 @dataclass
@@ -247,7 +247,8 @@ def _final_result(folder: Path) -> Result | None:
         result = load_result(folder)
     except Exception:  # noqa: BLE001 - status reports unreadable results
         return None
-    return result if result.status in FINAL_STATUSES else None
+    # a cell paused at a rung is logged once it has finished
+    return result if result.status in FINAL_STATUSES and result.status != PAUSED else None
 
 
 def _runs_of(client: Any, experiment_id: str, name: str) -> list[Any]:

@@ -34,6 +34,7 @@ def record_result(config: CellConfig, cell_dir: Path, result: Result) -> Trackin
     return TrackingStatus(status="logged", uri=uri, run_id=run_id)
 
 
-def run_cell(config: CellConfig) -> Result:
-    """Run the cell (:func:`harness.cell.run_cell`) and record it to MLflow."""
-    return run_bare_cell(config, record=record_result)
+def run_cell(config: CellConfig, *, stop_at_step: int | None = None) -> Result:
+    """Run the cell (:func:`harness.cell.run_cell`, ``stop_at_step`` a rung) and record it to MLflow
+    once it has finished (a cell paused at a rung is not recorded)."""
+    return run_bare_cell(config, record=record_result, stop_at_step=stop_at_step)

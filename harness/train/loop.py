@@ -103,6 +103,7 @@ class Trainer:
         on_log: Callable[[int, dict[str, float]], None] | None = None,
         validation: list[Example] | None = None,
         on_step: Callable[[], None] | None = None,
+        stop_at_step: int | None = None,
     ) -> None:
         self.model, self.examples, self.head, self.pad_id = model, examples, head, pad_id
         # train.eval_every's examples, longest first (fewer padded slots per batch)
@@ -115,6 +116,8 @@ class Trainer:
         self.on_step = on_step  # after every optimizer step (the per-step memory samples)
         self.lengths = [e.length for e in examples]
         self.total_steps = total_optimizer_steps(len(examples), config)
+        # a rung: the full budget's schedule trained up to this step, checkpointed there, stopped
+        self.end_step = min(stop_at_step, self.total_steps) if stop_at_step is not None else self.total_steps
         self.class_weights = torch.tensor(class_weights, device=self.device) if class_weights else None
         self.ctx = distributed.current()  # this rank (train.distributed), or the only process
         self.fsdp = self.ctx.active and self.ctx.mode == "fsdp"
@@ -265,9 +268,9 @@ class Trainer:
         started = time.perf_counter()
         compile_s: float | None = None
         try:
-            while progress.step < self.total_steps:
+            while progress.step < self.end_step:
                 order = batch_order(self.lengths, cfg.batch_size, self.seed, progress.epoch, cfg.group_by_length)
-                while progress.batch_in_epoch < len(order) and progress.step < self.total_steps:
+                while progress.batch_in_epoch < len(order) and progress.step < self.end_step:
                     micro = order[progress.batch_in_epoch : progress.batch_in_epoch + cfg.grad_accum]
                     loss_sum, real_sum, slot_sum = 0.0, 0, 0
                     for indices in micro:
@@ -324,11 +327,18 @@ class Trainer:
                 if progress.batch_in_epoch >= len(order):
                     progress.epoch += 1
                     progress.batch_in_epoch = 0
+            if self.paused and self._last_saved_step != progress.step:
+                self.save_checkpoint()  # the rung's: the run that continues resumes from it
         finally:
             self._live = False
             if bar is not None:
                 bar.close()
         return self._outcome(started, start_samples, start_tokens, resumed, compile_s)
+
+    @property
+    def paused(self) -> bool:
+        """Stopped at a rung (``stop_at_step``) short of the full budget."""
+        return self.progress.step < self.total_steps and self.progress.step >= self.end_step
 
     def _outcome(
         self, started: float, start_samples: int, start_tokens: int, resumed: int | None, compile_s: float | None
