@@ -179,6 +179,9 @@ class DataSource(StrictModel):
     encoding: str = "utf-8"
     # the id the file gives the first class, for numeric labels (AG News's 1..4: 1)
     label_base: int = 0
+    # drop rows whose input and target text, joined by a space, are longer than this many
+    # characters (peft's MetaMathQA filter: len(f"{query} {response}") <= 1300), before any sample
+    max_chars: int | None = Field(None, ge=1)
     # split -> sha256 of the local file the cell reads for it: recorded at plan time by
     # harness.cell.resolve (a user may also pin them), so that the cell id follows the files'
     # content and a job refuses a file that changed after its cell was planned
@@ -262,6 +265,10 @@ class DataConfig(StrictModel):
     """Task data settings: which splits, how much, how long."""
 
     source: DataSource | None = None  # None: the bundled offline copy
+    # the training split's rows from another source than the task's (peft's benchmark: train on
+    # MetaMathQA, validate and test on GSM8K), mapped onto the task's fields by its ``fields``;
+    # None: the task's own train split. Its ``train_split`` names the split read from it
+    train_source: DataSource | None = None
     train_split: str = "train"
     eval_split: str = "test"
     max_train_samples: int | None = Field(None, ge=1)
@@ -387,6 +394,7 @@ ADDED_LATER: dict[str, dict[str, Any]] = {
         "held_out": None,
         "prompt_template": "plain",
         "forgetting": None,
+        "train_source": None,
     },
     "data.source": {
         "format": None,
@@ -396,6 +404,7 @@ ADDED_LATER: dict[str, dict[str, Any]] = {
         "encoding": "utf-8",
         "sha256": None,
         "label_base": 0,
+        "max_chars": None,
     },
     "": {"task_definition": None},
 }

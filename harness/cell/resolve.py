@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from harness.config import CellConfig, format_validation_error, read_yaml_mapping
+from harness.config import CellConfig, DataSource, format_validation_error, read_yaml_mapping
 from harness.errors import ConfigError, clip
 from harness.heads import HEADS
 from harness.methods.registry import read_adapter_config, resolve_method
@@ -95,14 +95,32 @@ def files_read(config: CellConfig) -> dict[str, str]:
 
 
 def _record_data_hashes(config: CellConfig, where: str) -> CellConfig:
-    """Record the sha256 of every local data file the cell reads in ``data.source.sha256`` (so
-    in its id: an edited file makes new cells, and result.json keeps what was read). A hash
-    already there (the job re-reading its planned config, or a user's pin) must match the file:
-    a file that changed since is refused rather than silently scored."""
-    files = files_read(config)
-    source = config.data.source
+    """Record the sha256 of every local data file the cell reads in ``data.source.sha256`` (and
+    its ``data.train_source``'s in that source's ``sha256``), so in its id: an edited file makes new
+    cells, and result.json keeps what was read. A hash already there (the job re-reading its planned
+    config, or a user's pin) must match the file: a file that changed since is refused rather than
+    silently scored."""
+    data = config.data
+    update: dict[str, Any] = {}
+    source = _hashed(data.source, files_read(config), where)
+    if source is not data.source:
+        update["source"] = source
+    train = data.train_source
+    if train is not None and not train.hub_id and train.files and resolve_method(config.method).trains:
+        if data.train_split not in train.files:
+            raise ConfigError(
+                f"{where}: data.train_source has no file for split {data.train_split!r}; given: {', '.join(train.files)}"
+            )
+        hashed = _hashed(train, {data.train_split: train.files[data.train_split]}, where)
+        if hashed is not train:
+            update["train_source"] = hashed
+    return config.model_copy(update={"data": data.model_copy(update=update)}) if update else config
+
+
+def _hashed(source: DataSource | None, files: dict[str, str], where: str) -> DataSource | None:
+    """``source`` with the sha256 of these files (split -> path) recorded; itself when they are."""
     if not files or source is None:
-        return config
+        return source
     from harness.tasks.data import file_sha256
 
     pinned = source.sha256 or {}
@@ -116,9 +134,8 @@ def _record_data_hashes(config: CellConfig, where: str) -> CellConfig:
             )
         hashes[split] = digest
     if hashes == pinned:
-        return config
-    source = source.model_copy(update={"sha256": dict(sorted(hashes.items()))})
-    return config.model_copy(update={"data": config.data.model_copy(update={"source": source})})
+        return source
+    return source.model_copy(update={"sha256": dict(sorted(hashes.items()))})
 
 
 def load_cell_config(path: Path, overrides: dict[str, Any] | None = None) -> CellConfig:

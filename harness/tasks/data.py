@@ -37,7 +37,12 @@ def load_split(task: TaskSpec, data: DataConfig, split: str, limit: int | None, 
     """
     source = data.source or DataSource()
     held_out = task.held_out
-    if held_out is not None and split in (held_out.name, held_out.of):
+    if data.train_source is not None and split == data.train_split:
+        # another source's training rows (data.train_source): nothing of the task's own train
+        # split is read, so no held-out slice is carved out of them
+        source = data.train_source
+        rows = [_canonical(task, source, row, split, i) for i, row in enumerate(_read_rows(task, source, split))]
+    elif held_out is not None and split in (held_out.name, held_out.of):
         raw = _read_rows(task, source, held_out.of)
         carved = held_out_indices(len(raw), held_out)
         keep = carved if split == held_out.name else [i for i in range(len(raw)) if i not in set(carved)]
@@ -45,6 +50,8 @@ def load_split(task: TaskSpec, data: DataConfig, split: str, limit: int | None, 
     else:
         raw = _read_rows(task, source, split)
         rows = [_canonical(task, source, row, split, index) for index, row in enumerate(raw)]
+    if source.max_chars is not None:  # peft's filter, on the text as read (len(f"{query} {response}"))
+        rows = [row for row in rows if len(" ".join(str(row[name]) for name in task.fields)) <= source.max_chars]
     if limit is not None and limit < len(rows):
         picked = sorted(
             random.Random(f"{sample_key(task, source, split)}/{split}/{seed}").sample(range(len(rows)), limit)

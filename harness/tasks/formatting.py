@@ -26,8 +26,12 @@ def t5_classification_prompt(task: TaskSpec, text: str) -> str:
 
 
 def causal_template(task: TaskSpec) -> tuple[str, str]:
-    """(before the input, after it) of the decoder-only instruction/response template."""
+    """(before the input, after it) of the decoder-only instruction/response template, or of the
+    task's own ``prompt.template``."""
     prompt = task.prompt
+    if prompt.template is not None:
+        before, after = prompt.template.split("{text}", 1)
+        return before, after
     return f"### Instruction:\n{prompt.instruction}\n\n### {prompt.input_name}:\n", f"\n\n### {prompt.output_name}:\n"
 
 
@@ -119,8 +123,15 @@ class Formatter:
             return self._encode_chat(row)
         # decoder-only generation: prompt (with the truncated input) + response + EOS
         before, after = causal_template(task)
-        text_ids = self._ids(row["text"], special=False)[: data.max_source_tokens]
-        prompt = self._ids(before, special=True) + text_ids + self._ids(after, special=False)
+        all_text_ids = self._ids(row["text"], special=False)
+        text_ids = all_text_ids[: data.max_source_tokens]
+        if task.prompt.template is not None:
+            # a prompt written out whole is tokenized as one string, as peft tokenizes its query
+            # template (pieces tokenized apart differ at their seams); a long input is cut first
+            text = row["text"] if len(text_ids) == len(all_text_ids) else self.tokenizer.decode(text_ids)
+            prompt = self._ids(before + text + after, special=True)
+        else:
+            prompt = self._ids(before, special=True) + text_ids + self._ids(after, special=False)
         response = self._with_eos(self._ids(row[answer], special=False), data.max_target_tokens)
         return Example(prompt + response, [IGNORE_INDEX] * len(prompt) + response, prompt, row[answer])
 

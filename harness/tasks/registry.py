@@ -155,6 +155,9 @@ class Prompt:
     instruction: str = "Respond to the input."
     input_name: str = "Input"
     output_name: str = "Response"
+    # a decoder-only prompt written out whole, ``{text}`` where the input goes, in place of the
+    # instruction/response template (peft's MetaMathQA query template); None: that template
+    template: str | None = None
 
 
 @dataclass(frozen=True)
@@ -249,9 +252,14 @@ TASKS: dict[str, TaskSpec] = {
         scoring="exact_match",
         # the full splits are bundled (openai/gsm8k on the Hub needs its config name, "main")
         bundled={split: BUNDLED_DIR / "gsm8k" / f"{split}.jsonl" for split in ("train", "test")},
-        # peft's query template is "Question: {query} Think step by step.\nAnswer:"; this is its wording
-        # in the harness's instruction/response template
-        prompt=Prompt(instruction="Think step by step.", input_name="Question", output_name="Answer"),
+        # peft's query template, for training and evaluation alike (the target follows "Answer:"
+        # directly); a chat prompt has its wording in the user turn
+        prompt=Prompt(
+            instruction="Think step by step.",
+            input_name="Question",
+            output_name="Answer",
+            template="Question: {text} Think step by step.\nAnswer:",
+        ),
         description="GSM8K, grade-school math word problems, scored on the final number as peft's MetaMathQA benchmark",
         # GSM8K ships no validation split: like peft's benchmark (VALID_SIZE = 50 rows of GSM8K
         # train), sweeps select on 50 rows of train, never trained on; generation is slow
