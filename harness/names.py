@@ -46,6 +46,9 @@ SWEEP_TAG = "harness.sweep"  # stage 1: the grid point, JSON {key: value}
 SELECTED_TAG = "harness.selected"  # stage 2: the selected point, JSON {key: value}
 SELECT_TAG = "harness.select"  # metric/split/mode
 SELECT_STAGE, FINAL_STAGE = "select", "final"
+# a labelled configuration of a method (a matrix's {name: label, method: lora, ...}), on its cells:
+# the report shows each label apart
+VARIANT_TAG = "harness.variant"
 
 
 def matrix_key(name: str) -> str:

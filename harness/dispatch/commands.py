@@ -31,7 +31,7 @@ from harness.matrix import Limits, Matrix, ParamCounter, load_matrix, parse_filt
 from harness.matrix.checks import check_cells
 from harness.matrix.stale import stale_reasons
 from harness.matrix.sweep import describe_point
-from harness.names import FINAL_STAGE, SELECT_STAGE
+from harness.names import FINAL_STAGE, SELECT_STAGE, VARIANT_TAG
 
 
 @dataclass
@@ -104,6 +104,7 @@ def plan(
                 "cell_id": cell.cell_id,
                 "model": cell.model,
                 "method": cell.method,
+                "variant": cell.config.tags.get(VARIANT_TAG),  # a labelled configuration of the method
                 "task": cell.task,
                 "seed": cell.seed,
                 "trainable_params": trainable,
@@ -301,7 +302,7 @@ def render_plan(report: PlanReport, *, scripts: bool = True) -> str:
                 r["cell_id"][:8],
                 r["task"],
                 r["model"],
-                r["method"],
+                r["variant"] or r["method"],
                 r["seed"],
                 *stage,
                 r["learning_rate"] if r["learning_rate"] is not None else "default",

@@ -33,6 +33,7 @@ from harness.matrix.schema import (
     AxisEntry,
     Grid,
     MatrixSpec,
+    MethodEntry,
     Resources,
     SelectSpec,
     TaskEntry,
@@ -49,6 +50,7 @@ from harness.names import (
     SELECTED_TAG,
     STAGE_TAG,
     SWEEP_TAG,
+    VARIANT_TAG,
     default_tracking_uri,
     matrix_key,
 )
@@ -188,8 +190,10 @@ def _check_names(spec: MatrixSpec, where: str) -> None:
     tasks = (*TASK_TABLE, *(e.name for e in spec.axis("tasks") if isinstance(e, TaskEntry) and e.defined))
     known_methods, known_tasks = set(methods), set(tasks)  # looked up once per name: linear in the file
     for entry in spec.axis("methods"):
-        if entry.name not in known_methods:
-            raise ConfigError(f"{where}: methods: unknown method {shorten(entry.name)}; valid: {', '.join(methods)}")
+        if method_of(entry) not in known_methods:
+            raise ConfigError(
+                f"{where}: methods: unknown method {shorten(method_of(entry))}; valid: {', '.join(methods)}"
+            )
     for entry in spec.axis("tasks"):
         if entry.name not in known_tasks:
             raise ConfigError(f"{where}: tasks: unknown task {shorten(entry.name)}; valid: {', '.join(tasks)}")
@@ -203,9 +207,10 @@ def _check_names(spec: MatrixSpec, where: str) -> None:
     rules += [(f"exclude[{i}]", e.match) for i, e in enumerate(spec.exclude)]
     rules += [(f"sweep[{i}]", e.match) for i, e in enumerate(spec.sweep)]
     models = {e.name for e in spec.axis("models")}
+    labelled = {e.name for e in spec.axis("methods")} - known_methods  # labels of methods' configurations
     for label, match in rules:
         for method in _as_list(match.method):
-            if method not in known_methods:
+            if method not in known_methods and method not in labelled:
                 raise ConfigError(
                     f"{where}: {label}.match: unknown method {shorten(method)}; valid: {', '.join(methods)}"
                 )
@@ -272,7 +277,7 @@ def expand(
 
     # Validate each fragment once, against a probe cell, so that an error names the
     # fragment (``overrides[2].set``) rather than the first cell that uses it.
-    probe = {"model": models[0].name, "method": methods[0].name, "task": tasks[0].name}
+    probe = {"model": models[0].name, "method": method_of(methods[0]), "task": tasks[0].name}
     if (
         isinstance(tasks[0], TaskEntry) and tasks[0].defined
     ):  # a task the matrix defines: the probe needs its definition and data
@@ -285,8 +290,10 @@ def expand(
     for axis, entries in (("models", models), ("methods", methods), ("tasks", tasks)):
         fragments += [(f"{axis}[{entry.name}]", entry.set, entry.resources) for entry in entries]
     fragments += [(f"overrides[{i}]", o.set, o.resources) for i, o in enumerate(spec.overrides)]
+    own_method = {f"methods[{e.name}]": method_of(e) for e in methods}  # its settings are checked with its method
     for label, settings, resources in fragments:
-        _check_fragment(f"{where}: {label}", expand_dotted(settings), probe)
+        method_probe = {**probe, "method": own_method[label]} if label in own_method else probe
+        _check_fragment(f"{where}: {label}", expand_dotted(settings), method_probe)
         _resolve_resources(f"{where}: {label}.resources", base_resources, [resources])
     if spec.select is not None and spec.select.set:
         _check_fragment(f"{where}: select.set", expand_dotted(spec.select.set), probe)
@@ -322,7 +329,7 @@ def expand(
                 used_overrides.add(i)
                 data = deep_merge(data, override_sets[i])
                 patches.append(override.resources)
-        data.update(model=model.name, method=method.name, task=task.name, seed=seed)
+        data.update(model=model.name, method=method_of(method), task=task.name, seed=seed)
         tracking = dict(data.get("tracking") or {})
         tracking.setdefault("experiment", experiment)
         if live:
@@ -331,6 +338,8 @@ def expand(
             tracking["enabled"] = False  # ``collect`` logs these cells afterwards
         data["tracking"] = tracking
         data["tags"] = {**(data.get("tags") or {}), MATRIX_TAG: name, MATRIX_KEY_TAG: matrix_key(name)}
+        if method.name != method_of(method):  # a labelled configuration of a method (MethodEntry)
+            data["tags"][VARIANT_TAG] = method.name
         reason = None
         for i, exclusion in enumerate(spec.exclude):
             if exclusion.match.matches(model.name, method.name, task.name, seed):
@@ -339,7 +348,7 @@ def expand(
                 break
         planned = _Planned(data, patches, reason, f"{task.name}/{model.name}/{method.name}/seed{seed}")
         axes, sweeps_matched = grid_axes(spec.sweep, model.name, method.name, task.name, seed)
-        if axes and not _trains(method.name):
+        if axes and not _trains(method_of(method)):
             not_swept.add(method.name)
             axes = {}
         if axes:
@@ -485,6 +494,11 @@ def distributed_refusal(config: CellConfig, resources: Resources) -> str | None:
             "weights and gradients, which FSDP holds in shards; use ddp"
         )
     return None
+
+
+def method_of(entry: AxisEntry) -> str:
+    """The registry method of a methods-axis entry: its ``method`` when it is a labelled configuration."""
+    return entry.registry_name if isinstance(entry, MethodEntry) else entry.name
 
 
 def _trains(method: str) -> bool:

@@ -216,6 +216,24 @@ class AxisEntry(StrictModel):
     resources: dict[str, Any] = Field(default_factory=dict)
 
 
+class MethodEntry(AxisEntry):
+    """A methods-axis value. ``name`` is a method of the registry, or, with ``method``, the label of
+    one configuration of that method, so that a matrix can hold several (peft's benchmark: one cell
+    per experiment config)::
+
+        {name: lora/rank32-dora, method: lora, set: {method_args: {from: experiments/.../adapter_config.json}}}
+
+    Grids, overrides, exclusions and sweeps match such an entry by its label; its cells run the
+    method and carry the label in their tags (``harness.names.VARIANT_TAG``), so that the report
+    shows each configuration apart rather than as seeds of one method."""
+
+    method: Line | None = None
+
+    @property
+    def registry_name(self) -> str:
+        return self.method or self.name
+
+
 class TaskEntry(AxisEntry):
     """A tasks-axis value. A bundled task by name (``emotion``), or a task the matrix defines from
     its own data, with no code::
@@ -446,7 +464,7 @@ class MatrixSpec(StrictModel):
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
     resources: Resources = Field(default_factory=Resources)
     models: list[Line | AxisEntry]
-    methods: list[Line | AxisEntry]
+    methods: list[Line | MethodEntry]
     tasks: list[Line | TaskEntry]
     seeds: list[Seed] = Field(default_factory=lambda: [0])
     # Without grids the matrix is the full product of the axes; with grids, the union of
@@ -474,7 +492,8 @@ class MatrixSpec(StrictModel):
 
     def axis(self, axis: str) -> list[AxisEntry]:
         """The entries of one axis (models/methods/tasks), plain names made into entries."""
-        return [AxisEntry(name=v) if isinstance(v, str) else v for v in getattr(self, axis)]
+        plain = MethodEntry if axis == "methods" else AxisEntry
+        return [plain(name=v) if isinstance(v, str) else v for v in getattr(self, axis)]
 
     def matrix_name(self, path: Path | None) -> str:
         return self.name or (path.stem if path else "matrix")

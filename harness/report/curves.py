@@ -29,7 +29,7 @@ def loss_curves(groups: list[Group], folder: Path) -> list[Plot]:
             colour = f"C{index % 10}"
             for n, row in enumerate(r for r in group.ok if r.loss_history):
                 steps, losses = zip(*row.loss_history)
-                ax.plot(steps, losses, color=colour, linewidth=1.2, alpha=0.85, label=group.method if n == 0 else None)
+                ax.plot(steps, losses, color=colour, linewidth=1.2, alpha=0.85, label=group.label if n == 0 else None)
                 if row.eval_loss_history:
                     steps, losses = zip(*row.eval_loss_history)
                     ax.plot(
@@ -40,7 +40,7 @@ def loss_curves(groups: list[Group], folder: Path) -> list[Plot]:
                         linestyle="--",
                         marker="o",
                         markersize=3,
-                        label=f"{group.method} (validation)" if n == 0 else None,
+                        label=f"{group.label} (validation)" if n == 0 else None,
                     )
         validated = any(r.eval_loss_history for g in members for r in g.ok)
         plots.append(

@@ -92,6 +92,8 @@ class CellRow:
     stage: str | None = None
     point: dict[str, Any] = field(default_factory=dict)
     select: str | None = None
+    # a labelled configuration of its method (a matrix's {name: label, method: ...}): shown apart
+    variant: str | None = None
     # the local data files' content the cell read (a digest of config.data.source.sha256); None:
     # bundled or Hub data, or a result from before data files were hashed
     data_version: str | None = None
@@ -158,19 +160,26 @@ def separate_data_versions(rows: list[CellRow]) -> list[CellRow]:
 
 
 def sweep_fields(config: Mapping[str, Any]) -> dict[str, Any]:
-    """A sweep cell's stage, swept values and selection rule, from its config's tags."""
-    from harness.names import SELECT_STAGE, SELECT_TAG, SELECTED_TAG, STAGE_TAG, SWEEP_TAG
+    """From its config's tags: a sweep cell's stage, swept values and selection rule, and the label
+    of a method's configuration (its variant)."""
+    from harness.names import SELECT_STAGE, SELECT_TAG, SELECTED_TAG, STAGE_TAG, SWEEP_TAG, VARIANT_TAG
 
     tags = config.get("tags") or {}
+    variant = {"variant": str(tags[VARIANT_TAG])} if tags.get(VARIANT_TAG) else {}
     stage = tags.get(STAGE_TAG)
     if not stage:
-        return {}
+        return variant
     tag = tags.get(SWEEP_TAG if stage == SELECT_STAGE else SELECTED_TAG)
     try:
         point = json.loads(tag) if tag else {}
     except ValueError:
         point = {}
-    return {"stage": stage, "point": point if isinstance(point, dict) else {}, "select": tags.get(SELECT_TAG)}
+    return {
+        "stage": stage,
+        "point": point if isinstance(point, dict) else {},
+        "select": tags.get(SELECT_TAG),
+        **variant,
+    }
 
 
 def rank_from_run(run: RunRecord, method: str) -> str | None:

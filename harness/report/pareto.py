@@ -62,7 +62,7 @@ def _points(groups: list[Group], axis: str) -> list[Point]:
         if value is None or quality.mean is None or (log and float(value) <= 0):
             continue
         err = None if quality.half_width is None else quality.half_width * 100
-        points.append(Point(group.method, float(value) * scale, quality.mean * 100, err))
+        points.append(Point(group.label, float(value) * scale, quality.mean * 100, err))
     return points
 
 

@@ -49,6 +49,12 @@ class Group:
     method: str
     scoring: str
     rows: list[CellRow] = field(default_factory=list)
+    variant: str | None = None  # a labelled configuration of the method (CellRow.variant)
+
+    @property
+    def label(self) -> str:
+        """What tables and plots call it: its variant's label, else the method."""
+        return self.variant or self.method
 
     @property
     def ok(self) -> list[CellRow]:
@@ -103,25 +109,35 @@ def group_rows(rows: list[CellRow]) -> list[Group]:
     """Groups in a stable order: task and model as they first appear, methods in registry order
     (the zero-shot reference is after the others in the registry, so it is moved first: it is every
     table's baseline)."""
-    groups: dict[tuple[str, str, str], Group] = {}
+    groups: dict[tuple[str, str, str, str | None], Group] = {}
     tasks: list[str] = []
     models: list[str] = []
     for row in rows:
         tasks += [row.task] if row.task not in tasks else []
         models += [row.model] if row.model not in models else []
-        key = (row.task, row.model, row.method)
-        groups.setdefault(key, Group(row.task, row.model, row.method, row.scoring)).rows.append(row)
+        key = (row.task, row.model, row.method, row.variant)
+        groups.setdefault(key, Group(row.task, row.model, row.method, row.scoring, variant=row.variant)).rows.append(
+            row
+        )
     for group in groups.values():
         group.rows.sort(key=lambda r: r.seed)
     first = reference().name
     return sorted(
         groups.values(),
-        key=lambda g: (tasks.index(g.task), models.index(g.model), g.method != first, _method_order(g.method)),
+        key=lambda g: (
+            tasks.index(g.task),
+            models.index(g.model),
+            g.method != first,
+            _method_order(g.method),
+            g.variant or "",
+        ),
     )
 
 
 def _baseline(groups: list[Group], group: Group, method: str) -> Group | None:
-    return next((g for g in groups if (g.task, g.model, g.method) == (group.task, group.model, method) and g.ok), None)
+    # the method itself, not a labelled configuration of it
+    same = (group.task, group.model, method, None)
+    return next((g for g in groups if (g.task, g.model, g.method, g.variant) == same and g.ok), None)
 
 
 # --------------------------------------------------------------------------- formatting
@@ -221,14 +237,14 @@ def quality_table(groups: list[Group], scoring: str) -> Table | None:
         raw: dict[str, object] = {
             "task": group.task,
             "model": group.model,
-            "method": group.method,
+            "method": group.label,
             "seeds_finished": len(group.ok),
             "seeds_planned": len(group.rows),
         }
         shown: dict[str, str] = {
             "Task": group.task,
             "Model": group.model,
-            "Method": group.method,
+            "Method": group.label,
             "Seeds": f"{len(group.ok)}/{len(group.rows)}",
         }
         for metric in metrics:
@@ -334,7 +350,7 @@ def efficiency_table(groups: list[Group], scoring: str) -> Table | None:
         raw = {
             "task": group.task,
             "model": group.model,
-            "method": group.method,
+            "method": group.label,
             "rank": group.recorded("rank"),
             "learning_rate": group.recorded("learning_rate"),
             "trainable_params": trainable,
@@ -361,7 +377,7 @@ def efficiency_table(groups: list[Group], scoring: str) -> Table | None:
         shown = {
             "Task": group.task,
             "Model": group.model,
-            "Method": group.method,
+            "Method": group.label,
             "Rank": str(raw["rank"] or DASH),
             "Trainable": fmt_count(trainable),
             "Share": DASH if share is None else f"{100 * float(share):.4f} %",
