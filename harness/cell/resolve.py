@@ -126,6 +126,8 @@ def _hashed(source: DataSource | None, files: dict[str, str], where: str) -> Dat
     pinned = source.sha256 or {}
     hashes = {}
     for split, name in files.items():
+        if not Path(name).is_file():
+            continue  # not hashed: refused by the plan's reading of the cell's data, naming the cell
         digest = file_sha256(Path(name))
         if split in pinned and pinned[split] != digest:
             raise ConfigError(

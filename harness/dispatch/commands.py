@@ -32,6 +32,7 @@ from harness.matrix.checks import check_cells
 from harness.matrix.stale import stale_reasons
 from harness.matrix.sweep import describe_point
 from harness.names import FINAL_STAGE, SELECT_STAGE, VARIANT_TAG
+from harness.result import FINAL_STATUSES, JobOutcome, ResultFile
 
 
 @dataclass
@@ -244,10 +245,15 @@ def stop_jobs(
     ``timeout_s`` for their cells to end; returns those cells' states."""
     ids = {(job.executor, job.job_id) for job in jobs}
     report = status(path, output_dir=output_dir, only=only, limits=limits)
+    # every cell of a job this command started that has not ended: running, or its worker still
+    # starting (not yet running the cell: it reads as pending or queued)
     mine = [
         s
-        for s in report.active
-        if s.job is not None and (s.job.executor, s.job.job_id) in ids and get_executor(s.job.executor).stops_with_wait
+        for s in report.states
+        if s.job is not None
+        and (s.job.executor, s.job.job_id) in ids
+        and get_executor(s.job.executor).stops_with_wait
+        and (s.result is None or s.result.status not in FINAL_STATUSES)
     ]
     by_executor: dict[str, list[JobRecord]] = {}
     for state in mine:
@@ -261,8 +267,25 @@ def stop_jobs(
         report = status(path, output_dir=output_dir, only=only, limits=limits)
         states = [s for s in report.states if s.cell.cell_id in cells]
         if not any(s.status in ACTIVE for s in states) or time.monotonic() > deadline:
-            return states
+            break
         time.sleep(poll_s)
+    # a worker stopped before it ran the cell (still importing: the signal's default action ended
+    # it) left no word of its own; this command stopped it, so the cell was cancelled, not failed
+    ended = [
+        s for s in states if s.status not in ACTIVE and (s.result is None or s.result.status not in FINAL_STATUSES)
+    ]
+    for state in ended:
+        outcome = JobOutcome(
+            cell_id=state.cell.cell_id,
+            status="cancelled",
+            error="cancelled before the cell started; no checkpoint taken",
+            config=state.cell.config.public_dump(),
+        )
+        ResultFile(state.cell.folder).end_job(outcome)
+    if not ended:
+        return states
+    report = status(path, output_dir=output_dir, only=only, limits=limits)
+    return [s for s in report.states if s.cell.cell_id in cells]
 
 
 # --------------------------------------------------------------------------- text

@@ -57,7 +57,8 @@ class PhaseMeter:
                 stats.peak_reserved_bytes = int(torch.cuda.max_memory_reserved(self.device))
             stats.wall_s = time.perf_counter() - start
             stats.cpu_s = _cpu_seconds() - cpu_start
-            stats.peak_rss_bytes = poller.stop()
+            # the poller samples every RSS_POLL_S: a per-step sample may catch a higher point
+            stats.peak_rss_bytes = max([poller.stop(), *([] if cuda else self._step_samples)])
 
 
 def _cpu_seconds() -> float:

@@ -18,6 +18,7 @@ from dispatch_helpers import REPO, smoke_dict, write_matrix
 
 from harness.cell.train import CHECKPOINT_DIR
 from harness.dispatch import status
+from harness.dispatch.ledger import JOB_FILE
 from harness.matrix import load_matrix
 from harness.result import load_result
 from harness.train.checkpoint import PREFIX
@@ -127,3 +128,21 @@ def test_sigterm_to_the_waiting_command_cancels_its_cells_running_or_waiting_for
     assert [load_result(folder).status for folder in folders] == ["cancelled", "cancelled"]
     assert errors[0].startswith("cancelled by SIGTERM; last checkpoint at step"), errors
     assert errors[1] == "cancelled by SIGTERM; no checkpoint taken", errors
+
+
+def test_a_sigterm_while_the_workers_still_start_cancels_their_cells(tmp_path, no_sbatch_path):
+    """Stopped right after submission, the workers are still importing torch (no handler of the
+    harness's yet: the signal's default action ends them, leaving no word): the command, which
+    stopped them, records their cells cancelled rather than failed."""
+    path = _long_matrix(tmp_path, seeds=2)
+    process = _start(path, "--wait")
+    folders = [cell.folder for cell in load_matrix(path).active]
+    deadline = time.monotonic() + 60
+    while not all((f / JOB_FILE).exists() for f in folders):  # both submitted, neither started its cell
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.05)
+    output, took = _stop(process, lambda: process.send_signal(signal.SIGTERM))
+    assert process.returncode == 130, output
+    assert "2 cell(s) cancelled" in output, output
+    assert [load_result(folder).status for folder in folders] == ["cancelled", "cancelled"]
+    assert status(path).counts() == {"cancelled": 2}
