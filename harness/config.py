@@ -410,6 +410,17 @@ ADDED_LATER: dict[str, dict[str, Any]] = {
 }
 
 
+# Settings read by the evaluation alone: a model trained under one value of each is the model
+# trained under another (what split is scored, how much of it, how answers are generated)
+EVALUATION_ONLY = (
+    "data.eval_split",
+    "data.max_eval_samples",
+    "data.num_beams",
+    "data.max_new_tokens",
+    "train.eval_batch_size",
+)
+
+
 class CellConfig(StrictModel):
     """One cell, fully resolved. ``cell_id`` hashes everything that changes results."""
 
@@ -453,6 +464,16 @@ class CellConfig(StrictModel):
         # cell was before the setting existed
         if data["data"].get("prompt_template") == "auto":
             data["data"].pop("prompt_template")
+        return data
+
+    def training_identity(self) -> dict[str, Any]:
+        """The identity less the settings that only evaluation reads (``EVALUATION_ONLY``): two
+        cells with equal training identities train the same model (a sweep's stage 2 reuses the
+        stage-1 winner's run for its first seed on that condition, harness.cell.reuse)."""
+        data = self.identity()
+        for dotted in EVALUATION_ONLY:
+            section, key = dotted.split(".")
+            data[section].pop(key, None)
         return data
 
     def public_dump(self, *, trains: bool = True) -> dict[str, Any]:

@@ -46,6 +46,10 @@ SWEEP_TAG = "harness.sweep"  # stage 1: the grid point, JSON {key: value}
 SELECTED_TAG = "harness.selected"  # stage 2: the selected point, JSON {key: value}
 SELECT_TAG = "harness.select"  # metric/split/mode
 SELECT_STAGE, FINAL_STAGE = "select", "final"
+# stage 2's first seed: the stage-1 winner's folder, whose trained weights it evaluates instead of
+# training them again (harness.cell.reuse); or why it trains them again
+REUSE_TAG = "harness.reuses"
+RETRAIN_TAG = "harness.retrains"
 # a labelled configuration of a method (a matrix's {name: label, method: lora, ...}), on its cells:
 # the report shows each label apart
 VARIANT_TAG = "harness.variant"

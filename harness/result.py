@@ -183,6 +183,17 @@ class Rung(BaseModel):
     device_s: float = 0.0
 
 
+class ReusedFrom(BaseModel):
+    """A sweep's stage-2 first seed that evaluated the stage-1 winner's trained weights instead of
+    training them again (harness.cell.reuse): which cell trained them, where, and what that
+    training cost (``device_s``, counted in the winner's result: the report counts it once)."""
+
+    model_config = ConfigDict(extra="forbid")
+    cell_id: str
+    folder: str
+    device_s: float | None = None
+
+
 class TrackingStatus(BaseModel):
     status: Literal["logged", "failed", "disabled", "pending"] = "pending"
     uri: str | None = None
@@ -201,6 +212,9 @@ class Result(BaseModel):
     run: RunRecord | None = None  # None until the model is built
     divergence: Divergence | None = None  # status diverged: where and why
     rungs: list[Rung] = Field(default_factory=list)  # the steps it stopped at (status paused), in order
+    # the training it reused (its training figures are copied from there; its cost is its evaluation)
+    reused_from: ReusedFrom | None = None
+    retrained: str | None = None  # why a cell asked to reuse a run trained instead
     forgetting: Forgetting | None = None  # data.forgetting: the losses it is computed from
     metrics: dict[str, float] = Field(default_factory=dict)  # quality: rouge1, accuracy, f1_macro, ...
     reports: dict[str, Any] = Field(default_factory=dict)  # per-class report, confusion matrix

@@ -133,9 +133,17 @@ def load_trained(cell_dir: Path) -> tuple[Any, Formatter, list[Any], CellPlan]:
 
     path = cell_dir / CELL_CONFIG
     plan = prepare_cell(parse_cell_config(yaml.safe_load(path.read_text()), where=str(path)))
-    config = plan.config
     device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
-    _, dtype = resolve_precision(config, device)
+    _, dtype = resolve_precision(plan.config, device)
+    loaded = load_saved(plan, cell_dir, device, dtype)
+    return loaded.model, loaded.formatter, loaded.eval_examples, plan
+
+
+def load_saved(plan: CellPlan, cell_dir: Path, device: Any, dtype: Any) -> Loaded:
+    """The base model with the weights a finished cell saved in ``cell_dir`` (its adapter, or
+    every weight for full fine-tuning), and ``plan``'s evaluation examples: no training examples,
+    ``total_steps`` 0."""
+    config = plan.config
     spec = plan.model
     if (cell_dir / MODEL_DIR).is_dir():  # full fine-tuning saved every weight
         spec = replace(spec, origin="local", local_dir=cell_dir / MODEL_DIR)
@@ -158,4 +166,5 @@ def load_trained(cell_dir: Path) -> tuple[Any, Formatter, list[Any], CellPlan]:
             model, cell_dir / ADAPTER_DIR, is_trainable=plan.method.hooks.reload_trainable
         )
     formatter = Formatter(plan.task, plan.head, loaded.tokenizer, config.data)
-    return model, formatter, [formatter.encode(row) for row in plan.eval_rows], plan
+    examples = [formatter.encode(row) for row in plan.eval_rows]
+    return Loaded(model, loaded.tokenizer, formatter, loaded.quantized_4bit, [], examples, 0)

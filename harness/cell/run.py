@@ -47,10 +47,11 @@ import yaml
 from harness import folder_lock
 from harness.cell.evaluate import evaluate, forgetting_after, forgetting_before, keep, keep_forgetting
 from harness.cell.inputs import cell_inputs
-from harness.cell.load import load, quiet_libraries, resolve_precision, run_record
+from harness.cell.load import load, load_saved, quiet_libraries, resolve_precision, run_record
 from harness.cell.measure import Phases, compute_cost, job_energy, start_sampler, stop_sampler
 from harness.cell.plan import CellPlan, prepare_cell
 from harness.cell.record import Recorder, record_cell
+from harness.cell.reuse import add_trained_phases, adopt, find_reuse
 from harness.cell.save import save
 from harness.cell.train import CHECKPOINT_DIR, train
 from harness.config import CellConfig
@@ -219,6 +220,7 @@ def _run(plan: CellPlan, file: ResultFile, record: Recorder | None, stop_at_step
         result.efficiency.cost = _with_earlier(
             compute_cost(result, device, distributed.current().world_size), rungs[-1] if rungs else None
         )
+        add_trained_phases(result)  # a reused run's: shown, not counted in this cell's cost
         if result.status == PAUSED:
             _add_rung(result)
         result.finished_at = now_iso()
@@ -297,6 +299,18 @@ def _execute(
 
     precision, dtype = resolve_precision(plan.config, device)
     transformers.set_seed(plan.config.seed)
+    reuse, result.retrained = find_reuse(plan, stop_at_step)
+    if result.retrained:
+        log.info("training again instead of reusing the stage-1 run: %s", result.retrained)
+    if reuse is not None:  # a sweep's stage-2 first seed: the winner's weights, evaluated
+        with phases("load"):
+            loaded = load_saved(plan, reuse.weights.parent, device, dtype)
+        adopt(reuse, cell_dir, result, len(loaded.eval_examples))
+        result.inputs = cell_inputs(plan, loaded.model)
+        with phases("eval"):
+            evaluation = evaluate(plan, loaded, loaded.model, device)
+        keep(evaluation, cell_dir, result)
+        return False
     with phases("load"):
         loaded = load(plan, device, dtype)
         trainable, total = count_module_parameters(loaded.model)

@@ -415,14 +415,17 @@ def render_selections(matrix: Matrix) -> list[str]:
 
 def sweep_cost_estimate(matrix: Matrix) -> str:
     """The sweeps' compute before anything runs, in runs-equivalent (full-budget runs of the cells
-    they would be): the stage-1 grid points plus the stage-2 seeds, against the seeds alone (the
-    same study untuned). Each run is counted at its cell's full budget: a grid point costs what a
-    stage-2 cell of the same method costs."""
+    they would be): the stage-1 grid points plus the stage-2 seeds that train (the first seed
+    evaluates the stage-1 winner's run where it can be reused, harness.cell.reuse), against the
+    seeds alone (the same study untuned). Each run is counted at its cell's full budget: a grid
+    point costs what a stage-2 cell of the same method costs; an evaluation is not counted."""
     grid = sum(len(s.points) for s in matrix.selections)
     seeds = sum(len(s.seeds) for s in matrix.selections)
-    ratio = (grid + seeds) / seeds if seeds else 0.0
+    trained = sum(s.trainings for s in matrix.selections)
+    ratio = (grid + trained) / seeds if seeds else 0.0
+    reused = f" ({seeds - trained} first seeds reuse the winner's run)" if trained < seeds else ""
     return (
-        f"cost estimate: {grid} stage-1 runs + {seeds} stage-2 runs = {grid + seeds} runs-equivalent, "
+        f"cost estimate: {grid} stage-1 runs + {trained} stage-2 runs{reused} = {grid + trained} runs-equivalent, "
         f"x{ratio:.2f} the {seeds} runs of the same sweeps untuned"
     )
 

@@ -45,6 +45,8 @@ from harness.names import (
     FINAL_STAGE,
     MATRIX_KEY_TAG,
     MATRIX_TAG,
+    RETRAIN_TAG,
+    REUSE_TAG,
     SELECT_STAGE,
     SELECT_TAG,
     SELECTED_TAG,
@@ -562,7 +564,10 @@ def _selection(
 
     def build(point: dict[str, Any]) -> list[Cell]:
         extra = deep_merge(expand_dotted(point), {"tags": {**tags, STAGE_TAG: FINAL_STAGE, SELECTED_TAG: _json(point)}})
-        return [builder.cell(p, extra) for p in planned]
+        finals = [builder.cell(p, extra) for p in planned]
+        winner = next(cell for cell in stage1 if cell.point == point)
+        finals[0] = reuse_winner(winner, finals[0])  # the first seed's run is the winner's (tags: same id)
+        return finals
 
     return Selection(
         task=task,
@@ -574,7 +579,32 @@ def _selection(
         points=stage1,
         seeds=[p.data["seed"] for p in planned],
         build=build,
+        retrains=_retrains(first, points, stage1),
     )
+
+
+def _retrains(first: _Planned, points: list[dict[str, Any]], stage1: list[Cell]) -> str:
+    """Why stage 2's first seed will train again rather than reuse the winner's run ("": it will
+    reuse it), from the first grid point: the differences that decide it (select.set, the method)
+    are the same at every point. The stage-2 config is parsed here, not built: its id is not taken."""
+    from harness.cell.reuse import reuse_refusal
+
+    if not points:
+        return ""
+    distributed = {"train": {"distributed": stage1[0].config.train.distributed}}
+    data = deep_merge(deep_merge(first.data, expand_dotted(points[0])), distributed)
+    return reuse_refusal(stage1[0].config, parse_cell_config(data, where=first.label)) or ""
+
+
+def reuse_winner(winner: Cell, final: Cell) -> Cell:
+    """Stage 2's first seed: tagged to evaluate the stage-1 winner's weights (REUSE_TAG, its
+    folder) when nothing its training reads differs, else tagged with why it trains again."""
+    from harness.cell.reuse import reuse_refusal
+
+    reason = reuse_refusal(winner.config, final.config)
+    tag = {RETRAIN_TAG: reason} if reason else {REUSE_TAG: str(Path(winner.folder).absolute())}
+    final.config = final.config.model_copy(update={"tags": {**final.config.tags, **tag}})
+    return final
 
 
 def _json(point: dict[str, Any]) -> str:

@@ -188,6 +188,19 @@ class Selection:
     outcomes: list[Outcome] = field(default_factory=list)
     choice: Choice | None = None
     finals: list[Cell] = field(default_factory=list)
+    # why stage 2's first seed trains again ("": it evaluates the stage-1 winner's weights,
+    # harness.cell.reuse), known from the settings before a point is selected
+    retrains: str = ""
+
+    @property
+    def trainings(self) -> int:
+        """The stage-2 cells that train: every seed but the first when the winner's run is reused."""
+        return len(self.seeds) - (0 if self.retrains else 1)
+
+    def reuse_note(self) -> str:
+        if self.retrains:
+            return f"its first seed trains again: {self.retrains}"
+        return f"its first seed evaluates the winner's run ({self.trainings} train)"
 
     @property
     def label(self) -> str:
@@ -228,7 +241,7 @@ class Selection:
     def describe(self) -> str:
         head = f"{self.label}: select {self.metric} ({self.mode}) on {self.split}"
         if self.choice is None:
-            return f"{head}: stage 1 {self.progress()}; stage 2 ({len(self.seeds)} seeds) waits for it"
+            return f"{head}: stage 1 {self.progress()}; stage 2 ({len(self.seeds)} seeds; {self.reuse_note()}) waits for it"
         if self.choice.point is None:
             return f"{head}: {self.choice.reason}; stage 2 not run"
-        return f"{head}: selected {self.choice.describe()}; stage 2: {len(self.finals)} cells"
+        return f"{head}: selected {self.choice.describe()}; stage 2: {len(self.finals)} cells ({self.reuse_note()})"

@@ -73,6 +73,9 @@ class MethodSpec:
     generated: bool = False  # an entry made from a PeftType with nothing declared
     report_role: ReportRole | None = None  # exactly one declared entry plays each role
     title: str = ""  # how tables and plots name it in prose ("vs LoRA"); "": its name
+    # why its saved weights, reloaded, may not score exactly as the model that was trained: a sweep's
+    # stage 2 then retrains the first seed instead of reusing the stage-1 winner (harness.cell.reuse)
+    reload_differs: str = ""
 
     @property
     def whole_model(self) -> bool:
@@ -121,6 +124,7 @@ DECLARED: tuple[MethodSpec, ...] = (
         _LORA_STUDY,
         _QV,
         quantize_4bit=True,
+        reload_differs="its base is quantized to 4 bits anew when reloaded and the adapter is cast on saving",
         description="QLoRA: LoRA on a 4-bit NF4 base with double quantization",
     ),
     MethodSpec(
@@ -155,6 +159,7 @@ DECLARED: tuple[MethodSpec, ...] = (
         {"init_r": 12, "target_r": 8, "lora_alpha": 16, "lora_dropout": 0.05, "tinit": 0, "tfinal": 0, "deltaT": 1},
         _QV,
         hooks=hooks.ADALORA,
+        reload_differs="its rank allocation (masks and importance scores) lives in the training state, not the adapter",
         description="AdaLoRA: SVD-form LoRA with adaptive rank budget",
     ),
     MethodSpec(
@@ -185,6 +190,7 @@ DECLARED: tuple[MethodSpec, ...] = (
         "PREFIX_TUNING",
         1e-2,
         {"num_virtual_tokens": 20, "prefix_projection": True},
+        reload_differs="it saves the prefixes its projection computed, not the projection",
         description="Prefix tuning (Li & Liang): reparameterized key/value prefixes",
     ),
     MethodSpec(
@@ -199,6 +205,7 @@ DECLARED: tuple[MethodSpec, ...] = (
         "P_TUNING",
         1e-2,
         {"num_virtual_tokens": 20, "encoder_hidden_size": 128, "encoder_reparameterization_type": "MLP"},
+        reload_differs="it saves the virtual tokens its prompt encoder computed, not the encoder",
         description="P-tuning: virtual tokens from a prompt encoder",
     ),
     MethodSpec(

@@ -60,9 +60,10 @@ def cost_table(rows: list[CellRow], grid_rows: list[CellRow]) -> Table | None:
     note = (
         "Compute from each cell's result.json (efficiency.cost), in device-hours: GPU-hours on a GPU (wall time x "
         "GPUs held), core-hours on a CPU (the CPU time of the cell's processes). Grid: a sweep's stage 1 (every "
-        "point on the first seed, scored on the selection split); Seeds: the cells the tables above report. "
-        '"vs untuned": the total over the seeds alone, what the same study costs without tuning. Failed cells '
-        "count: they used the devices."
+        "point on the first seed, scored on the selection split); Seeds: the cells the tables above report (a first "
+        "seed that evaluated the stage-1 winner's run instead of training it again counts its evaluation: the "
+        'training is counted once, in the grid). "vs untuned": the total over the seeds alone, each counted as '
+        "trained, what the same study costs without tuning. Failed cells count: they used the devices."
     )
     return Table("cost", "Compute cost", note, pd.DataFrame(data), pd.DataFrame(display))
 
@@ -74,6 +75,9 @@ def _hours(seconds: float | None) -> float | None:
 def _row(task: str, model: str, method: str, seeds: list[CellRow], grid: list[CellRow]) -> dict[str, Any]:
     grid_s, seeds_s = _seconds(grid), _seconds(seeds)
     total = None if grid_s is None and seeds_s is None else (grid_s or 0.0) + (seeds_s or 0.0)
+    # a seed that reused the stage-1 winner's run costs its evaluation (its training is in the
+    # grid's figure); untuned, that seed would have trained: its training counts in the baseline
+    untuned = None if seeds_s is None else seeds_s + sum(r.reused_device_s or 0.0 for r in seeds)
     return {
         "task": task,
         "model": model,
@@ -84,5 +88,5 @@ def _row(task: str, model: str, method: str, seeds: list[CellRow], grid: list[Ce
         "seeds_device_s": seeds_s,
         "device_s": total,
         "measure": _measure(seeds + grid),
-        "vs_untuned": total / seeds_s if grid and total is not None and seeds_s else None,
+        "vs_untuned": total / untuned if grid and total is not None and untuned else None,
     }

@@ -105,6 +105,9 @@ class CellRow:
     # (gpu_seconds | core_seconds); None: a result from before costs were recorded
     device_s: float | None = None
     cost_measure: str | None = None
+    # a sweep's stage-2 first seed that reused the stage-1 winner's run (result.json's reused_from):
+    # what that training cost, counted in the winner's row, not this one's
+    reused_device_s: float | None = None
     # peft's benchmark: the experiment a cell reproduces (its config tag PEFT_EXPERIMENT_TAG), its
     # forgetting (result.json metrics["forgetting"]) and the train phase's per-step memory samples
     peft_experiment: str | None = None
@@ -339,6 +342,7 @@ def row_from_result(result: Result, folder: Path | str | None = None, source: st
         git_dirty=result.environment.get("git_dirty"),
         device_s=eff.cost.device_s if eff.cost else None,
         cost_measure=eff.cost.measure if eff.cost else None,
+        reused_device_s=result.reused_from.device_s if result.reused_from else None,
         peft_experiment=peft_experiment(result.config),
         forgetting=_number(result.metrics, FORGETTING),
         forgetting_not_applicable=result.forgetting.not_applicable if result.forgetting else None,
