@@ -35,7 +35,7 @@ def _cells(path):
     return selection, winner, finals
 
 
-@pytest.mark.parametrize(("method", "weights"), [("lora", "adapter"), ("full", "model")])
+@pytest.mark.parametrize(("method", "weights"), [("lora", "adapter"), ("ia3", "adapter"), ("full", "model")])
 def test_the_first_seed_evaluates_the_winners_run_and_scores_as_a_retrained_cell(
     tmp_path, monkeypatch, method, weights
 ):
@@ -100,7 +100,7 @@ def test_a_method_whose_saved_state_loses_something_retrains(tmp_path, monkeypat
     assert submit(path).ok
     selection, _, (first, _) = _cells(path)
     assert "adalora's saved weights may not score as the trained model" in selection.retrains
-    assert REUSE_TAG not in first.config.tags and "rank allocation" in first.config.tags[RETRAIN_TAG]
+    assert REUSE_TAG not in first.config.tags and "rank allocation is rebuilt" in first.config.tags[RETRAIN_TAG]
     result = load_result(first.folder)
     assert result.reused_from is None and "train" in result.efficiency.cost.phases
 
