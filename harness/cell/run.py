@@ -233,13 +233,15 @@ def _run(plan: CellPlan, file: ResultFile, record: Recorder | None, stop_at_step
 
 
 def _earlier_rungs(file: ResultFile) -> list[Rung]:
-    """The rungs of the cell's earlier runs, which this one continues: a paused result's, or that
-    of a continuation preempted before it ended. Any other result (or none) began afresh."""
+    """The rungs of the cell's earlier runs, which this one continues: a paused result's, that of
+    a continuation preempted before it ended, or of one that failed and is retried. A finished
+    result (or none) began afresh."""
     try:
         previous = file.read()
     except CorruptState:
         return []
-    return list(previous.rungs) if previous is not None and previous.status in (PAUSED, "running") else []
+    # a failed continuation's result, kept by its retry (submit), carries its rungs on as well
+    return list(previous.rungs) if previous is not None and previous.status not in ("success", "diverged") else []
 
 
 def _with_earlier(cost: Cost, last: Rung | None) -> Cost:

@@ -89,7 +89,17 @@ def read_cell(cell: Cell) -> CellState:
         state.status, state.log = "queued", state.job.stderr
     if result is not None:
         state.result = result
-        if result.status in FINAL_STATUSES:
+        # a cell with rungs submitted again to continue (paused, or a crashed continuation retried;
+        # run.json reopened by the submission, see submit's _prepare_folder): its job's state, not
+        # the result it continues
+        continued = (
+            result.status != "success"
+            and bool(result.rungs)
+            and state.job is not None
+            and state.run is not None
+            and not state.run.finished_at
+        )
+        if result.status in FINAL_STATUSES and not continued:
             state.status = result.status
             if result.status not in ("success", PAUSED):  # paused: stopped at a rung as asked, no error
                 state.error = first_line(result.error) or _last_line(result.traceback)

@@ -12,6 +12,7 @@ is invalid, before anything is submitted.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from harness.matrix.checks import check_cells
 from harness.matrix.stale import stale_reasons
 from harness.matrix.sweep import describe_point
 from harness.names import FINAL_STAGE, SELECT_STAGE, VARIANT_TAG
-from harness.result import FINAL_STATUSES, JobOutcome, ResultFile
+from harness.result import FINAL_STATUSES, PAUSED, JobOutcome, ResultFile
 
 
 @dataclass
@@ -208,6 +209,7 @@ def wait(
         if on_poll is not None:
             on_poll(report)
         pending_finals = [s for s in report.states if s.cell.stage == FINAL_STAGE and s.status == "pending"]
+        pending_finals += [s for s in report.states if s.cell.continues and s.status == PAUSED]  # a halving's rung
         if report.finished and continue_stages and pending_finals:
             stage2 = submit(
                 path,
@@ -407,7 +409,9 @@ def render_selections(matrix: Matrix) -> list[str]:
     if not matrix.selections:
         return []
     lines = ["", "sweeps (stage 1 selects on its split, stage 2 runs the selected value on every seed):"]
-    lines += [f"  {selection.describe()}" for selection in matrix.selections]
+    for selection in matrix.selections:
+        lines.append(f"  {selection.describe()}")
+        lines += [f"    {line}" for line in selection.rung_lines()]  # a halving's rungs so far
     lines.append(f"  {sweep_cost_estimate(matrix)}")
     scheduled = describe(matrix.output_dir) if matrix.waiting else None
     return lines + ([f"  {scheduled}"] if scheduled else [])
@@ -424,10 +428,49 @@ def sweep_cost_estimate(matrix: Matrix) -> str:
     trained = sum(s.trainings for s in matrix.selections)
     ratio = (grid + trained) / seeds if seeds else 0.0
     reused = f" ({seeds - trained} first seeds reuse the winner's run)" if trained < seeds else ""
+    if any(s.rungs for s in matrix.selections):
+        return _halving_estimate(matrix, grid, seeds, trained, reused)
     return (
         f"cost estimate: {grid} stage-1 runs + {trained} stage-2 runs{reused} = {grid + trained} runs-equivalent, "
         f"x{ratio:.2f} the {seeds} runs of the same sweeps untuned"
     )
+
+
+def _halving_estimate(matrix: Matrix, full: int, seeds: int, trained: int, reused: str) -> str:
+    """The estimate where some sweep halves its grid (select.halving): each such sweep's rungs and
+    stage-1 cost, then the whole with halving and without."""
+    lines = []
+    for s in matrix.selections:
+        if s.rungs:
+            steps = " + ".join(f"{n}x{step}" for n, step in _rung_steps(len(s.points), s.rungs, s.eta))
+            lines.append(
+                f"halving {s.label}: rungs {'/'.join(map(str, s.rungs))} steps, eta {s.eta}: {steps} steps "
+                f"= {halving_runs(len(s.points), s.rungs, s.eta):.2f} runs-equivalent for its {len(s.points)} grid "
+                f"points instead of {len(s.points)}"
+            )
+    grid = sum(halving_runs(len(s.points), s.rungs, s.eta) if s.rungs else len(s.points) for s in matrix.selections)
+    ratio, without = (grid + trained) / seeds if seeds else 0.0, (full + trained) / seeds if seeds else 0.0
+    lines.append(
+        f"cost estimate: {grid:.2f} stage-1 runs-equivalent with halving ({full} without) + {trained} stage-2 "
+        f"runs{reused} = {grid + trained:.2f} runs-equivalent, x{ratio:.2f} the {seeds} runs of the same sweeps "
+        f"untuned (x{without:.2f} without halving)"
+    )
+    return "\n  ".join(lines)
+
+
+def _rung_steps(points: int, rungs: list[int], eta: int) -> list[tuple[int, int]]:
+    """(points, steps each trains) per rung of a halving: every point the first rung's steps,
+    ceil(n/eta) of them on to each next rung, from the step where they paused."""
+    out, n, before = [], points, 0
+    for step in rungs:
+        out.append((n, step - before))
+        n, before = math.ceil(n / eta), step
+    return out
+
+
+def halving_runs(points: int, rungs: list[int], eta: int) -> float:
+    """A halving's stage-1 cost in full-budget runs: the steps its rungs train over the budget's."""
+    return sum(n * steps for n, steps in _rung_steps(points, rungs, eta)) / rungs[-1]
 
 
 def render_submit(report: SubmitReport) -> str:

@@ -9,6 +9,7 @@ submitted again, whatever the flags.
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from harness.errors import ConfigError
 from harness.matrix import Cell, Matrix, parse_filter
 from harness.matrix.checks import check_cells
 from harness.names import CELL_CONFIG
-from harness.result import FINAL_STATUSES, PAUSED, CorruptState, move_aside
+from harness.result import FINAL_STATUSES, PAUSED, RESULT_FILE, CorruptState, move_aside
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,8 @@ def select_cells(
             chosen.append(state.cell)
         elif state.status == "success":
             chosen.append(state.cell) if force else skip("already succeeded (--force reruns)")
+        elif state.status == PAUSED and state.cell.continues:  # its sweep's next rung
+            chosen.append(state.cell)
         elif state.status == PAUSED:  # stopped at a rung as asked: its sweep continues it
             chosen.append(state.cell) if force else skip("paused at a rung (--force runs it to the end)")
         elif state.status in RETRYABLE:
@@ -100,11 +103,16 @@ def submit_matrix(
     report = _submit(matrix, cluster, retry_failed=retry_failed, force=force, only=only, runner=runner)
     if notice:
         report.notices.append(notice)
-    while cluster.in_process and report.ok and matrix.resolve_selections():  # stage 2 of what just ran
+    while cluster.in_process and report.ok:  # stage 2 (or a halving's next rung) of what just ran
+        added = matrix.resolve_selections()
+        if not (added or matrix.continuing):
+            break
         again = _submit(matrix, cluster, retry_failed=False, force=False, only=only, runner=runner)
         report.submitted += again.submitted
         report.arrays += again.arrays
         report.errors += again.errors
+        if not again.submitted:
+            break
     points = {c.cell_id for s in matrix.waiting for c in s.points}
     stage1 = sorted({r.array_job_id for r in report.submitted if r.cell_id in points})
     if stage1 and continue_stages and not cluster.in_process and report.ok:
@@ -156,10 +164,14 @@ def _submit_chosen(
     for cell in chosen:
         _prepare_folder(cell, by_id[cell.cell_id], force=force)
 
-    groups = group_cells(chosen)
-    for group in groups:
+    # one job array per resource group and rung: a halving's points stop at their rung (None: none)
+    stops = sorted({c.stop_at_step for c in chosen}, key=lambda stop: (stop is None, stop or 0))
+    groups = [(group, stop) for stop in stops for group in group_cells([c for c in chosen if c.stop_at_step == stop])]
+    for group, stop in groups:
         try:
-            records, jobs = _submit_group(cluster, matrix, group, n_local=len(chosen), previous=by_id)
+            records, jobs = _submit_group(
+                cluster, matrix, group, n_local=len(chosen), previous=by_id, stop_at_step=stop
+            )
         except Exception as error:  # noqa: BLE001 - one group's refusal (bad partition) must not hide the others
             message = str(error).strip().splitlines()
             report.errors.append(
@@ -186,7 +198,11 @@ def _prepare_folder(cell: Cell, state: CellState, *, force: bool) -> None:
     folder = cell.folder
     if state.corrupt == folder:  # the folder is not one (a dangling symlink): out of the way
         log.warning("%s; moved aside to %s", state.error, move_aside(folder))
-    if state.status in FINAL_STATUSES or state.status in ("unknown", CORRUPT) or state.job is not None:
+    if state.status == PAUSED and not force:
+        # a rung's continuation reads the rungs in result.json, which stays; run.json reopened says
+        # that the job is this cell's state now (``read_cell``), not the rung it paused at
+        update_run(folder, finished_at=None)
+    elif state.status in FINAL_STATUSES or state.status in ("unknown", CORRUPT) or state.job is not None:
         # keep checkpoints on a retry (a timed-out cell resumes); start afresh on --force. A
         # corrupt file goes to history/ with the result (a job.json too: the submission replaces it)
         afresh = force and state.status == "success"
@@ -195,15 +211,27 @@ def _prepare_folder(cell: Cell, state: CellState, *, force: bool) -> None:
         except CorruptState:  # no count to carry on: the retry starts it again
             previous = None
         corrupt = (state.corrupt,) if state.corrupt is not None and state.corrupt.parent == folder else ()
-        archive_previous(folder, everything=afresh, also=corrupt)
+        archived = archive_previous(folder, everything=afresh, also=corrupt)
         if previous is not None and not afresh:  # a retry keeps counting attempts (time-outs restart)
             update_run(folder, attempts=previous.attempts)
+        kept = archived / RESULT_FILE if archived is not None else None
+        if not afresh and kept is not None and kept.is_file() and state.result is not None and state.result.rungs:
+            # a halving's crashed continuation: its retry resumes from the checkpoint and carries the
+            # rungs on (the result stays in history/ too); run.json reopened: the job is its state
+            shutil.copy2(kept, folder / RESULT_FILE)
+            update_run(folder, finished_at=None)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / CELL_CONFIG).write_text(yaml.safe_dump(cell.config.public_dump(), sort_keys=False))
 
 
 def _submit_group(
-    cluster: Executor, matrix: Matrix, group: ResourceGroup, *, n_local: int, previous: dict[str, CellState]
+    cluster: Executor,
+    matrix: Matrix,
+    group: ResourceGroup,
+    *,
+    n_local: int,
+    previous: dict[str, CellState],
+    stop_at_step: int | None = None,
 ) -> tuple[list[JobRecord], list[Any]]:
     spec = matrix.spec.executor
     r = group.resources
@@ -215,6 +243,7 @@ def _submit_group(
         local_slots=cluster.slots_folder(matrix),
         parallelism=spec.array_parallelism,
         cpus=r.cpus,
+        stop_at_step=stop_at_step,
     )
     configs = [cell.config.model_dump(mode="json") for cell in group.cells]
     jobs = cluster.make(matrix, group, n_local=n_local).map_array(fn, configs)

@@ -29,6 +29,10 @@ class Cell:
     config: CellConfig
     resources: Resources
     excluded: str | None = None  # the stated reason
+    # successive halving (set by its Selection, no setting of the cell: the id stays): the rung its
+    # next run stops at (None: the full budget), and whether a paused point continues to it
+    stop_at_step: int | None = None
+    continues: bool = False
 
     @property
     def cell_id(self) -> str:

@@ -29,6 +29,7 @@ from harness.dotted import deep_merge, expand_dotted
 from harness.errors import ConfigError, clip, shorten
 from harness.matrix.cells import Cell, describe_point
 from harness.matrix.schema import (
+    BUDGET_KEYS,
     RESERVED_KEYS,
     AxisEntry,
     Grid,
@@ -111,10 +112,16 @@ class Matrix:
         """Selections whose grid has not finished: their stage-2 cells are not in ``cells`` yet."""
         return [s for s in self.selections if s.state == "waiting"]
 
+    @property
+    def continuing(self) -> list[Cell]:
+        """Halving: the paused grid points due to continue to their sweep's next rung."""
+        return [c for s in self.waiting for c in s.points if c.continues]
+
     def resolve_selections(self, final_statuses: dict[str, str] | None = None) -> list[Cell]:
         """Choose where stage 1 has finished and add those stage-2 cells; returns the cells added.
         ``final_statuses``: the scheduler's final state of points that left no result.json."""
-        added = [cell for selection in self.waiting for cell in selection.resolve(final_statuses)]
+        open_ = [s for s in self.selections if s.state == "waiting" or s.reopens]
+        added = [cell for selection in open_ for cell in selection.resolve(final_statuses)]
         self.cells.extend(added)
         return added
 
@@ -561,6 +568,7 @@ def _selection(
         )
         stage1.append(builder.cell(first, extra, label=f"{first.label} [{describe_point(point)}]"))
     cells.extend(stage1)
+    rungs = _halving_rungs(where, select, f"{task}/{model}/{method}", points, stage1)
 
     def build(point: dict[str, Any]) -> list[Cell]:
         extra = deep_merge(expand_dotted(point), {"tags": {**tags, STAGE_TAG: FINAL_STAGE, SELECTED_TAG: _json(point)}})
@@ -580,7 +588,44 @@ def _selection(
         seeds=[p.data["seed"] for p in planned],
         build=build,
         retrains=_retrains(first, points, stage1),
+        rungs=rungs,
+        eta=select.halving.eta if select.halving is not None else 0,
     )
+
+
+def _halving_rungs(
+    where: str, select: SelectSpec, label: str, points: list[dict[str, Any]], stage1: list[Cell]
+) -> list[int]:
+    """The rungs (step counts, the full budget last) of a sweep with ``select.halving``; [] without.
+    Every rung is planned on the full budget, train.max_steps, which the plan must know (epochs
+    would need the training set's size)."""
+    halving = select.halving
+    if halving is None or not stage1:
+        return []
+    from harness.methods.registry import resolve_method
+
+    budget = sorted({k for point in points for k in point} & set(BUDGET_KEYS))
+    if budget:
+        raise ConfigError(
+            f"{where}: select.halving over {', '.join(budget)} in {label}: a key that sets the budget gives each grid "
+            "point another step count, so its rungs would not compare; sweep it without halving"
+        )
+    reason = resolve_method(stage1[0].config.method).resume_refusal
+    if reason:
+        raise ConfigError(
+            f"{where}: select.halving with method {stage1[0].config.method} ({label}): its training cannot stop "
+            f"at a rung and continue exactly: {reason}"
+        )
+    max_steps = stage1[0].config.train.max_steps
+    if max_steps is None:
+        raise ConfigError(
+            f"{where}: select.halving in {label}: needs train.max_steps (the full budget the rungs divide; "
+            "with epochs it depends on the training set's size)"
+        )
+    try:
+        return halving.steps(max_steps)
+    except ValueError as error:
+        raise ConfigError(f"{where}: select.halving in {label}: {error}") from None
 
 
 def _retrains(first: _Planned, points: list[dict[str, Any]], stage1: list[Cell]) -> str:

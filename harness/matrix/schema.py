@@ -413,6 +413,49 @@ class SweepEntry(StrictModel):
         return self
 
 
+# keys that set the budget the rungs divide: halving over one would give its grid points
+# different step counts, so a rung would mean something else for each
+BUDGET_KEYS = ("train.max_steps", "train.epochs", "data.max_train_samples", "train.batch_size", "train.grad_accum")
+
+
+class HalvingSpec(StrictModel):
+    """Successive halving of a sweep's stage 1: every grid point trains to the first rung, and the
+    best ceil(n/eta) of each rung continue to the next, up to the full budget (train.max_steps).
+    The rungs: ``min_steps``, ``min_steps*eta``, ... below max_steps, or ``rungs`` as given."""
+
+    eta: int = 3
+    min_steps: int | None = Field(default=None, ge=1)
+    rungs: list[int] | None = None
+
+    @model_validator(mode="after")
+    def _valid(self) -> HalvingSpec:
+        if self.eta < 2:
+            raise ValueError(f"eta {self.eta}: must be 2 or more (the share of a rung that continues is 1/eta)")
+        if (self.min_steps is None) == (self.rungs is None):
+            raise ValueError("give either min_steps (rungs min_steps, min_steps*eta, ...) or rungs: [N1, N2, ...]")
+        if self.rungs is not None and (
+            not self.rungs or self.rungs[0] < 1 or any(b <= a for a, b in zip(self.rungs, self.rungs[1:]))
+        ):
+            raise ValueError(f"rungs {self.rungs}: must be increasing step counts of 1 or more")
+        return self
+
+    def steps(self, max_steps: int) -> list[int]:
+        """The rungs' step counts for a budget of ``max_steps``, the full budget last; ValueError when
+        a given rung is not below it."""
+        if self.rungs is not None:
+            if self.rungs[-1] >= max_steps:
+                raise ValueError(f"rung {self.rungs[-1]} is not below train.max_steps {max_steps} (the last rung)")
+            return [*self.rungs, max_steps]
+        assert self.min_steps is not None
+        if self.min_steps >= max_steps:
+            raise ValueError(f"min_steps {self.min_steps} is not below train.max_steps {max_steps}")
+        rungs, step = [], self.min_steps
+        while step < max_steps:
+            rungs.append(step)
+            step *= self.eta
+        return [*rungs, max_steps]
+
+
 class SelectSpec(StrictModel):
     """How stage 1 picks a grid point: the metric (one for every task, or one per task; default:
     each task's headline metric), the split it is read on, and whether higher or lower wins."""
@@ -422,6 +465,8 @@ class SelectSpec(StrictModel):
     mode: Literal["max", "min"] = "max"
     # settings of the stage-1 cells only, e.g. a smaller selection set {data.max_eval_samples: 500}
     set: dict[str, Any] = Field(default_factory=dict)
+    # successive halving of stage 1 (None: every grid point runs its full budget)
+    halving: HalvingSpec | None = None
 
     @model_validator(mode="after")
     def _not_test(self) -> SelectSpec:
@@ -479,6 +524,8 @@ class MatrixSpec(StrictModel):
 
     @model_validator(mode="after")
     def _non_empty_unique(self) -> MatrixSpec:
+        if self.select is not None and self.select.halving is not None and not self.sweep:
+            raise ValueError("select.halving: needs a sweep section (halving prunes a sweep's grid points)")
         if self.select is not None and not self.sweep:
             raise ValueError("select: needs a sweep section (the values to select among)")
         for axis in ("models", "methods", "tasks", "seeds"):

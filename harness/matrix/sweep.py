@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.matrix.cells import describe_point
 from harness.matrix.schema import SweepEntry, grid_values
-from harness.result import CORRUPT, FINAL_STATUSES, CorruptState, ResultFile
+from harness.result import CORRUPT, FINAL_STATUSES, PAUSED, CorruptState, Result, ResultFile
 
 if TYPE_CHECKING:
     from harness.matrix.cells import Cell
@@ -188,6 +188,11 @@ class Selection:
     outcomes: list[Outcome] = field(default_factory=list)
     choice: Choice | None = None
     finals: list[Cell] = field(default_factory=list)
+    # successive halving (select.halving): the rungs' step counts, the full budget last ([]: none),
+    # and each rung reached so far: its outcomes (the points that ran it, grid order)
+    rungs: list[int] = field(default_factory=list)
+    eta: int = 0
+    rung_outcomes: list[list[Outcome]] = field(default_factory=list)
     # why stage 2's first seed trains again ("": it evaluates the stage-1 winner's weights,
     # harness.cell.reuse), known from the settings before a point is selected
     retrains: str = ""
@@ -217,25 +222,95 @@ class Selection:
         """Read the grid's outcomes; once none is waiting, choose and build stage 2. Returns the
         stage-2 cells added by this call. ``final_statuses``: what the scheduler knows of points
         whose job ended without a result.json (an out-of-memory kill)."""
-        if self.choice is not None:
+        if self.choice is not None and not self.reopens:
             return []
         final_statuses = final_statuses or {}
-        self.outcomes = []
-        for cell in self.points:
-            outcome = read_outcome(cell.folder, cell.point, self.metric, cell.cell_id)
-            if outcome.status == "waiting" and cell.excluded is not None:
-                outcome.status = "excluded"
-            elif outcome.status == "waiting" and cell.cell_id in final_statuses:
-                outcome.status = final_statuses[cell.cell_id]
-            self.outcomes.append(outcome)
+        if self.rungs:
+            self.outcomes = self._halve(final_statuses)
+        else:
+            self.outcomes = []
+            for cell in self.points:
+                outcome = read_outcome(cell.folder, cell.point, self.metric, cell.cell_id)
+                if outcome.status == "waiting" and cell.excluded is not None:
+                    outcome.status = "excluded"
+                elif outcome.status == "waiting" and cell.cell_id in final_statuses:
+                    outcome.status = final_statuses[cell.cell_id]
+                self.outcomes.append(outcome)
         self.choice = choose(self.outcomes, self.mode)
         if self.choice is None or self.choice.point is None:
             return []
         self.finals = self.build(self.choice.point)
         return self.finals
 
+    @property
+    def reopens(self) -> bool:
+        """A halving that selected nothing (every point of a rung failed) is read again: a retried
+        point continues it."""
+        return bool(self.rungs) and self.choice is not None and self.choice.point is None
+
+    def _halve(self, final_statuses: dict[str, str]) -> list[Outcome]:
+        """Successive halving: each rung's outcomes, from the rungs in the points' results; once
+        every point of a rung has ended, the best ceil(n/eta) (``choose``'s order: mode, then grid
+        order; failed and metric-less points left out) continue to the next. Returns the last rung
+        reached's outcomes: the final rung's, once reached, are what ``choose`` selects among. Each
+        point's ``stop_at_step``/``continues`` say where its next run stops and whether, paused, it
+        is due to continue (a point pruned at a rung stays paused there)."""
+        results: dict[str, Result | str | None] = {}
+        for cell in self.points:
+            cell.stop_at_step, cell.continues = None, False
+            try:
+                results[cell.cell_id] = ResultFile(cell.folder).read()
+            except CorruptState:
+                results[cell.cell_id] = CORRUPT
+        self.rung_outcomes = []
+        running = list(self.points)
+        for index, step in enumerate(self.rungs):
+            last = index == len(self.rungs) - 1
+            outcomes = [
+                _rung_outcome(cell, results[cell.cell_id], step, last, self.metric, final_statuses) for cell in running
+            ]
+            self.rung_outcomes.append(outcomes)
+            waiting = [cell for cell, o in zip(running, outcomes) if o.status == "waiting"]
+            for cell, outcome in zip(running, outcomes):  # a failed one too: a retry stops at its rung
+                if outcome.status != "success":
+                    cell.stop_at_step = None if last else step
+            for cell in waiting:
+                cell.continues = index > 0
+            if waiting or last:
+                return outcomes
+            sign = 1.0 if self.mode == "max" else -1.0
+            good = [
+                (i, o)
+                for i, o in enumerate(outcomes)
+                if o.status == "success" and o.value is not None and math.isfinite(o.value)
+            ]
+            good.sort(key=lambda pair: -sign * pair[1].value)  # type: ignore[operator] # stable: grid order breaks ties
+            keep = sorted(i for i, _ in good[: math.ceil(len(running) / self.eta)])
+            running = [running[i] for i in keep]
+        return []
+
+    def rung_lines(self) -> list[str]:
+        """Each rung reached: its step, its points' count, and how many continued or were left out."""
+        lines = []
+        for index, outcomes in enumerate(self.rung_outcomes):
+            step = self.rungs[index]
+            done = sum(o.status != "waiting" for o in outcomes)
+            failed = [o for o in outcomes if o.status not in ("success", "waiting")]
+            text = f"rung {index} (step {step}): {done}/{len(outcomes)} ended"
+            if index + 1 < len(self.rung_outcomes):
+                text += f", {len(self.rung_outcomes[index + 1])} continued"
+            if failed:
+                text += "; left out: " + "; ".join(f"{describe_point(o.point)} {o.status}" for o in failed)
+            lines.append(text)
+        return lines
+
     def progress(self) -> str:
         done = sum(o.status != "waiting" for o in self.outcomes)
+        if self.rungs:
+            rung = max(len(self.rung_outcomes) - 1, 0)
+            return (
+                f"rung {rung} of {len(self.rungs)} (step {self.rungs[rung]}): {done}/{len(self.outcomes)} points ended"
+            )
         return f"{done}/{len(self.points)} grid points finished"
 
     def describe(self) -> str:
@@ -245,3 +320,36 @@ class Selection:
         if self.choice.point is None:
             return f"{head}: {self.choice.reason}; stage 2 not run"
         return f"{head}: selected {self.choice.describe()}; stage 2: {len(self.finals)} cells ({self.reuse_note()})"
+
+
+def _rung_outcome(
+    cell: Cell, result: Result | str | None, step: int, last: bool, metric: str, final_statuses: dict[str, str]
+) -> Outcome:
+    """A point at one rung of a halving: its metric there (a rung below the full budget: the
+    rung's record in ``result.rungs``; the last: the finished cell's metrics), ``waiting`` until it
+    has reached it (paused at an earlier rung: due to continue), or how it ended short of it."""
+    outcome = Outcome(cell.point, "waiting", cell_id=cell.cell_id)
+    if cell.excluded is not None:
+        outcome.status = "excluded"
+    elif isinstance(result, str):
+        outcome.status = result
+    elif result is None or result.status not in FINAL_STATUSES:
+        outcome.status = final_statuses.get(cell.cell_id, "waiting")
+    elif result.status == PAUSED and final_statuses.get(cell.cell_id, PAUSED) not in (PAUSED, "success"):
+        outcome.status = final_statuses[cell.cell_id]  # its continuation's job ended without a result
+    else:
+        metrics = None
+        if last and result.status == "success":
+            metrics = result.metrics
+        elif not last:
+            metrics = next((r.metrics for r in result.rungs if r.step == step), None)
+        if metrics is not None:
+            value = metrics.get(metric)
+            outcome.status, outcome.value = ("success", float(value)) if value is not None else (f"no {metric}", None)
+        elif result.status == PAUSED and all(r.step < step for r in result.rungs):
+            pass  # paused below this rung: waiting to continue to it
+        elif result.status in (PAUSED, "success"):
+            outcome.status = f"no rung at step {step}"
+        else:
+            outcome.status = result.status
+    return outcome

@@ -73,6 +73,9 @@ class MethodSpec:
     generated: bool = False  # an entry made from a PeftType with nothing declared
     report_role: ReportRole | None = None  # exactly one declared entry plays each role
     title: str = ""  # how tables and plots name it in prose ("vs LoRA"); "": its name
+    # why its training cannot stop at a rung and continue exactly from the checkpoint (successive
+    # halving refuses it); "": it resumes exactly (tests/train/test_resume.py, test_rungs.py)
+    cannot_resume: str = ""
     # why its saved weights, reloaded, may not score exactly as the model that was trained: a sweep's
     # stage 2 then retrains the first seed instead of reusing the stage-1 winner (harness.cell.reuse)
     reload_differs: str = ""
@@ -81,6 +84,13 @@ class MethodSpec:
     def whole_model(self) -> bool:
         """Every weight trains (full fine-tuning): no adapter and no rank; what it saves is the model."""
         return self.peft_type is None and self.trains
+
+    @property
+    def resume_refusal(self) -> str | None:
+        """Why a cell of this method cannot stop at a rung and continue (None: it can)."""
+        if not self.trains:
+            return "it does not train"
+        return self.cannot_resume or None
 
     @property
     def shown_as(self) -> str:
