@@ -108,6 +108,10 @@ class CellRow:
     # a sweep's stage-2 first seed that reused the stage-1 winner's run (result.json's reused_from):
     # what that training cost, counted in the winner's row, not this one's
     reused_device_s: float | None = None
+    # a halving sweep's grid point (result.json's rungs): (step, metrics on the selection split) at
+    # each rung it stopped at, in order ([]: no halving, or it never stopped), and its full budget
+    rungs: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+    max_steps: int | None = None
     # peft's benchmark: the experiment a cell reproduces (its config tag PEFT_EXPERIMENT_TAG), its
     # forgetting (result.json metrics["forgetting"]) and the train phase's per-step memory samples
     peft_experiment: str | None = None
@@ -343,12 +347,19 @@ def row_from_result(result: Result, folder: Path | str | None = None, source: st
         device_s=eff.cost.device_s if eff.cost else None,
         cost_measure=eff.cost.measure if eff.cost else None,
         reused_device_s=result.reused_from.device_s if result.reused_from else None,
+        rungs=[(r.step, dict(r.metrics)) for r in result.rungs],
+        max_steps=_max_steps(result.config),
         peft_experiment=peft_experiment(result.config),
         forgetting=_number(result.metrics, FORGETTING),
         forgetting_not_applicable=result.forgetting.not_applicable if result.forgetting else None,
         **_step_memory(result),
         **sweep_fields(result.config),
     )
+
+
+def _max_steps(config: Mapping[str, Any]) -> int | None:
+    steps = (config.get("train") or {}).get("max_steps")
+    return int(steps) if isinstance(steps, int) else None
 
 
 def peft_experiment(config: Mapping[str, Any]) -> str | None:
