@@ -169,8 +169,39 @@ def test_thesis_tuned_is_the_study_with_a_learning_rate_sweep_per_method(tmp_pat
             if (c.task, c.model, c.method, c.seed) == (selection.task, selection.model, selection.method, 0)
         )
         assert point.method_args == study_cell.method_args and point.train.epochs == study_cell.train.epochs
+        # halving needs a step budget: the steps the study's epochs make (emotion 16,000 tweets / 2;
+        # BillSum 17,054 bills after the held-out 10 %, / 4), so the training is the study's
+        assert point.train.max_steps == {"emotion": 8000, "billsum": 4264}[selection.task] * study_cell.train.epochs
+        assert selection.eta == 3 and selection.rungs == [2400, 7200, point.train.max_steps]
+        # every other setting is the study's: the restated models and tasks sections kept in step
+        differing = {k for k in _differences(point.model_dump(), study_cell.model_dump()) if not k.startswith("tags.")}
+        assert differing <= {
+            "train.learning_rate",
+            "train.max_steps",
+            "data.eval_split",
+            "data.max_eval_samples",
+            "output_dir",
+            "tracking.experiment",
+        }, differing
     ia3 = next(s for s in tuned.selections if s.method == "ia3")
     assert ia3.points[0].config.train.learning_rate == 1e-4
     zeroshot = [c for c in tuned.cells if c.method == "zeroshot"]
     assert len(zeroshot) == 2 and all(c.stage is None for c in zeroshot)
     assert len([c for c in tuned.cells if c.stage == SELECT_STAGE]) == 7 * len(trained)
+    # the full grid to compare with: the same cells, no halving
+    full = load_matrix(REPO / "jobs" / "thesis-tuned-full-grid.yaml", output_dir=tmp_path / "full")
+    assert {c.cell_id for c in full.cells} == {c.cell_id for c in tuned.cells}
+    assert all(s.rungs == [] for s in full.selections) and len(full.selections) == len(tuned.selections)
+
+
+def _differences(a: dict, b: dict, prefix: str = "") -> set[str]:
+    """The dotted keys whose values differ between two nested mappings."""
+    keys = set(a) | set(b)
+    out: set[str] = set()
+    for key in keys:
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            out |= _differences(x, y, f"{prefix}{key}.")
+        elif x != y:
+            out.add(f"{prefix}{key}")
+    return out
