@@ -205,3 +205,18 @@ def _differences(a: dict, b: dict, prefix: str = "") -> set[str]:
         elif x != y:
             out.add(f"{prefix}{key}")
     return out
+
+
+def test_demo_sweep_has_each_demo_rate_inside_its_grid(tmp_path):
+    """The rate demo.yaml runs (the last selection) is not at an edge of demo-sweep.yaml's grid:
+    a best rate beyond it could show (issue 21: LoHa and full were selected at the upper edge)."""
+    demo = load_matrix(REPO / "jobs" / "demo.yaml", output_dir=tmp_path / "demo")
+    sweep = load_matrix(REPO / "jobs" / "demo-sweep.yaml", output_dir=tmp_path / "sweep")
+    assert {s.method for s in sweep.selections} == {"lora", "loha", "ia3", "full"}
+    for selection in sweep.selections:
+        rates = [c.config.train.learning_rate for c in selection.points]
+        assert rates == sorted(rates) and len(rates) >= 3
+        ran = next(
+            c.config.train.learning_rate for c in demo.cells if (c.model, c.method) == ("minilm-l6", selection.method)
+        )
+        assert rates[0] < ran < rates[-1], (selection.method, ran, rates)
