@@ -247,20 +247,19 @@ def stop_jobs(
     ``timeout_s`` for their cells to end; returns those cells' states."""
     ids = {(job.executor, job.job_id) for job in jobs}
     report = status(path, output_dir=output_dir, only=only, limits=limits)
-    # every cell of a job this command started that has not ended: running, or its worker still
-    # starting (not yet running the cell: it reads as pending or queued)
+    # every cell of a job this command started on this machine; those that have not ended
+    # (running, or the worker still starting: it reads as pending or queued) are stopped. A cell
+    # whose worker already ended it (the terminal's Ctrl-C reaches the worker too) is counted as is
     mine = [
         s
         for s in report.states
-        if s.job is not None
-        and (s.job.executor, s.job.job_id) in ids
-        and get_executor(s.job.executor).stops_with_wait
-        and (s.result is None or s.result.status not in FINAL_STATUSES)
+        if s.job is not None and (s.job.executor, s.job.job_id) in ids and get_executor(s.job.executor).stops_with_wait
     ]
     by_executor: dict[str, list[JobRecord]] = {}
     for state in mine:
         assert state.job is not None
-        by_executor.setdefault(state.job.executor, []).append(state.job)
+        if state.result is None or state.result.status not in FINAL_STATUSES:
+            by_executor.setdefault(state.job.executor, []).append(state.job)
     for name, records in by_executor.items():
         get_executor(name).cancel(records)
     cells = {s.cell.cell_id for s in mine}

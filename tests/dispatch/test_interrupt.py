@@ -146,3 +146,22 @@ def test_a_sigterm_while_the_workers_still_start_cancels_their_cells(tmp_path, n
     assert "2 cell(s) cancelled" in output, output
     assert [load_result(folder).status for folder in folders] == ["cancelled", "cancelled"]
     assert status(path).counts() == {"cancelled": 2}
+
+
+def test_a_cell_its_worker_already_cancelled_is_counted_when_the_command_stops(tmp_path, no_sbatch_path):
+    """A terminal's Ctrl-C reaches the worker as well as the command: when the worker has ended
+    its cell before the command looks, the command still counts that cell, not 'nothing ran here'."""
+    path = _long_matrix(tmp_path)
+    (cell,) = load_matrix(path).active
+    process = _start(path, "--wait")
+    _wait_for_checkpoint(cell.folder, process, timeout_s=120)
+    for worker in _group(process.pid):  # the worker first (its controller ignores SIGINT)
+        if worker.pid != process.pid:
+            worker.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + 60
+    while not (cell.folder / "result.json").exists() or load_result(cell.folder).status != "cancelled":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    output, _ = _stop(process, lambda: process.send_signal(signal.SIGINT))
+    assert process.returncode == 130, output
+    assert "1 cell(s) cancelled, their last checkpoints kept" in output, output
