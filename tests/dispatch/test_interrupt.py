@@ -124,10 +124,17 @@ def test_sigterm_to_the_waiting_command_cancels_its_cells_running_or_waiting_for
     assert took < 15, f"stopping took {took:.1f} s"
     assert process.returncode == 130, output
     assert "2 cell(s) cancelled" in output, output
-    errors = sorted(load_result(folder).error for folder in folders)
     assert [load_result(folder).status for folder in folders] == ["cancelled", "cancelled"]
-    assert errors[0].startswith("cancelled by SIGTERM; last checkpoint at step"), errors
-    assert errors[1] == "cancelled by SIGTERM; no checkpoint taken", errors
+    running, waiting = sorted(
+        (load_result(folder).error or "" for folder in folders), key=lambda e: "last checkpoint" not in e
+    )
+    assert running.startswith("cancelled by SIGTERM; last checkpoint at step"), running
+    # the cell waiting for its slot: its worker ended it, or (still importing torch when the
+    # signal came) the command recorded it
+    assert waiting in (
+        "cancelled by SIGTERM; no checkpoint taken",
+        "cancelled before the cell started; no checkpoint taken",
+    )
 
 
 def test_a_sigterm_while_the_workers_still_start_cancels_their_cells(tmp_path, no_sbatch_path):
