@@ -178,22 +178,32 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_matrix(args: argparse.Namespace) -> int:
     from harness.dispatch import commands
 
-    report = commands.submit(
-        args.matrix,
-        retry_failed=args.retry_failed,
-        force=args.force,
-        only=args.only,
-        executor=args.executor,
-        continue_stages=not args.wait,
-        limits=_limits(args),
-    )
+    # with --wait, SIGTERM and Ctrl-C stop the cells this command started, from the first job on:
+    # a signal during submission (local workers already starting) must not orphan them
+    submitted: list[Any] = []
+    interrupts = _sigterm_interrupts() if args.wait else contextlib.nullcontext()
+    try:
+        with interrupts:
+            report = commands.submit(
+                args.matrix,
+                retry_failed=args.retry_failed,
+                force=args.force,
+                only=args.only,
+                executor=args.executor,
+                continue_stages=not args.wait,
+                limits=_limits(args),
+                on_submitted=submitted.extend,
+            )
+    except KeyboardInterrupt:
+        if not args.wait:
+            raise
+        return _stop_waiting(args, submitted, None)
     print(redact(commands.render_submit(report)))
     if not report.ok:
         return 1
     if args.wait:  # a sweep's stage 2 is submitted from here when its stage 1 has ended
         from harness.dispatch.progress import ProgressPrinter
 
-        submitted = list(report.submitted)
         printer, started = ProgressPrinter(), time.monotonic()
         try:
             with _sigterm_interrupts():
@@ -231,7 +241,7 @@ def _sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _stop_waiting(args: argparse.Namespace, submitted: list[Any], printer: Any) -> int:
+def _stop_waiting(args: argparse.Namespace, submitted: list[Any], printer: Any | None) -> int:
     """An interrupted `matrix --wait`: cancel the local jobs it submitted (their cells end
     ``cancelled``, checkpoints kept), wait for them to end, say how to resume."""
     from harness.dispatch import commands
@@ -240,7 +250,8 @@ def _stop_waiting(args: argparse.Namespace, submitted: list[Any], printer: Any) 
     # a second Ctrl-C (or SIGTERM) kills at once
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    printer.close()
+    if printer is not None:
+        printer.close()
     print("harness: interrupted: stopping the cells this command started (Ctrl-C again kills at once)", file=sys.stderr)
     states = commands.stop_jobs(args.matrix, submitted, only=args.only, limits=_limits(args))
     if not states:  # nothing of ours ran here: a scheduler's jobs run on without this command

@@ -153,9 +153,11 @@ def submit(
     runner: Runner | None = None,
     continue_stages: bool = True,
     limits: Limits | None = None,
+    on_submitted: Callable[[list[JobRecord]], None] | None = None,
 ) -> SubmitReport:
     """Submit every selected cell (default: pending ones) and return at once; a sweep's stage 2
-    follows on its own (see harness.dispatch.stages) unless ``continue_stages`` is False."""
+    follows on its own (see harness.dispatch.stages) unless ``continue_stages`` is False;
+    ``on_submitted`` hears of each job array as it is submitted."""
     matrix = load_matrix(path, output_dir=output_dir, limits=limits)
     return submit_matrix(
         matrix,
@@ -165,6 +167,7 @@ def submit(
         executor=executor,
         runner=runner,
         continue_stages=continue_stages,
+        on_submitted=on_submitted,
     )
 
 

@@ -8,9 +8,11 @@ submitted again, whatever the flags.
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,19 +97,23 @@ def submit_matrix(
     executor: str | None = None,
     runner: Any = None,
     continue_stages: bool = True,
+    on_submitted: Callable[[list[JobRecord]], None] | None = None,
 ) -> SubmitReport:
     """Submit the selected cells. A sweep's stage 2 follows on its own (``harness.dispatch.stages``):
     an in-process executor runs it here, the others schedule a re-invocation for when stage 1 ends,
-    unless ``continue_stages`` is False (``--wait`` re-invokes from the waiting process)."""
+    unless ``continue_stages`` is False (``--wait`` re-invokes from the waiting process).
+    ``on_submitted`` hears of each job array as soon as it is submitted, before this returns: an
+    interrupted ``matrix --wait`` stops what it had started so far."""
     cluster, notice = resolve_cluster(matrix, executor)
-    report = _submit(matrix, cluster, retry_failed=retry_failed, force=force, only=only, runner=runner)
+    submit = functools.partial(_submit, matrix, cluster, only=only, runner=runner, on_submitted=on_submitted)
+    report = submit(retry_failed=retry_failed, force=force)
     if notice:
         report.notices.append(notice)
     while cluster.in_process and report.ok:  # stage 2 (or a halving's next rung) of what just ran
         added = matrix.resolve_selections()
         if not (added or matrix.continuing):
             break
-        again = _submit(matrix, cluster, retry_failed=False, force=False, only=only, runner=runner)
+        again = submit(retry_failed=False, force=False)
         report.submitted += again.submitted
         report.arrays += again.arrays
         report.errors += again.errors
@@ -123,7 +129,14 @@ def submit_matrix(
 
 
 def _submit(
-    matrix: Matrix, cluster: Executor, *, retry_failed: bool, force: bool, only: str | None, runner: Any
+    matrix: Matrix,
+    cluster: Executor,
+    *,
+    retry_failed: bool,
+    force: bool,
+    only: str | None,
+    runner: Any,
+    on_submitted: Callable[[list[JobRecord]], None] | None,
 ) -> SubmitReport:
     states = cell_states(matrix, runner=runner)  # one sacct call
     chosen, skipped = select_cells(states, retry_failed=retry_failed, force=force, only=only)
@@ -138,7 +151,15 @@ def _submit(
         _check_writable(folder)
     with stages.submit_lock(matrix.output_dir):
         return _submit_chosen(
-            matrix, cluster, report, chosen, retry_failed=retry_failed, force=force, only=only, runner=runner
+            matrix,
+            cluster,
+            report,
+            chosen,
+            retry_failed=retry_failed,
+            force=force,
+            only=only,
+            runner=runner,
+            on_submitted=on_submitted,
         )
 
 
@@ -152,6 +173,7 @@ def _submit_chosen(
     force: bool,
     only: str | None,
     runner: Any,
+    on_submitted: Callable[[list[JobRecord]], None] | None,
 ) -> SubmitReport:
     # under the submission lock: a concurrent ``harness matrix`` (a stage-2 continuation, a user)
     # may have submitted some of these cells since they were chosen
@@ -178,6 +200,8 @@ def _submit_chosen(
                 f"group {group.index} ({group.describe()}): submission failed: {message[-1] if message else type(error).__name__}"
             )
             continue
+        if on_submitted is not None:  # first: a signal from here on finds these jobs known
+            on_submitted(records)
         report.submitted += records
         report.arrays.append(f"group {group.index} ({group.describe()}): {cluster.describe_jobs(records)}")
         append_ledger(matrix.output_dir, records)

@@ -155,6 +155,42 @@ def test_a_sigterm_while_the_workers_still_start_cancels_their_cells(tmp_path, n
     assert status(path).counts() == {"cancelled": 2}
 
 
+# the real command, with a SIGTERM sent to itself right after its first job array was submitted
+# and recorded, before submission returns (where a signal once killed the command and orphaned
+# the workers it had started)
+_SIGTERM_DURING_SUBMISSION = """
+import importlib, os, signal, sys
+from harness.cli import main
+
+submit = importlib.import_module("harness.dispatch.submit")
+
+record = submit.append_ledger
+def record_then_sigterm(*args, **kwargs):
+    record(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGTERM)
+submit.append_ledger = record_then_sigterm
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_sigterm_during_submission_cancels_the_cells_already_submitted(tmp_path, no_sbatch_path):
+    path = _long_matrix(tmp_path, seeds=2)
+    command = ["matrix", str(path), "--executor", "local", "--wait"]
+    process = subprocess.Popen(
+        [sys.executable, "-c", _SIGTERM_DURING_SUBMISSION, *command],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    output, _ = _stop(process, lambda: None)
+    assert process.returncode == 130, output
+    assert "2 cell(s) cancelled" in output, output
+    folders = [cell.folder for cell in load_matrix(path).active]
+    assert [load_result(folder).status for folder in folders] == ["cancelled", "cancelled"]
+
+
 def test_a_cell_its_worker_already_cancelled_is_counted_when_the_command_stops(tmp_path, no_sbatch_path):
     """A terminal's Ctrl-C reaches the worker as well as the command: when the worker has ended
     its cell before the command looks, the command still counts that cell, not 'nothing ran here'."""
