@@ -623,7 +623,7 @@ def _halving_rungs(
             "with epochs it depends on the training set's size)"
         )
     try:
-        return halving.steps(max_steps)
+        return halving.steps(max_steps, len(points))
     except ValueError as error:
         raise ConfigError(f"{where}: select.halving in {label}: {error}") from None
 

@@ -439,9 +439,12 @@ class HalvingSpec(StrictModel):
             raise ValueError(f"rungs {self.rungs}: must be increasing step counts of 1 or more")
         return self
 
-    def steps(self, max_steps: int) -> list[int]:
-        """The rungs' step counts for a budget of ``max_steps``, the full budget last; ValueError when
-        a given rung is not below it."""
+    def steps(self, max_steps: int, points: int) -> list[int]:
+        """The rungs' step counts for ``points`` grid points and a budget of ``max_steps``, the full
+        budget last; ValueError when a rung is not below it. Given rungs are kept as given (each
+        point's metric there is in the selection table); of those ``min_steps`` makes, a rung that
+        one point alone would reach is left out: it selects nothing, and that point trains on to
+        the same state."""
         if self.rungs is not None:
             if self.rungs[-1] >= max_steps:
                 raise ValueError(f"rung {self.rungs[-1]} is not below train.max_steps {max_steps} (the last rung)")
@@ -449,10 +452,10 @@ class HalvingSpec(StrictModel):
         assert self.min_steps is not None
         if self.min_steps >= max_steps:
             raise ValueError(f"min_steps {self.min_steps} is not below train.max_steps {max_steps}")
-        rungs, step = [], self.min_steps
-        while step < max_steps:
+        rungs, step, reaching = [], self.min_steps, points
+        while step < max_steps and reaching > 1:
             rungs.append(step)
-            step *= self.eta
+            step, reaching = step * self.eta, math.ceil(reaching / self.eta)
         return [*rungs, max_steps]
 
 

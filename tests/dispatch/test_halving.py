@@ -41,7 +41,7 @@ def halving_dict(tmp, out: str, halving: dict | None) -> dict:
 
 def test_halving_continues_the_best_points_and_ends_as_the_full_grid(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    halved = write_matrix(tmp_path / "halved.yaml", halving_dict(tmp_path, "halved", {"eta": 3, "min_steps": 1}))
+    halved = write_matrix(tmp_path / "halved.yaml", halving_dict(tmp_path, "halved", {"eta": 3, "rungs": [1, 3]}))
     plan_text = commands.render_plan(commands.plan(halved, params=False), scripts=False)
     # 3 points to step 1, 1 on to 3, 1 on to 9: 3 + 2 + 6 = 11 steps of 9
     assert "halving emotion/tiny-bert/lora: rungs 1/3/9 steps, eta 3: 3x1 + 1x2 + 1x6 steps = 1.22" in plan_text
@@ -89,6 +89,18 @@ def test_halving_continues_the_best_points_and_ends_as_the_full_grid(tmp_path, m
     assert survivor.metrics == twin.metrics
 
 
+def test_min_steps_makes_only_the_rungs_that_decide_something():
+    from harness.matrix.schema import HalvingSpec
+
+    # 7 points: 7 reach step 33, 3 reach 99, then one alone: no rung at 297
+    assert HalvingSpec(eta=3, min_steps=33).steps(300, points=7) == [33, 99, 300]
+    assert HalvingSpec(eta=3, min_steps=33).steps(300, points=9) == [33, 99, 300]
+    assert HalvingSpec(eta=3, min_steps=33).steps(300, points=10) == [33, 99, 297, 300]
+    assert HalvingSpec(eta=2, min_steps=1).steps(9, points=3) == [1, 2, 9]
+    assert HalvingSpec(eta=3, min_steps=1).steps(9, points=1) == [9]
+    assert HalvingSpec(eta=3, rungs=[1, 3]).steps(9, points=3) == [1, 3, 9]  # given rungs stay
+
+
 def test_a_sweep_without_halving_plans_as_before(tmp_path):
     path = write_matrix(tmp_path / "m.yaml", halving_dict(tmp_path, "out", None))
     matrix = load_matrix(path)
@@ -108,7 +120,7 @@ def test_the_plan_estimate_for_seven_points(tmp_path):
 
 
 def _refusal(tmp_path, change) -> str:
-    data = halving_dict(tmp_path, "out", {"eta": 3, "min_steps": 1})
+    data = halving_dict(tmp_path, "out", {"eta": 3, "rungs": [1, 3]})
     change(data)
     with pytest.raises(ConfigError) as caught:
         matrix_from_dict(copy.deepcopy(data), output_dir=tmp_path / "out")
@@ -128,7 +140,7 @@ def test_bad_halving_is_refused_in_one_line(tmp_path, monkeypatch):
     )
     assert "must be increasing" in _refusal(tmp_path, lambda d: d["select"].update(halving={"rungs": [3, 2]}))
     assert "min_steps 9 is not below train.max_steps 9" in _refusal(
-        tmp_path, lambda d: d["select"]["halving"].update(min_steps=9)
+        tmp_path, lambda d: d["select"].update(halving={"min_steps": 9})
     )
 
     def budget(d):
@@ -161,7 +173,7 @@ def _check_halved(path) -> None:
 
 
 def _local(tmp_path):
-    data = halving_dict(tmp_path, "out", {"eta": 3, "min_steps": 1})
+    data = halving_dict(tmp_path, "out", {"eta": 3, "rungs": [1, 3]})
     data["executor"] = {"cluster": "local", "array_parallelism": 2}
     return write_matrix(tmp_path / "local.yaml", data)
 
@@ -210,7 +222,7 @@ def test_a_crashed_continuation_retries_from_its_rung(tmp_path, monkeypatch):
         return train(*args, **kwargs)
 
     monkeypatch.setattr(run_module, "train", crash_once_at_rung_one)
-    path = write_matrix(tmp_path / "m.yaml", halving_dict(tmp_path, "out", {"eta": 3, "min_steps": 1}))
+    path = write_matrix(tmp_path / "m.yaml", halving_dict(tmp_path, "out", {"eta": 3, "rungs": [1, 3]}))
     assert submit(path).ok and crashes == [3]
     before = status(path)
     selection = before.matrix.selections[0]
