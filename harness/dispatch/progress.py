@@ -14,16 +14,17 @@ from typing import TextIO
 
 from harness.dispatch.cell_state import ACTIVE, CellStatus
 from harness.dispatch.status import StatusReport
-from harness.result import FINAL_STATUSES
+from harness.result import FINAL_STATUSES, PAUSED
 
 DONE: frozenset[str] = frozenset({"success"})
 NOT_COUNTED: frozenset[str] = frozenset({"excluded"})
 
 
-def summarize(counts: Mapping[CellStatus, int]) -> tuple[int, int, int, int]:
-    """(done, running, pending, failed): ``success`` is done; any other end (failed, oom,
-    timeout, cancelled, diverged, unknown, corrupt) counts as failed; queued cells are pending."""
-    done = running = pending = failed = 0
+def summarize(counts: Mapping[CellStatus, int]) -> tuple[int, int, int, int, int]:
+    """(done, running, pending, paused, failed): ``success`` is done; a halving's grid point that
+    stopped at its rung is paused (it may continue); any other end (failed, oom, timeout,
+    cancelled, diverged, unknown, corrupt) counts as failed; queued cells are pending."""
+    done = running = pending = paused = failed = 0
     for status, n in counts.items():
         if status in DONE:
             done += n
@@ -31,9 +32,11 @@ def summarize(counts: Mapping[CellStatus, int]) -> tuple[int, int, int, int]:
             running += n
         elif status in ACTIVE or status == "pending":
             pending += n
+        elif status == PAUSED:
+            paused += n
         elif status not in NOT_COUNTED:
             failed += n
-    return done, running, pending, failed
+    return done, running, pending, paused, failed
 
 
 def duration(seconds: float) -> str:
@@ -50,9 +53,10 @@ def progress_line(counts: Mapping[CellStatus, int], elapsed_s: float, durations:
 
     The time left: the mean duration of the cells that have ended, times the cells still to end,
     over the cells that run at once (``slots``); "estimating" until a cell has ended."""
-    done, running, pending, failed = summarize(counts)
-    total = done + running + pending + failed
-    line = f"cells {done}/{total} done, {running} running, {pending} pending, {failed} failed"
+    done, running, pending, paused, failed = summarize(counts)
+    total = done + running + pending + paused + failed
+    at_rungs = f", {paused} paused at a rung" if paused else ""
+    line = f"cells {done}/{total} done, {running} running, {pending} pending{at_rungs}, {failed} failed"
     remaining = running + pending
     if not remaining:
         left = "finished"
@@ -87,7 +91,7 @@ class ProgressPrinter:
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stdout
         self.live = self.stream.isatty()
-        self._last_counts: tuple[int, int, int, int] | None = None
+        self._last_counts: tuple[int, int, int, int, int] | None = None
         self._width = 0
 
     def show(self, report: StatusReport, elapsed_s: float) -> None:

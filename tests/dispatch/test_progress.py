@@ -21,6 +21,11 @@ def test_line_counts_and_estimate():
     assert line == "cells 3/11 done, 2 running, 4 pending, 2 failed | 5m12s elapsed, ~4m30s left"
 
 
+def test_a_halving_point_paused_at_its_rung_is_not_counted_failed():
+    line = progress_line({"success": 1, "paused": 2, "queued": 4}, 60, [30.0], slots=2)
+    assert line.startswith("cells 1/7 done, 0 running, 4 pending, 2 paused at a rung, 0 failed |"), line
+
+
 def test_line_says_estimating_until_a_cell_has_ended_and_finished_at_the_end():
     assert progress_line({"running": 2}, 5, [], slots=2).endswith("| 5s elapsed, estimating time left")
     assert progress_line({"success": 2}, 3700, [1.0, 2.0], slots=2).endswith("| 1h01m elapsed, finished")
