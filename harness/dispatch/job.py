@@ -92,6 +92,7 @@ class CellJob(submitit.helpers.Checkpointable):
         self.started: float | None = None
         self._local_deadline = False  # set by the local time-limit timer just before it signals
         self._stop: CellStopped | None = None  # the final stop, once decided
+        self._cancelling = False  # a stop signal is being handled (saving the checkpoint)
         self._nag: threading.Event | None = None  # set to end the re-signalling thread
 
     # ------------------------------------------------------------------ running
@@ -252,8 +253,12 @@ class CellJob(submitit.helpers.Checkpointable):
     def _cancel(self, config: CellConfig, signum: int) -> None:
         """A local job told to stop: save the live trainer and end the cell ``cancelled``, so that
         ``--retry-failed`` resumes it from that checkpoint."""
-        if self._stop is not None:  # already stopping (the controller forwards the signal too)
+        # already stopping: the controller forwards the signal too, and `matrix --wait` cancels
+        # the job (SIGTERM) while the worker may still be saving on the terminal's SIGINT; the
+        # first signal decides, or the result would name the second
+        if self._stop is not None or getattr(self, "_cancelling", False):  # getattr: jobs pickled before it
             return
+        self._cancelling = True
         step = checkpoint_trainer()
         kept = f"last checkpoint at step {step}" if step is not None else "no checkpoint taken"
         stop = CellStopped("cancelled", f"cancelled by {signal.Signals(signum).name}; {kept}")
