@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from harness.cell.resolve import load_cell_config, parse_cell_config
 from harness.compare.command import add_arguments as compare_arguments
 from harness.config import CellConfig
-from harness.dispatch.cell_state import SUCCESSFUL
+from harness.dispatch.cell_state import ended_as_planned
 from harness.dispatch.executors import executor_names
 from harness.dotted import dotted_conflict, set_dotted
 from harness.errors import ConfigError, one_line, shorten
@@ -220,7 +220,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
             return _stop_waiting(args, submitted, printer)
         printer.close()
         print(redact(commands.render_status(final)))
-        return 0 if all(state.status in SUCCESSFUL for state in final.states) else 1
+        return 0 if all(ended_as_planned(state) for state in final.states) else 1
     return 0
 
 

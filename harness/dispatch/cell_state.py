@@ -158,3 +158,9 @@ def _last_line(text: str | None) -> str | None:
         if line.strip():
             return line.strip()[:300]
     return None
+
+
+def ended_as_planned(state: CellState) -> bool:
+    """Nothing is left to do for this cell: it succeeded, is excluded, or is a halving's grid
+    point that its sweep stopped at a rung (paused, and not continued)."""
+    return state.status in SUCCESSFUL or (state.status == PAUSED and not state.cell.continues)

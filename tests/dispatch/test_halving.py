@@ -89,6 +89,19 @@ def test_halving_continues_the_best_points_and_ends_as_the_full_grid(tmp_path, m
     assert survivor.metrics == twin.metrics
 
 
+def test_matrix_wait_exits_0_when_the_pruned_points_stay_paused(tmp_path, monkeypatch, capsys):
+    from harness.cli import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    path = write_matrix(tmp_path / "m.yaml", halving_dict(tmp_path, "out", {"eta": 3, "rungs": [1, 3]}))
+    assert main(["matrix", str(path), "--wait"]) == 0, capsys.readouterr().out
+    assert sorted(s.status for s in status(path).states if s.cell.stage == SELECT_STAGE) == [
+        "paused",
+        "paused",
+        "success",
+    ]
+
+
 def test_min_steps_makes_only_the_rungs_that_decide_something():
     from harness.matrix.schema import HalvingSpec
 
