@@ -238,6 +238,45 @@ def test_sweep_stage_two_is_submitted_by_a_dependency_job(slurm_env, partition, 
     assert len({s.job.array_job_id for s in finals}) == 1 and finals[0].job.array_job_id != record["after"][0]
 
 
+def test_halving_rungs_are_submitted_by_dependency_jobs(slurm_env, partition, tmp_path):
+    """A halving sweep on SLURM: rung 0 as one array, then a follow-up job held on it submits the
+    survivor's rung (from its checkpoint), and the next one stage 2; nothing by hand."""
+    from harness.names import FINAL_STAGE, SELECT_STAGE
+
+    data = _slurm(
+        smoke_dict(
+            tmp_path / "out", name="halving-slurm", models=["tiny-bert"], methods=["lora"], seeds=[0, 1], exclude=[]
+        ),
+        partition,
+    )
+    data["defaults"]["train"]["max_steps"] = 3
+    data["sweep"] = [{"values": {"train.learning_rate": [1.0e-4, 3.0e-3, 3.0e-2]}}]
+    data["select"] = {"metric": "f1_macro", "split": "validation", "halving": {"eta": 3, "rungs": [1]}}
+    path = write_matrix(tmp_path / "halving.yaml", data)
+    report = submit(path)
+    assert report.ok and len(report.submitted) == 3  # rung 0; the follow-up jobs do the rest
+    deadline = time.monotonic() + 540
+    while True:
+        final = status(path)
+        selection = final.matrix.selections[0]
+        ended = all(s.status not in ("pending", "queued", "running") for s in final.states)
+        if selection.state == "selected" and ended and len(final.states) == 5:
+            break
+        assert time.monotonic() < deadline, render_status(final)
+        time.sleep(3)
+    points = [s for s in final.states if s.cell.stage == SELECT_STAGE]
+    assert sorted(s.status for s in points) == ["paused", "paused", "success"], render_status(final)
+    (survivor,) = [s for s in points if s.status == "success"]
+    result = load_result(survivor.cell.folder)
+    assert [r.step for r in result.rungs] == [1] and result.efficiency.resumed_from_step == 1
+    assert result.efficiency.train_steps == 3
+    finals = [s for s in final.states if s.cell.stage == FINAL_STAGE]
+    assert [s.status for s in finals] == ["success", "success"]
+    # rung 0, the survivor's rung and stage 2: three arrays, each submitted by the one before
+    arrays = {s.job.array_job_id for s in points} | {survivor.job.array_job_id} | {s.job.array_job_id for s in finals}
+    assert len(arrays) >= 3
+
+
 def test_ddp_cell_on_two_tasks_trains_as_one_process_and_resumes_on_both_ranks(slurm_env, partition, tmp_path):
     """Two tasks (srun, gloo on CPU) with the one-process cell's global batch: the same losses; then
     a preempted two-task cell resumes from rank 0's checkpoint on both ranks and finishes."""
