@@ -70,7 +70,7 @@ def method_figures(all_rows: list[CellRow], method: str, metric: str) -> dict[st
     mine = [r for r in all_rows if r.method == method]
     grid = sorted((r for r in mine if r.stage == SELECT_STAGE), key=lambda r: r.point.get(LR, 0.0))
     seeds = sorted((r for r in mine if r.stage == FINAL_STAGE), key=lambda r: r.seed)
-    selected = {r.learning_rate for r in seeds}
+    selected = {r.point.get(LR, r.learning_rate) for r in seeds} - {None}
     # a seed that trained: the price of one run of an untuned study (the reused first seed only scored)
     trained = [r.device_s for r in seeds if r.reused_device_s is None and r.device_s is not None]
     grid_s = sum(r.device_s or 0.0 for r in grid)
