@@ -71,12 +71,15 @@ def _choice(rows: list[CellRow], metric: str, mode: str) -> Choice | None:
     steps = _rung_steps(rows)
     if not steps:
         return choose([_outcome(r, metric) for r in rows], mode)
+    # the last rung recorded has been decided once a point trained on past it: the others paused
+    # there were pruned (7 points, eta 3: 2 of the 3 at the second rung), not waiting
+    decided = any(r.status != PAUSED and len(r.rungs) == len(steps) for r in rows)
     outcomes = []
     for row in rows:
         if row.status == PAUSED:
-            if len(row.rungs) == len(steps):
+            if len(row.rungs) == len(steps) and not decided:
                 outcomes.append(Outcome(row.point, "waiting", None, row.cell_id))
-            continue  # pruned at an earlier rung
+            continue  # pruned at this rung or an earlier one
         outcomes.append(_outcome(row, metric))
     choice = choose(outcomes, mode)
     if choice is not None and choice.point is not None:

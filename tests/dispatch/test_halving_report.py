@@ -13,7 +13,7 @@ from harness.report import build_report
 
 def test_the_report_shows_how_each_point_of_a_halving_fared(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    halved = write_matrix(tmp_path / "halved.yaml", halving_dict(tmp_path, "halved", {"eta": 3, "min_steps": 1}))
+    halved = write_matrix(tmp_path / "halved.yaml", halving_dict(tmp_path, "halved", {"eta": 3, "rungs": [1, 3]}))
     assert submit(halved).ok
     build_report(halved)
     folder = tmp_path / "halved" / "report"
@@ -36,6 +36,36 @@ def test_the_report_shows_how_each_point_of_a_halving_fared(tmp_path, monkeypatc
     assert "Rung 0" in markdown and "Stopped at" in markdown
     plots = list((folder / "plots").glob("sensitivity_*.png"))
     assert len(plots) == 1 and plots[0].stat().st_size > 0
+
+
+def test_points_pruned_at_the_last_rung_do_not_hold_the_selection_open():
+    """7 points, eta 3: 3 reach the second rung, 2 of them are pruned there and stay paused; the
+    selection is the survivor's (it read "stage 1 running" with no selected value)."""
+    from harness.report.load import CellRow
+    from harness.report.sweeps import selection_table
+
+    def point(rate: float, status: str, rungs: list[float], final: float | None = None) -> CellRow:
+        return CellRow(
+            cell_id=f"c{rate}",
+            task="emotion",
+            model="m",
+            method="lora",
+            seed=0,
+            status=status,
+            stage="select",
+            point={"train.learning_rate": rate},
+            select="f1_macro/validation/max",
+            metrics={"f1_macro": final} if final is not None else {},
+            rungs=[(step, {"f1_macro": value}) for step, value in zip((33, 99), rungs)],
+            max_steps=300,
+        )
+
+    rows = [point(r, "paused", [0.1]) for r in (1e-4, 2e-4, 3e-4, 4e-4)]
+    rows += [point(5e-4, "paused", [0.3, 0.5]), point(6e-4, "success", [0.4, 0.6], final=0.8)]
+    rows += [point(7e-4, "paused", [0.35, 0.4])]
+    (row,) = selection_table(rows).data.to_dict("records")
+    assert row["selected"] == "train.learning_rate=0.0006" and row["selected_f1_macro"] == 0.8
+    assert row["status"] == "ok"
 
 
 def test_a_sweep_without_halving_has_no_rung_columns(tmp_path, monkeypatch):
