@@ -34,9 +34,9 @@ sys.path.insert(0, str(REPO))
 
 from harness.matrix import load_matrix  # noqa: E402
 from harness.names import FINAL_STAGE, SELECT_STAGE  # noqa: E402
-from harness.report.load import CellRow, row_from_result  # noqa: E402
+from harness.report.load import MISSING, CellRow, rows_from_matrix  # noqa: E402
 from harness.report.stats import Summary, summarize  # noqa: E402
-from harness.result import CorruptState, load_result  # noqa: E402
+from harness.result import CORRUPT  # noqa: E402
 
 HALVING = REPO / "jobs" / "minilm-halving.yaml"
 FULL_GRID = REPO / "jobs" / "minilm-halving-full-grid.yaml"
@@ -51,15 +51,7 @@ def run(path: Path) -> int:
 
 def rows(path: Path) -> list[CellRow]:
     """Every cell of the matrix that has a result (grid points with their rungs, stage-2 seeds)."""
-    matrix = load_matrix(path)
-    cells = {c.cell_id: c for c in [*matrix.cells, *(p for s in matrix.selections for p in s.points)]}
-    out = []
-    for cell in cells.values():
-        try:
-            out.append(row_from_result(load_result(cell.folder), cell.folder))
-        except (FileNotFoundError, CorruptState):
-            continue
-    return out
+    return [r for r in rows_from_matrix(load_matrix(path)) if r.status not in (MISSING, CORRUPT)]
 
 
 def _summary(s: Summary) -> dict[str, Any]:
